@@ -1,0 +1,153 @@
+import { ConfigError } from './errors';
+import { assertKeyPrefix, DEFAULT_KEY_PREFIX, isPlausibleKey } from './keys';
+import type { KeyStore } from './store/types';
+import type { RateLimiterAdapter } from './ratelimit/types';
+import { DEFAULT_STORE_PATH } from './store/json-file';
+
+/** Options of {@link daymindAuth}. Every option wins over its environment variable. */
+export interface DaymindOptions {
+  /**
+   * Where keys live. Default: a {@link JsonFileKeyStore} on `storePath`, or a
+   * {@link MemoryKeyStore} holding `keys` when those are given.
+   */
+  store?: KeyStore;
+  /** The JSON key-store file. Env `API_KEY_STORE_PATH`; default `data/api_keys.json`. */
+  storePath?: string;
+  /**
+   * Keys accepted without a store file (counters are then kept in memory only). Env `API_KEYS`,
+   * comma-separated. Cannot be combined with `storePath`.
+   */
+  keys?: string[];
+  /** Default per-key limit, requests per minute. Env `API_RATE_LIMIT_PER_MINUTE`; default 120. */
+  rateLimitPerMinute?: number;
+  /**
+   * Per-IP limit, requests per minute, counted before authentication (so failed guesses count).
+   * `false` turns it off. Env `IP_RATE_LIMIT_PER_MINUTE`; default 240.
+   */
+  ipRateLimitPerMinute?: number | false;
+  /** Prefix of generated keys. Default `dm_`. */
+  keyPrefix?: string;
+  /** Name of a query parameter that may carry the key (e.g. `api_key`). Default: off. */
+  queryParam?: string | false;
+  /** How often usage counters are written to the store, in ms. Default 1000. */
+  flushIntervalMs?: number;
+  /** How often the JSON store checks its file for changes made by others, in ms. Default 500. */
+  reloadIntervalMs?: number;
+  /** The rate-limiter backend. Default: rate-limiter-flexible's memory limiter. */
+  rateLimiter?: RateLimiterAdapter;
+  /** Called with errors met in the background (store, flush). Default: one line on stderr. */
+  onError?: (err: Error) => void;
+  /** Environment to read instead of `process.env` (tests, embedding). */
+  env?: Record<string, string | undefined>;
+}
+
+export interface ResolvedConfig {
+  store: KeyStore | undefined;
+  storePath: string;
+  keys: string[] | undefined;
+  rateLimitPerMinute: number;
+  ipRateLimitPerMinute: number | false;
+  keyPrefix: string;
+  queryParam: string | false;
+  flushIntervalMs: number;
+  reloadIntervalMs: number;
+  rateLimiter: RateLimiterAdapter | undefined;
+  onError: (err: Error) => void;
+}
+
+export const DEFAULTS = {
+  storePath: DEFAULT_STORE_PATH,
+  rateLimitPerMinute: 120,
+  ipRateLimitPerMinute: 240,
+  flushIntervalMs: 1000,
+  reloadIntervalMs: 500,
+} as const;
+
+const MAX_LIMIT = 1_000_000_000;
+
+function positiveInteger(name: string, value: unknown, max = MAX_LIMIT): number {
+  const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0 || n > max) {
+    throw new ConfigError(name, `must be a whole number from 1 to ${max}, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+function fromEnvOrOption<T>(
+  option: T | undefined,
+  optionName: string,
+  env: Record<string, string | undefined>,
+  envName: string,
+  parse: (name: string, value: unknown) => T,
+  fallback: T,
+): T {
+  if (option !== undefined) return parse(optionName, option);
+  const raw = env[envName];
+  if (raw === undefined || raw === '') return fallback;
+  return parse(envName, raw);
+}
+
+function parseKeys(name: string, value: unknown): string[] {
+  const list = typeof value === 'string' ? value.split(',').map((k) => k.trim()).filter((k) => k !== '') : value;
+  if (!Array.isArray(list) || list.length === 0) throw new ConfigError(name, 'must list at least one key');
+  list.forEach((key, i) => {
+    if (typeof key !== 'string' || !isPlausibleKey(key) || key.length < 16) {
+      throw new ConfigError(name, `entry ${i + 1} is not a usable key (16 to 256 printable characters, no spaces)`);
+    }
+  });
+  return list as string[];
+}
+
+/** Reads options and environment into a validated config; throws a {@link ConfigError} naming the culprit. */
+export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
+  const env = options.env ?? process.env;
+
+  if (env.REDIS_URL) {
+    throw new ConfigError('REDIS_URL', 'is set, but this version of daymind-auth has no Redis support yet; unset it to use the built-in store and limiters');
+  }
+  const billingMode = env.BILLING_MODE;
+  if (billingMode !== undefined && billingMode !== '' && billingMode !== 'local') {
+    throw new ConfigError('BILLING_MODE', `must be "local" (Stripe billing is not available in this version), got ${JSON.stringify(billingMode)}`);
+  }
+
+  const keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
+  try {
+    assertKeyPrefix(keyPrefix);
+  } catch (err) {
+    throw new ConfigError('keyPrefix', (err as Error).message);
+  }
+
+  const keys = fromEnvOrOption<string[] | undefined>(options.keys, 'keys', env, 'API_KEYS', parseKeys, undefined);
+  const explicitPath = options.storePath ?? (env.API_KEY_STORE_PATH || undefined);
+  if (explicitPath !== undefined && (typeof explicitPath !== 'string' || explicitPath.trim() === '')) {
+    throw new ConfigError(options.storePath !== undefined ? 'storePath' : 'API_KEY_STORE_PATH', 'must be a file path');
+  }
+  if (keys && explicitPath !== undefined && !options.store) {
+    throw new ConfigError('API_KEYS', 'cannot be combined with API_KEY_STORE_PATH: use the store file, or keys held in memory, not both');
+  }
+
+  const queryParam = options.queryParam ?? false;
+  if (queryParam !== false && (typeof queryParam !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(queryParam))) {
+    throw new ConfigError('queryParam', 'must be false or a query parameter name such as "api_key"');
+  }
+
+  const ipOption = options.ipRateLimitPerMinute;
+  const ipRateLimitPerMinute =
+    ipOption === false
+      ? false
+      : fromEnvOrOption(ipOption, 'ipRateLimitPerMinute', env, 'IP_RATE_LIMIT_PER_MINUTE', positiveInteger, DEFAULTS.ipRateLimitPerMinute);
+
+  return {
+    store: options.store,
+    storePath: explicitPath ?? DEFAULTS.storePath,
+    keys,
+    rateLimitPerMinute: fromEnvOrOption(options.rateLimitPerMinute, 'rateLimitPerMinute', env, 'API_RATE_LIMIT_PER_MINUTE', positiveInteger, DEFAULTS.rateLimitPerMinute),
+    ipRateLimitPerMinute,
+    keyPrefix,
+    queryParam,
+    flushIntervalMs: options.flushIntervalMs === undefined ? DEFAULTS.flushIntervalMs : positiveInteger('flushIntervalMs', options.flushIntervalMs, 3_600_000),
+    reloadIntervalMs: options.reloadIntervalMs === undefined ? DEFAULTS.reloadIntervalMs : positiveInteger('reloadIntervalMs', options.reloadIntervalMs, 60_000),
+    rateLimiter: options.rateLimiter,
+    onError: options.onError ?? ((err) => console.error(`[daymind-auth] ${err.message}`)),
+  };
+}

@@ -1,0 +1,54 @@
+/**
+ * Stable error codes. Code that handles daymind-auth errors should switch on `code`, never on the
+ * message, which may be reworded.
+ */
+export type DaymindErrorCode =
+  | 'ERR_DAYMIND_CONFIG'
+  | 'ERR_DAYMIND_STORE_CORRUPT'
+  | 'ERR_DAYMIND_STORE_UNREADABLE'
+  | 'ERR_DAYMIND_STORE_WRITE'
+  | 'ERR_DAYMIND_STORE_LOCK'
+  | 'ERR_DAYMIND_USAGE_FLUSH'
+  | 'ERR_DAYMIND_KEY_NOT_FOUND'
+  | 'ERR_DAYMIND_INVALID_INPUT'
+  | 'ERR_DAYMIND_UNAVAILABLE'
+  | 'ERR_DAYMIND_MISSING_PEER';
+
+export class DaymindError extends Error {
+  readonly code: DaymindErrorCode;
+
+  constructor(code: DaymindErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'DaymindError';
+    this.code = code;
+  }
+}
+
+/** A configuration value (option or environment variable) is wrong. Thrown at construction. */
+export class ConfigError extends DaymindError {
+  /** The environment variable or option at fault. */
+  readonly variable: string;
+
+  constructor(variable: string, message: string) {
+    super('ERR_DAYMIND_CONFIG', `${variable}: ${message}`);
+    this.name = 'ConfigError';
+    this.variable = variable;
+  }
+}
+
+/** A key-store file could not be read, parsed, locked or written. Names the file. */
+export class StoreError extends DaymindError {
+  readonly path: string;
+
+  constructor(code: DaymindErrorCode, path: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = 'StoreError';
+    this.path = path;
+  }
+}
+
+/** Short description of any thrown value, for messages. */
+export function describeError(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

@@ -1,0 +1,23 @@
+import type { Request } from 'express';
+
+const BEARER = /^Bearer[ \t]+(\S+)[ \t]*$/i;
+
+/**
+ * The key a request carries: `Authorization: Bearer <key>`, else `X-API-Key`, else (only when
+ * enabled) a query parameter. A non-Bearer Authorization header is ignored, not an error, so
+ * that Basic auth in front of the API keeps working alongside X-API-Key.
+ */
+export function extractKey(req: Request, queryParam: string | false): string | undefined {
+  const authorization = req.headers.authorization;
+  if (authorization) {
+    const match = BEARER.exec(authorization);
+    if (match) return match[1];
+  }
+  const header = req.headers['x-api-key'];
+  if (typeof header === 'string' && header !== '') return header.trim();
+  if (queryParam) {
+    const value = (req.query as Record<string, unknown> | undefined)?.[queryParam];
+    if (typeof value === 'string' && value !== '') return value;
+  }
+  return undefined;
+}

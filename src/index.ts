@@ -1,0 +1,14 @@
+export { daymindAuth, type DaymindAuth } from './middleware';
+export { resolveConfig, DEFAULTS, type DaymindOptions, type ResolvedConfig } from './config';
+export { DaymindError, ConfigError, StoreError, type DaymindErrorCode } from './errors';
+export { generateKey, hashKey, hasValidChecksum, displayPrefix, DEFAULT_KEY_PREFIX } from './keys';
+export type { VerifyCode, VerifyResult, VerifyOptions } from './verify';
+export type { KeyStore, KeyRecord, UsageDelta, NewKeyInput, CreatedKey } from './store/types';
+export { JsonFileKeyStore, DEFAULT_STORE_PATH, type JsonFileKeyStoreOptions } from './store/json-file';
+export { MemoryKeyStore, type MemoryKeyStoreOptions } from './store/memory';
+export type { RateLimiterAdapter, RateLimitWindow, RateLimitResult } from './ratelimit/types';
+export { MemoryRateLimiter } from './ratelimit/memory';
+export { rateLimitHeader, rateLimitPolicyHeader } from './ratelimit/headers';
+export type { LiveUsage } from './usage/recorder';
+export type { HttpErrorCode } from './responses';
+export type { DaymindRequestInfo } from './request-info';

@@ -1,0 +1,159 @@
+import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
+import { resolveConfig, type DaymindOptions, type ResolvedConfig } from './config';
+import { describeError } from './errors';
+import { extractKey } from './extract';
+import { setRateLimitHeaders } from './ratelimit/headers';
+import { ipLimitKey } from './ratelimit/ip';
+import { MemoryRateLimiter } from './ratelimit/memory';
+import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
+import { sendRateLimited, sendUnauthorized, sendUnavailable } from './responses';
+import { JsonFileKeyStore } from './store/json-file';
+import { MemoryKeyStore } from './store/memory';
+import type { KeyRecord, KeyStore } from './store/types';
+import { UsageRecorder, type LiveUsage } from './usage/recorder';
+import { createUsageRouter } from './usage/router';
+import { Verifier, type VerifyOptions, type VerifyResult } from './verify';
+import './request-info';
+
+/** The middleware returned by {@link daymindAuth}, with the parts it composes. */
+export interface DaymindAuth extends RequestHandler {
+  readonly config: Readonly<ResolvedConfig>;
+  readonly store: KeyStore;
+  readonly limiter: RateLimiterAdapter;
+  /** Resolves when the store is ready; requests that arrive earlier wait for it. */
+  readonly ready: Promise<void>;
+  /** A router serving `GET /usage` for the calling key (mount it under `/v1`). */
+  usageRouter(): Router;
+  /** The core check without HTTP: key, status, the key's limits, usage counting. */
+  verify(key: string | undefined, options?: VerifyOptions): Promise<VerifyResult>;
+  /** A key's counters as they stand now, unflushed usage included. */
+  usage(record: KeyRecord, nowMs?: number): LiveUsage;
+  /** Writes pending usage to the store now. */
+  flush(): Promise<void>;
+  /** Stops background work and writes pending usage. Call it on shutdown. */
+  close(): Promise<void>;
+}
+
+function createStore(config: ResolvedConfig): KeyStore {
+  if (config.store) return config.store;
+  if (config.keys) return new MemoryKeyStore({ keys: config.keys, keyPrefix: config.keyPrefix });
+  return new JsonFileKeyStore({
+    path: config.storePath,
+    reloadIntervalMs: config.reloadIntervalMs,
+    keyPrefix: config.keyPrefix,
+    onError: config.onError,
+  });
+}
+
+/**
+ * API-key authentication, per-IP and per-key rate limits and usage counting as one Express
+ * middleware. Configured from `options`, else the environment; a bad value throws here, naming
+ * the option or variable, and never at request time.
+ */
+export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
+  const config = resolveConfig(options);
+  const store = createStore(config);
+  const ownsStore = !config.store;
+  const limiter: RateLimiterAdapter = config.rateLimiter ?? new MemoryRateLimiter();
+  const recorder = new UsageRecorder(store, config.flushIntervalMs, config.onError);
+  const verifier = new Verifier({
+    store,
+    limiter,
+    recorder,
+    keyPrefix: config.keyPrefix,
+    defaultRateLimitPerMinute: config.rateLimitPerMinute,
+    onError: config.onError,
+  });
+  const ipWindow: RateLimitWindow | undefined =
+    config.ipRateLimitPerMinute === false ? undefined : { name: 'ip', limit: config.ipRateLimitPerMinute, windowSeconds: 60 };
+
+  let isReady = false;
+  const ready = Promise.resolve(store.init?.()).then(() => {
+    isReady = true;
+    recorder.start();
+  });
+  ready.catch((err) => config.onError(new Error(`key store failed to start: ${describeError(err)}`, { cause: err })));
+
+  /** Resolves true when the request may go on; answers it otherwise. */
+  async function authenticate(req: Request, res: Response): Promise<boolean> {
+    if (!isReady) await ready;
+    const limits: RateLimitResult[] = [];
+    if (ipWindow) {
+      const ipResult = await limiter.consume(ipWindow, ipLimitKey(req.ip), 1);
+      limits.push(ipResult);
+      if (!ipResult.allowed) {
+        setRateLimitHeaders(res, limits);
+        sendRateLimited(res, ipResult);
+        return false;
+      }
+    }
+    const result = await verifier.verify(extractKey(req, config.queryParam));
+    limits.push(...result.limits);
+    setRateLimitHeaders(res, limits);
+    switch (result.code) {
+      case 'VALID': {
+        const record = result.record!;
+        req.daymind = {
+          keyPrefix: record.key_prefix,
+          keyHash: record.key_hash,
+          owner: record.owner,
+          meta: record.meta ?? {},
+          limits: result.limits,
+          cost: result.cost,
+          record,
+        };
+        return true;
+      }
+      case 'RATE_LIMITED':
+        sendRateLimited(res, result.refusedBy!);
+        return false;
+      case 'UNAVAILABLE':
+        sendUnavailable(res);
+        return false;
+      default:
+        sendUnauthorized(res, result.code);
+        return false;
+    }
+  }
+
+  const middleware = ((req: Request, res: Response, next: NextFunction): void => {
+    authenticate(req, res)
+      .then(
+        (proceed) => {
+          if (proceed) next();
+        },
+        (err: unknown) => {
+          config.onError(new Error(`request refused with 503: ${describeError(err)}`, { cause: err }));
+          if (!res.headersSent) sendUnavailable(res);
+        },
+      )
+      .catch(next);
+  }) as DaymindAuth;
+
+  const ensureAuthenticated: RequestHandler = (req, res, next) => {
+    if (req.daymind) next();
+    else middleware(req, res, next);
+  };
+
+  let closing: Promise<void> | undefined;
+  Object.assign(middleware, {
+    config,
+    store,
+    limiter,
+    ready,
+    usageRouter: () => createUsageRouter({ store, recorder, ensureAuthenticated }),
+    verify: (key: string | undefined, opts?: VerifyOptions) => verifier.verify(key, opts),
+    usage: (record: KeyRecord, nowMs = Date.now()) => recorder.live(record, nowMs),
+    flush: () => recorder.flush(),
+    close: () =>
+      (closing ??= (async () => {
+        try {
+          await recorder.close();
+        } finally {
+          if (ownsStore) await store.close();
+          await limiter.close?.();
+        }
+      })()),
+  });
+  return middleware;
+}

@@ -1,0 +1,31 @@
+import { isIPv4, isIPv6 } from 'node:net';
+
+/**
+ * The subject of the per-IP limit: the IPv4 address, or the /64 network of an IPv6 address (one
+ * host usually owns a whole /64, so per-address limits would be trivial to evade). IPv4-mapped
+ * IPv6 addresses count as their IPv4 address.
+ */
+export function ipLimitKey(ip: string | undefined): string {
+  if (!ip) return 'unknown';
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped) return mapped[1]!;
+  if (isIPv4(ip)) return ip;
+  const zoneless = ip.split('%')[0]!;
+  if (!isIPv6(zoneless)) return ip;
+  return expandIPv6(zoneless).slice(0, 4).join(':') + '::/64';
+}
+
+/** The eight 16-bit groups of an IPv6 address, without leading zeros. */
+function expandIPv6(ip: string): string[] {
+  let text = ip;
+  const tail = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (tail) {
+    const [a, b, c, d] = tail.slice(1).map(Number) as [number, number, number, number];
+    text = text.slice(0, tail.index) + ((a << 8) | b).toString(16) + ':' + ((c << 8) | d).toString(16);
+  }
+  const [head, rest] = text.split('::') as [string, string | undefined];
+  const left = head ? head.split(':') : [];
+  const right = rest ? rest.split(':') : [];
+  const fill = rest === undefined ? [] : new Array<string>(8 - left.length - right.length).fill('0');
+  return [...left, ...fill, ...right].map((g) => parseInt(g, 16).toString(16));
+}

@@ -1,0 +1,31 @@
+/** One named limit: at most `limit` units per `windowSeconds`. */
+export interface RateLimitWindow {
+  /** Policy name announced in the RateLimit headers (`"key"`, `"ip"`, later `"day"`, ...). */
+  name: string;
+  limit: number;
+  windowSeconds: number;
+}
+
+/** The state of one window after a consume, the same shape whatever the backend. */
+export interface RateLimitResult {
+  policy: string;
+  allowed: boolean;
+  limit: number;
+  /** Units left in the current window (0 when refused). */
+  remaining: number;
+  /** Milliseconds until the window resets. */
+  resetMs: number;
+  windowSeconds: number;
+}
+
+/**
+ * The rate-limiter contract. One adapter serves any number of named windows; `id` is the subject
+ * (a key hash, an IP group). Implement it to put limits in another backend.
+ */
+export interface RateLimiterAdapter {
+  /** Spends `cost` units of `window` for `id`. Rejects only when the backend fails. */
+  consume(window: RateLimitWindow, id: string, cost: number): Promise<RateLimitResult>;
+  /** The current state without spending anything. */
+  peek(window: RateLimitWindow, id: string): Promise<RateLimitResult>;
+  close?(): Promise<void>;
+}

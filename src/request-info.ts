@@ -1,0 +1,28 @@
+import type { RateLimitResult } from './ratelimit/types';
+import type { KeyRecord } from './store/types';
+
+/** What the middleware tells the handler about an authenticated request, as `req.daymind`. */
+export interface DaymindRequestInfo {
+  /** Display prefix of the key, e.g. `dm_8fJq2L` (never the full key). */
+  keyPrefix: string;
+  /** SHA-256 of the key, hex: a stable id to attach to your own records. */
+  keyHash: string;
+  owner: string;
+  meta: Record<string, unknown>;
+  /** The key's rate-limit windows after this request (the `"key"` policy, later more). */
+  limits: RateLimitResult[];
+  /** Units this request cost. */
+  cost: number;
+  /** The stored record as it was before this request's usage was counted. */
+  record: KeyRecord;
+}
+
+declare global {
+  // eslint-disable-next-line @typescript-eslint/no-namespace
+  namespace Express {
+    interface Request {
+      /** Set by daymindAuth() on requests it let through. */
+      daymind?: DaymindRequestInfo;
+    }
+  }
+}

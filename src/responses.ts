@@ -1,0 +1,67 @@
+import type { Response } from 'express';
+import { retryAfterSeconds } from './ratelimit/headers';
+import type { RateLimitResult } from './ratelimit/types';
+import type { VerifyCode } from './verify';
+
+/** The `error.code` values of HTTP answers. */
+export type HttpErrorCode =
+  | 'missing_api_key'
+  | 'malformed_api_key'
+  | 'invalid_api_key'
+  | 'revoked_api_key'
+  | 'expired_api_key'
+  | 'rate_limited'
+  | 'service_unavailable';
+
+const UNAUTHORIZED: Partial<Record<VerifyCode, { code: HttpErrorCode; message: string }>> = {
+  MISSING: {
+    code: 'missing_api_key',
+    message: 'An API key is required: send it as "Authorization: Bearer <key>" or in the X-API-Key header.',
+  },
+  MALFORMED: { code: 'malformed_api_key', message: 'The API key is malformed: check that it was copied whole.' },
+  NOT_FOUND: { code: 'invalid_api_key', message: 'The API key is not valid.' },
+  REVOKED: { code: 'revoked_api_key', message: 'The API key has been revoked.' },
+  EXPIRED: { code: 'expired_api_key', message: 'The API key has expired.' },
+};
+
+function sendJsonError(res: Response, status: number, code: HttpErrorCode, message: string, extra?: Record<string, unknown>): void {
+  res.status(status);
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.end(JSON.stringify({ error: { code, message, ...extra } }));
+}
+
+/** 401 with `WWW-Authenticate: Bearer` (RFC 6750): no error attribute when no key was sent. */
+export function sendUnauthorized(res: Response, verifyCode: VerifyCode): void {
+  const answer = UNAUTHORIZED[verifyCode] ?? UNAUTHORIZED.NOT_FOUND!;
+  res.setHeader(
+    'WWW-Authenticate',
+    verifyCode === 'MISSING' ? 'Bearer' : `Bearer error="invalid_token", error_description="${answer.message.replace(/"/g, "'")}"`,
+  );
+  sendJsonError(res, 401, answer.code, answer.message);
+}
+
+export function sendRateLimited(res: Response, refusedBy: RateLimitResult): void {
+  const retryAfter = retryAfterSeconds(refusedBy);
+  res.setHeader('Retry-After', String(retryAfter));
+  const subject = refusedBy.policy === 'ip' ? 'this client address' : 'this API key';
+  sendJsonError(
+    res,
+    429,
+    'rate_limited',
+    `Rate limit of ${refusedBy.limit} requests per ${refusedBy.windowSeconds} s exceeded for ${subject}; retry in ${retryAfter} s.`,
+    { policy: refusedBy.policy },
+  );
+}
+
+export function sendUnavailable(res: Response): void {
+  res.setHeader('Retry-After', '1');
+  sendJsonError(res, 503, 'service_unavailable', 'API key verification is temporarily unavailable; retry shortly.');
+}
+
+export function sendBadRequest(res: Response, message: string): void {
+  res.status(400);
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.end(JSON.stringify({ error: { code: 'bad_request', message } }));
+}

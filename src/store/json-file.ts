@@ -1,0 +1,246 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { StoreError, describeError, type DaymindErrorCode } from '../errors';
+import { DEFAULT_KEY_PREFIX, hasValidChecksum } from '../keys';
+import { acquireLock, createIfMissingSync, readWithSignature, readWithSignatureSync, statSignature, writeAtomic } from './file-io';
+import { addUsage, createdKey, markRevoked, newRawRecord, parseRecords, rawHash, toKeyRecord, type RawRecord } from './record';
+import type { CreatedKey, KeyRecord, KeyStore, NewKeyInput, UsageDelta } from './types';
+
+export const DEFAULT_STORE_PATH = 'data/api_keys.json';
+
+export interface JsonFileKeyStoreOptions {
+  /** The store file. Default `data/api_keys.json` (relative to the working directory). */
+  path?: string;
+  /** How often the file is checked for changes made by others, in ms. Default 500. */
+  reloadIntervalMs?: number;
+  /** Prefix of generated keys. Default `dm_`. */
+  keyPrefix?: string;
+  /** Called with problems met in the background (unreadable or corrupt file, failed lock). */
+  onError?: (err: StoreError) => void;
+}
+
+/**
+ * Keys in one JSON file (an array of records, the existing deployments' format), held in memory
+ * and indexed by key hash. The request path only reads memory.
+ *
+ * Every write (usage, create, revoke) takes the proper-lockfile lock, re-reads the file, applies
+ * its change to what it read (so other writers' counts, keys and revocations are kept) and
+ * replaces the file atomically. A file that cannot be parsed is reported and never written.
+ */
+export class JsonFileKeyStore implements KeyStore {
+  readonly path: string;
+  private readonly reloadIntervalMs: number;
+  private readonly keyPrefix: string;
+  private readonly onError: (err: StoreError) => void;
+  private readonly hashCache = new Map<string, string>();
+  private index = new Map<string, KeyRecord>();
+  private unchecksummed = 0;
+  private signature = '';
+  /** Bumped by every write of ours, so that a slower concurrent reload never installs older state. */
+  private generation = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private refreshing: Promise<void> | undefined;
+  private queuedRefresh: Promise<void> | undefined;
+  private writeChain: Promise<unknown> = Promise.resolve();
+  private lastProblem: string | undefined;
+
+  /** Loads the file synchronously; throws a {@link StoreError} naming it when it is unusable. */
+  constructor(options: JsonFileKeyStoreOptions = {}) {
+    this.path = resolve(options.path ?? DEFAULT_STORE_PATH);
+    this.reloadIntervalMs = options.reloadIntervalMs ?? 500;
+    this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
+    this.onError = options.onError ?? ((err) => console.error(`[daymind-auth] ${err.message}`));
+    try {
+      mkdirSync(dirname(this.path), { recursive: true });
+      createIfMissingSync(this.path, '[]\n');
+    } catch (err) {
+      throw this.error('ERR_DAYMIND_STORE_WRITE', `cannot create the key store ${this.path}: ${describeError(err)}`, err);
+    }
+    let snapshot;
+    try {
+      snapshot = readWithSignatureSync(this.path);
+    } catch (err) {
+      throw this.error('ERR_DAYMIND_STORE_UNREADABLE', `cannot read the key store ${this.path}: ${describeError(err)}`, err);
+    }
+    this.install(this.parse(snapshot.text), snapshot.signature);
+  }
+
+  async init(): Promise<void> {
+    if (this.timer || this.reloadIntervalMs <= 0) return;
+    this.timer = setInterval(() => void this.refresh(), this.reloadIntervalMs);
+    this.timer.unref();
+  }
+
+  get(keyHash: string): KeyRecord | undefined {
+    return this.index.get(keyHash);
+  }
+
+  hasUnchecksummedKeys(): boolean {
+    return this.unchecksummed > 0;
+  }
+
+  /** Number of records loaded. */
+  get size(): number {
+    return this.index.size;
+  }
+
+  /**
+   * Re-reads the file if it changed. At most one re-read runs at a time and at most one more waits
+   * behind it, so a burst of unknown keys costs one `stat`, not one read each.
+   */
+  refresh(): Promise<void> {
+    if (this.queuedRefresh) return this.queuedRefresh;
+    if (this.refreshing) {
+      this.queuedRefresh = this.refreshing.then(() => {
+        this.queuedRefresh = undefined;
+        return this.refresh();
+      });
+      return this.queuedRefresh;
+    }
+    this.refreshing = this.reloadIfChanged().finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+
+  async create(input: NewKeyInput): Promise<CreatedKey> {
+    return this.mutate((raws) => {
+      const { key, raw } = newRawRecord(input, this.keyPrefix);
+      raws.push(raw);
+      return createdKey(key, raw, this.keyPrefix);
+    });
+  }
+
+  async revoke(keyHash: string): Promise<KeyRecord | undefined> {
+    return this.mutate((raws) => {
+      const raw = raws.find((r) => rawHash(r, this.hashCache) === keyHash);
+      if (!raw) return undefined;
+      markRevoked(raw);
+      return toKeyRecord(raw, keyHash, this.keyPrefix);
+    });
+  }
+
+  async list(): Promise<KeyRecord[]> {
+    await this.refresh();
+    return [...this.index.values()].map((r) => ({ ...r }));
+  }
+
+  async applyUsage(deltas: UsageDelta[]): Promise<void> {
+    if (deltas.length === 0) return;
+    const dropped = await this.mutate((raws) => {
+      const byHash = new Map<string, RawRecord>();
+      for (const raw of raws) byHash.set(rawHash(raw, this.hashCache), raw);
+      let missing = 0;
+      for (const delta of deltas) {
+        const raw = byHash.get(delta.key_hash);
+        if (raw) addUsage(raw, delta);
+        else missing += delta.units;
+      }
+      return missing;
+    });
+    if (dropped > 0) {
+      this.report(
+        this.error('ERR_DAYMIND_USAGE_FLUSH', `${dropped} usage unit(s) belong to keys no longer in ${this.path}; they were not recorded`),
+      );
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.writeChain;
+    await this.refreshing;
+  }
+
+  private error(code: DaymindErrorCode, message: string, cause?: unknown): StoreError {
+    return new StoreError(code, this.path, message, cause === undefined ? undefined : { cause });
+  }
+
+  private parse(text: string): RawRecord[] {
+    try {
+      return parseRecords(text);
+    } catch (err) {
+      throw this.error(
+        'ERR_DAYMIND_STORE_CORRUPT',
+        `the key store ${this.path} is corrupt: ${describeError(err)}. Fix or restore the file; daymind-auth will not write to it until it parses.`,
+        err,
+      );
+    }
+  }
+
+  private install(raws: RawRecord[], signature: string): void {
+    const index = new Map<string, KeyRecord>();
+    let unchecksummed = 0;
+    for (const raw of raws) {
+      const hash = rawHash(raw, this.hashCache);
+      if (index.has(hash)) continue;
+      index.set(hash, toKeyRecord(raw, hash, this.keyPrefix));
+      if (typeof raw.key === 'string' && !hasValidChecksum(raw.key, this.keyPrefix)) unchecksummed++;
+    }
+    this.index = index;
+    this.unchecksummed = unchecksummed;
+    this.signature = signature;
+  }
+
+  private async reloadIfChanged(): Promise<void> {
+    const generation = this.generation;
+    try {
+      if ((await statSignature(this.path)) === this.signature) return;
+      const snapshot = await readWithSignature(this.path);
+      if (snapshot.signature === this.signature) return;
+      const raws = this.parse(snapshot.text);
+      if (generation !== this.generation) return;
+      this.install(raws, snapshot.signature);
+      this.lastProblem = undefined;
+    } catch (err) {
+      this.report(err instanceof StoreError ? err : this.error('ERR_DAYMIND_STORE_UNREADABLE', `cannot read the key store ${this.path}: ${describeError(err)}`, err));
+    }
+  }
+
+  /** Runs `change` on a fresh read of the file under the lock and writes the result atomically. */
+  private mutate<T>(change: (raws: RawRecord[]) => T): Promise<T> {
+    const run = this.writeChain.then(() => this.mutateLocked(change));
+    this.writeChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async mutateLocked<T>(change: (raws: RawRecord[]) => T): Promise<T> {
+    let release: () => Promise<void>;
+    try {
+      release = await acquireLock(this.path, (err) =>
+        this.report(this.error('ERR_DAYMIND_STORE_LOCK', `lost the lock on ${this.path}: ${err.message}`, err)),
+      );
+    } catch (err) {
+      throw this.error('ERR_DAYMIND_STORE_LOCK', `cannot lock the key store ${this.path}: ${describeError(err)}`, err);
+    }
+    try {
+      let snapshot;
+      try {
+        snapshot = await readWithSignature(this.path);
+      } catch (err) {
+        throw this.error('ERR_DAYMIND_STORE_UNREADABLE', `cannot read the key store ${this.path}: ${describeError(err)}`, err);
+      }
+      const raws = this.parse(snapshot.text);
+      const result = change(raws);
+      let signature: string;
+      try {
+        signature = await writeAtomic(this.path, JSON.stringify(raws, null, 2) + '\n');
+      } catch (err) {
+        throw this.error('ERR_DAYMIND_STORE_WRITE', `cannot write the key store ${this.path}: ${describeError(err)}`, err);
+      }
+      this.generation++;
+      this.install(raws, signature);
+      this.lastProblem = undefined;
+      return result;
+    } finally {
+      await release().catch(() => undefined);
+    }
+  }
+
+  /** Passes a background problem to onError once, not on every poll while it lasts. */
+  private report(err: StoreError): void {
+    if (err.message === this.lastProblem) return;
+    this.lastProblem = err.message;
+    this.onError(err);
+  }
+}

@@ -1,0 +1,68 @@
+import { DEFAULT_KEY_PREFIX, hashKey, displayPrefix, hasValidChecksum } from '../keys';
+import { addUsage, createdKey, markRevoked, newRawRecord, toKeyRecord } from './record';
+import type { CreatedKey, KeyRecord, KeyStore, NewKeyInput, UsageDelta } from './types';
+
+export interface MemoryKeyStoreOptions {
+  /** Plain keys to accept from the start (e.g. from `API_KEYS`), any format. */
+  keys?: string[];
+  /** Owner given to the keys in `keys`. Default `"api-keys"`. */
+  owner?: string;
+  /** Prefix of generated keys. Default `dm_`. */
+  keyPrefix?: string;
+}
+
+/**
+ * Keys and counters in process memory only: for tests, and for keys bootstrapped from `API_KEYS`.
+ * Nothing survives a restart.
+ */
+export class MemoryKeyStore implements KeyStore {
+  private readonly records = new Map<string, KeyRecord>();
+  private readonly keyPrefix: string;
+  private unchecksummed = 0;
+
+  constructor(options: MemoryKeyStoreOptions = {}) {
+    this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
+    const owner = options.owner ?? 'api-keys';
+    for (const key of options.keys ?? []) {
+      const hash = hashKey(key);
+      if (this.records.has(hash)) continue;
+      if (!hasValidChecksum(key, this.keyPrefix)) this.unchecksummed++;
+      this.records.set(hash, toKeyRecord({ owner, key_prefix: displayPrefix(key, this.keyPrefix) }, hash));
+    }
+  }
+
+  get(keyHash: string): KeyRecord | undefined {
+    return this.records.get(keyHash);
+  }
+
+  hasUnchecksummedKeys(): boolean {
+    return this.unchecksummed > 0;
+  }
+
+  async create(input: NewKeyInput): Promise<CreatedKey> {
+    const { key, raw } = newRawRecord(input, this.keyPrefix);
+    const created = createdKey(key, raw, this.keyPrefix);
+    this.records.set(created.record.key_hash, created.record);
+    return { key, record: { ...created.record } };
+  }
+
+  async revoke(keyHash: string): Promise<KeyRecord | undefined> {
+    const record = this.records.get(keyHash);
+    if (!record) return undefined;
+    markRevoked(record);
+    return { ...record };
+  }
+
+  async list(): Promise<KeyRecord[]> {
+    return [...this.records.values()].map((r) => ({ ...r }));
+  }
+
+  async applyUsage(deltas: UsageDelta[]): Promise<void> {
+    for (const delta of deltas) {
+      const record = this.records.get(delta.key_hash);
+      if (record) addUsage(record, delta);
+    }
+  }
+
+  async close(): Promise<void> {}
+}

@@ -1,0 +1,162 @@
+import { DaymindError } from '../errors';
+import { generateKey, hashKey, displayPrefix, DEFAULT_KEY_PREFIX } from '../keys';
+import type { CreatedKey, KeyRecord, NewKeyInput, UsageDelta } from './types';
+
+/**
+ * A record as it sits in a store file: the existing format's fields, the newer ones, and whatever
+ * else another writer put there (kept as it is).
+ */
+export type RawRecord = Record<string, unknown>;
+
+const MAX_OWNER_LENGTH = 200;
+
+/** Throws unless `owner` is a non-empty, printable string of at most 200 characters. */
+export function assertOwner(owner: unknown): asserts owner is string {
+  if (typeof owner !== 'string' || owner.trim() === '') {
+    throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', 'owner must be a non-empty string');
+  }
+  if (owner.length > MAX_OWNER_LENGTH) {
+    throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', `owner must be at most ${MAX_OWNER_LENGTH} characters`);
+  }
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(owner)) {
+    throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', 'owner must not contain control characters');
+  }
+}
+
+function assertNewKeyInput(input: NewKeyInput): void {
+  assertOwner(input.owner);
+  const limit = input.rate_limit_per_minute;
+  if (limit != null && !(Number.isSafeInteger(limit) && limit > 0)) {
+    throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', 'rate_limit_per_minute must be a whole number greater than 0');
+  }
+  if (input.expires_at != null && !(Number.isFinite(input.expires_at) && input.expires_at > 0)) {
+    throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', 'expires_at must be a Unix time in seconds');
+  }
+  if (input.meta != null && (typeof input.meta !== 'object' || Array.isArray(input.meta))) {
+    throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', 'meta must be an object');
+  }
+}
+
+/**
+ * A new key and its raw record. Only the hash and display prefix are kept; the full key is
+ * returned once. The existing format's fields come first, in their usual order.
+ */
+export function newRawRecord(input: NewKeyInput, prefix: string = DEFAULT_KEY_PREFIX): { key: string; raw: RawRecord } {
+  assertNewKeyInput(input);
+  const key = generateKey(prefix);
+  const raw: RawRecord = {
+    owner: input.owner,
+    created_at: Date.now() / 1000,
+    usage_count: 0,
+    requests_today: 0,
+    requests_day: 0,
+    last_used: null,
+    revoked: false,
+    key_hash: hashKey(key),
+    key_prefix: displayPrefix(key, prefix),
+  };
+  if (input.rate_limit_per_minute != null) raw.rate_limit_per_minute = input.rate_limit_per_minute;
+  if (input.expires_at != null) raw.expires_at = input.expires_at;
+  if (input.meta != null) raw.meta = { ...input.meta };
+  return { key, raw };
+}
+
+/** Why a raw record cannot be used, or undefined when it can. */
+function recordProblem(raw: unknown): string | undefined {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return 'is not an object';
+  const r = raw as RawRecord;
+  if (typeof r.key !== 'string' && typeof r.key_hash !== 'string') return 'has neither "key" nor "key_hash"';
+  if (typeof r.key === 'string' && r.key.length === 0) return 'has an empty "key"';
+  if (typeof r.key_hash === 'string' && !/^[0-9a-f]{64}$/.test(r.key_hash)) return 'has a "key_hash" that is not a SHA-256 hex digest';
+  for (const field of ['created_at', 'usage_count', 'requests_today', 'requests_day'] as const) {
+    if (r[field] !== undefined && (typeof r[field] !== 'number' || !Number.isFinite(r[field]))) return `has a non-numeric "${field}"`;
+  }
+  for (const field of ['last_used', 'rate_limit_per_minute', 'expires_at', 'revoked_at'] as const) {
+    if (r[field] != null && (typeof r[field] !== 'number' || !Number.isFinite(r[field]))) return `has a non-numeric "${field}"`;
+  }
+  if (r.owner !== undefined && typeof r.owner !== 'string') return 'has a non-string "owner"';
+  if (r.revoked !== undefined && typeof r.revoked !== 'boolean') return 'has a non-boolean "revoked"';
+  if (r.meta != null && (typeof r.meta !== 'object' || Array.isArray(r.meta))) return 'has a "meta" that is not an object';
+  return undefined;
+}
+
+/** Parses a store document (a JSON array of records); throws a message naming the bad record. */
+export function parseRecords(text: string): RawRecord[] {
+  const doc: unknown = JSON.parse(text);
+  if (!Array.isArray(doc)) throw new Error('the document is not a JSON array of key records');
+  doc.forEach((raw, i) => {
+    const problem = recordProblem(raw);
+    if (problem) throw new Error(`record ${i} ${problem}`);
+  });
+  return doc as RawRecord[];
+}
+
+/**
+ * The hash of a raw record: its `key_hash`, or the hash of its plain `key` (older deployments).
+ * `cache` avoids re-hashing plain keys on every reload.
+ */
+export function rawHash(raw: RawRecord, cache?: Map<string, string>): string {
+  if (typeof raw.key_hash === 'string') return raw.key_hash;
+  const key = raw.key as string;
+  let hash = cache?.get(key);
+  if (hash === undefined) {
+    hash = hashKey(key);
+    cache?.set(key, hash);
+  }
+  return hash;
+}
+
+const num = (v: unknown, fallback = 0): number => (typeof v === 'number' ? v : fallback);
+
+/** The typed view of a raw record. */
+export function toKeyRecord(raw: RawRecord, hash: string, prefix: string = DEFAULT_KEY_PREFIX): KeyRecord {
+  const record: KeyRecord = {
+    key_hash: hash,
+    key_prefix:
+      typeof raw.key_prefix === 'string' ? raw.key_prefix : displayPrefix(typeof raw.key === 'string' ? raw.key : '', prefix),
+    owner: typeof raw.owner === 'string' ? raw.owner : '',
+    created_at: num(raw.created_at),
+    usage_count: num(raw.usage_count),
+    requests_today: num(raw.requests_today),
+    requests_day: num(raw.requests_day),
+    last_used: typeof raw.last_used === 'number' ? raw.last_used : null,
+    revoked: raw.revoked === true,
+  };
+  if (typeof raw.revoked_at === 'number') record.revoked_at = raw.revoked_at;
+  if (typeof raw.rate_limit_per_minute === 'number') record.rate_limit_per_minute = raw.rate_limit_per_minute;
+  if (typeof raw.expires_at === 'number') record.expires_at = raw.expires_at;
+  if (raw.meta != null && typeof raw.meta === 'object') record.meta = raw.meta as Record<string, unknown>;
+  return record;
+}
+
+/**
+ * Adds a usage delta to counters in place (raw or typed record). A day later than the record's
+ * `requests_day` restarts `requests_today`; a day earlier than it only counts in `usage_count`.
+ */
+export function addUsage(target: RawRecord | KeyRecord, delta: UsageDelta): void {
+  const t = target as RawRecord;
+  t.usage_count = num(t.usage_count) + delta.units;
+  for (const { day, units } of delta.days) {
+    const current = num(t.requests_day);
+    if (day > current) {
+      t.requests_day = day;
+      t.requests_today = units;
+    } else if (day === current) {
+      t.requests_today = num(t.requests_today) + units;
+    }
+  }
+  const last = typeof t.last_used === 'number' ? t.last_used : 0;
+  if (delta.last_used > last) t.last_used = delta.last_used;
+}
+
+/** Marks a raw or typed record revoked, noting when. */
+export function markRevoked(target: RawRecord | KeyRecord): void {
+  const t = target as RawRecord;
+  t.revoked = true;
+  if (t.revoked_at == null) t.revoked_at = Date.now() / 1000;
+}
+
+export function createdKey(key: string, raw: RawRecord, prefix?: string): CreatedKey {
+  return { key, record: toKeyRecord(raw, raw.key_hash as string, prefix) };
+}

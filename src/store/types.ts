@@ -1,0 +1,83 @@
+/**
+ * One API key as a store holds it. Field names and units are those of the existing file format
+ * (snake_case, Unix seconds, `YYYYMMDD` UTC days); the newer fields are optional.
+ */
+export interface KeyRecord {
+  /** SHA-256 of the full key, hex. The identity of the record. */
+  key_hash: string;
+  /** Short non-secret display prefix, e.g. `dm_8fJq2L`. */
+  key_prefix: string;
+  owner: string;
+  /** Unix time in seconds (may carry a fraction). */
+  created_at: number;
+  /** Units of usage ever allowed with this key (one per request unless a request costs more). */
+  usage_count: number;
+  /** Units allowed on the UTC day `requests_day`. */
+  requests_today: number;
+  /** That day as `YYYYMMDD`; 0 when never used. */
+  requests_day: number;
+  /** Unix time in seconds of the last allowed request, or null. */
+  last_used: number | null;
+  revoked: boolean;
+  /** Unix seconds when the key was revoked, where known. */
+  revoked_at?: number | null;
+  /** Overrides the default per-key limit (`API_RATE_LIMIT_PER_MINUTE`) for this key. */
+  rate_limit_per_minute?: number | null;
+  /** Unix time in seconds after which the key is refused. */
+  expires_at?: number | null;
+  /** Free-form data about the key (plan, customer ids, ...). */
+  meta?: Record<string, unknown>;
+}
+
+/** Usage of one key since the last flush, handed to {@link KeyStore.applyUsage}. */
+export interface UsageDelta {
+  key_hash: string;
+  /** Units to add to `usage_count`. */
+  units: number;
+  /** Unix seconds of the last allowed request in this delta. */
+  last_used: number;
+  /** The same units split by UTC day (`YYYYMMDD`), oldest first, for `requests_today`. */
+  days: Array<{ day: number; units: number }>;
+}
+
+export interface NewKeyInput {
+  owner: string;
+  rate_limit_per_minute?: number | null;
+  /** Unix seconds. */
+  expires_at?: number | null;
+  meta?: Record<string, unknown>;
+}
+
+export interface CreatedKey {
+  /** The full key. It is not stored anywhere: show it once. */
+  key: string;
+  record: KeyRecord;
+}
+
+/**
+ * Where keys and their counters live. Implement it to keep keys in another backend.
+ *
+ * `get` is on the request path: it should answer from memory (synchronously when it can).
+ * Counters reach the store only through `applyUsage`, which the usage recorder calls off the
+ * request path with the deltas of each flush window; it must add them, never overwrite.
+ */
+export interface KeyStore {
+  /** Starts background work (reloading, watching). Called once by daymindAuth(). */
+  init?(): Promise<void>;
+  /** The record for a key hash, or undefined. */
+  get(keyHash: string): KeyRecord | undefined | Promise<KeyRecord | undefined>;
+  /** Picks up changes made by others now; called when a well-formed key is not found. */
+  refresh?(): Promise<void>;
+  /**
+   * True when the store holds keys without the checksum format (older deployments or `API_KEYS`),
+   * so that a key failing the checksum must still be looked up.
+   */
+  hasUnchecksummedKeys?(): boolean;
+  create(input: NewKeyInput): Promise<CreatedKey>;
+  /** Marks the key revoked; returns the updated record, or undefined when there is no such key. */
+  revoke(keyHash: string): Promise<KeyRecord | undefined>;
+  list(): Promise<KeyRecord[]>;
+  /** Adds usage deltas to the stored counters. Rejects when nothing could be written. */
+  applyUsage(deltas: UsageDelta[]): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,99 @@
+import { describeError } from './errors';
+import { hasValidChecksum, hashKey, isPlausibleKey } from './keys';
+import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
+import type { KeyRecord, KeyStore } from './store/types';
+import type { UsageRecorder } from './usage/recorder';
+
+/** Why a key was accepted or refused (after Unkey's verification codes). */
+export type VerifyCode =
+  | 'VALID'
+  | 'MISSING'
+  | 'MALFORMED'
+  | 'NOT_FOUND'
+  | 'REVOKED'
+  | 'EXPIRED'
+  | 'RATE_LIMITED'
+  | 'UNAVAILABLE';
+
+/** The result of {@link Verifier.verify}. New fields may be added; existing ones keep their meaning. */
+export interface VerifyResult {
+  valid: boolean;
+  code: VerifyCode;
+  /** The key's record, when one was found (also for REVOKED, EXPIRED, RATE_LIMITED). */
+  record?: KeyRecord;
+  /** The state of every window checked, in order; empty when no limit was reached. */
+  limits: RateLimitResult[];
+  /** The window that refused, with RATE_LIMITED. */
+  refusedBy?: RateLimitResult;
+  /** Units this request cost (counted only when valid). */
+  cost: number;
+}
+
+export interface VerifyOptions {
+  /** Units this request costs. Default 1. */
+  cost?: number;
+  /** Current time in ms (tests). */
+  now?: number;
+}
+
+export interface VerifierParts {
+  store: KeyStore;
+  limiter: RateLimiterAdapter;
+  recorder: UsageRecorder;
+  keyPrefix: string;
+  defaultRateLimitPerMinute: number;
+  onError: (err: Error) => void;
+}
+
+/**
+ * The core check, independent of HTTP: key shape, look-up by hash, status, the key's rate-limit
+ * windows, and usage counting. Never throws: failures of the store or limiter give UNAVAILABLE.
+ */
+export class Verifier {
+  constructor(private readonly parts: VerifierParts) {}
+
+  /** The rate-limit windows that apply to a key. */
+  windowsFor(record: KeyRecord): RateLimitWindow[] {
+    return [{ name: 'key', limit: record.rate_limit_per_minute ?? this.parts.defaultRateLimitPerMinute, windowSeconds: 60 }];
+  }
+
+  async verify(key: string | undefined, options: VerifyOptions = {}): Promise<VerifyResult> {
+    const cost = options.cost ?? 1;
+    if (key === undefined || key === '') return { valid: false, code: 'MISSING', limits: [], cost };
+    if (!isPlausibleKey(key)) return { valid: false, code: 'MALFORMED', limits: [], cost };
+    const { store } = this.parts;
+    const checksummed = hasValidChecksum(key, this.parts.keyPrefix);
+    if (!checksummed && !store.hasUnchecksummedKeys?.()) return { valid: false, code: 'MALFORMED', limits: [], cost };
+
+    let record: KeyRecord | undefined;
+    try {
+      const hash = hashKey(key);
+      record = await store.get(hash);
+      if (!record && checksummed && store.refresh) {
+        await store.refresh();
+        record = await store.get(hash);
+      }
+    } catch (err) {
+      this.parts.onError(new Error(`key store look-up failed: ${describeError(err)}`, { cause: err }));
+      return { valid: false, code: 'UNAVAILABLE', limits: [], cost };
+    }
+    if (!record) return { valid: false, code: checksummed ? 'NOT_FOUND' : 'MALFORMED', limits: [], cost };
+    if (record.revoked) return { valid: false, code: 'REVOKED', record, limits: [], cost };
+    const now = options.now ?? Date.now();
+    if (record.expires_at != null && record.expires_at * 1000 <= now) return { valid: false, code: 'EXPIRED', record, limits: [], cost };
+
+    const limits: RateLimitResult[] = [];
+    try {
+      for (const window of this.windowsFor(record)) {
+        const result = await this.parts.limiter.consume(window, record.key_hash, cost);
+        limits.push(result);
+        if (!result.allowed) return { valid: false, code: 'RATE_LIMITED', record, limits, refusedBy: result, cost };
+      }
+    } catch (err) {
+      this.parts.onError(new Error(`rate limiter failed: ${describeError(err)}`, { cause: err }));
+      return { valid: false, code: 'UNAVAILABLE', record, limits, cost };
+    }
+    this.parts.recorder.record(record.key_hash, cost, now);
+    return { valid: true, code: 'VALID', record, limits, cost };
+  }
+}
