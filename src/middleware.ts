@@ -53,7 +53,6 @@ function createStore(config: ResolvedConfig): KeyStore {
 export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
   const config = resolveConfig(options);
   const store = createStore(config);
-  const ownsStore = !config.store;
   const limiter: RateLimiterAdapter = config.rateLimiter ?? new MemoryRateLimiter();
   const recorder = new UsageRecorder(store, config.flushIntervalMs, config.onError);
   const verifier = new Verifier({
@@ -150,7 +149,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
         try {
           await recorder.close();
         } finally {
-          if (ownsStore) await store.close();
+          await store.close();
           await limiter.close?.();
         }
       })()),

@@ -1,0 +1,71 @@
+import { join } from 'node:path';
+import { daymindAuth, resolveConfig, ConfigError } from '../src';
+import { tempDir } from './helpers';
+
+describe('configuration', () => {
+  test('defaults: 120 per key, 240 per IP, data/api_keys.json, flush every second', () => {
+    const config = resolveConfig({ env: {} });
+    expect(config.rateLimitPerMinute).toBe(120);
+    expect(config.ipRateLimitPerMinute).toBe(240);
+    expect(config.storePath).toBe('data/api_keys.json');
+    expect(config.flushIntervalMs).toBe(1000);
+    expect(config.queryParam).toBe(false);
+  });
+
+  test('environment values are read', () => {
+    const config = resolveConfig({
+      env: { API_RATE_LIMIT_PER_MINUTE: '30', IP_RATE_LIMIT_PER_MINUTE: '90', API_KEY_STORE_PATH: '/tmp/x.json' },
+    });
+    expect(config.rateLimitPerMinute).toBe(30);
+    expect(config.ipRateLimitPerMinute).toBe(90);
+    expect(config.storePath).toBe('/tmp/x.json');
+  });
+
+  test('options win over the environment', () => {
+    const config = resolveConfig({ env: { API_RATE_LIMIT_PER_MINUTE: '30' }, rateLimitPerMinute: 7 });
+    expect(config.rateLimitPerMinute).toBe(7);
+  });
+
+  test.each([
+    ['API_RATE_LIMIT_PER_MINUTE', 'abc'],
+    ['API_RATE_LIMIT_PER_MINUTE', '-5'],
+    ['API_RATE_LIMIT_PER_MINUTE', '0'],
+    ['API_RATE_LIMIT_PER_MINUTE', '1.5'],
+    ['IP_RATE_LIMIT_PER_MINUTE', 'abc'],
+    ['IP_RATE_LIMIT_PER_MINUTE', '-5'],
+    ['IP_RATE_LIMIT_PER_MINUTE', '0'],
+    ['API_KEYS', ' , ,'],
+    ['API_KEYS', 'short'],
+    ['REDIS_URL', 'redis://127.0.0.1:6379'],
+    ['BILLING_MODE', 'stripe'],
+    ['BILLING_MODE', 'paypal'],
+  ])('%s=%j throws at construction naming the variable', (name, value) => {
+    const dir = tempDir();
+    let error: unknown;
+    try {
+      daymindAuth({ env: { [name]: value, API_KEY_STORE_PATH: name === 'API_KEYS' ? undefined : join(dir, 'k.json') } });
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).code).toBe('ERR_DAYMIND_CONFIG');
+    expect((error as ConfigError).variable).toBe(name);
+    expect((error as Error).message).toContain(name);
+  });
+
+  test('bad options throw naming the option', () => {
+    expect(() => resolveConfig({ env: {}, rateLimitPerMinute: 0 })).toThrow(/rateLimitPerMinute/);
+    expect(() => resolveConfig({ env: {}, ipRateLimitPerMinute: -1 })).toThrow(/ipRateLimitPerMinute/);
+    expect(() => resolveConfig({ env: {}, flushIntervalMs: 0 })).toThrow(/flushIntervalMs/);
+    expect(() => resolveConfig({ env: {}, keyPrefix: 'x y' })).toThrow(/keyPrefix/);
+    expect(() => resolveConfig({ env: {}, queryParam: 'a b' })).toThrow(/queryParam/);
+  });
+
+  test('API_KEYS with API_KEY_STORE_PATH is refused as ambiguous', () => {
+    expect(() => resolveConfig({ env: { API_KEYS: 'k'.repeat(20), API_KEY_STORE_PATH: '/tmp/a.json' } })).toThrow(/API_KEYS/);
+  });
+
+  test('ipRateLimitPerMinute: false turns the per-IP limit off', () => {
+    expect(resolveConfig({ env: { IP_RATE_LIMIT_PER_MINUTE: '5' }, ipRateLimitPerMinute: false }).ipRateLimitPerMinute).toBe(false);
+  });
+});

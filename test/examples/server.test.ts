@@ -1,0 +1,45 @@
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { tempDir, waitFor } from '../helpers';
+
+const SERVER = resolve(__dirname, '../../build/examples/server.js');
+
+describe('examples/server.ts (npm run example)', () => {
+  test('starts on an empty store, prints a working demo key, and flushes usage on SIGTERM', async () => {
+    const cwd = tempDir();
+    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, PORT: '0' };
+    const child = spawn(process.execPath, [SERVER], { cwd, env });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    try {
+      await waitFor(() => /Create another key/.test(out), 10_000);
+      const url = /listening on (http:\/\/localhost:\d+)/.exec(out)![1]!;
+      const key = /\b(dm_[0-9A-Za-z]{28})\b/.exec(out)![1]!;
+      const hello = await fetch(`${url}/v1/hello`, { headers: { authorization: `Bearer ${key}` } });
+      expect(hello.status).toBe(200);
+      expect(await hello.json()).toEqual({ message: 'Hello, demo!', key: key.slice(0, 9) });
+      const usage = await fetch(`${url}/v1/usage`, { headers: { 'x-api-key': key } });
+      expect(((await usage.json()) as { usage_count: number }).usage_count).toBe(2);
+      expect((await fetch(`${url}/v1/hello`)).status).toBe(401);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    expect(out).toContain('usage flushed');
+    const [record] = JSON.parse(readFileSync(join(cwd, 'data', 'api_keys.json'), 'utf8'));
+    expect(record).toMatchObject({ owner: 'demo', usage_count: 2, requests_today: 2 });
+  });
+
+  test('a bad environment value stops it at start-up, naming the variable', async () => {
+    const cwd = tempDir();
+    const child = spawn(process.execPath, [SERVER], { cwd, env: { PATH: process.env.PATH, PORT: '0', API_RATE_LIMIT_PER_MINUTE: 'abc' } });
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    expect(code).not.toBe(0);
+    expect(err).toContain('API_RATE_LIMIT_PER_MINUTE');
+  });
+});

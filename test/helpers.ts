@@ -1,0 +1,54 @@
+import { mkdtempSync, copyFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import express from 'express';
+import type { DaymindAuth } from '../src';
+
+export const SEED_STORE = resolve(__dirname, '../../shared/seed-format/api_keys.json');
+export const SEED_KEYS = {
+  alpha: 'dm_8fJq2LrXc0VnT4sYwPzA7kHd',
+  beta: 'dm_Qm3Wv9EoBb6Ns1XgUu5Rt8Ky',
+  revoked: 'dm_Zz0Hh4Ll7Cc2Aa9Pp5Ee1Oo3',
+};
+
+const dirs: string[] = [];
+
+/** A fresh temp directory, removed after the test file. */
+export function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'daymind-test-'));
+  dirs.push(dir);
+  return dir;
+}
+
+afterAll(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A copy of the existing-format sample store in a temp dir. */
+export function seedStoreCopy(): string {
+  const path = join(tempDir(), 'api_keys.json');
+  copyFileSync(SEED_STORE, path);
+  return path;
+}
+
+/** An app with the middleware on /v1, a protected /v1/hello and the usage router. */
+export function appWith(auth: DaymindAuth): express.Express {
+  const app = express();
+  app.use('/v1', auth, auth.usageRouter());
+  app.get('/v1/hello', (req, res) => {
+    res.json({ owner: req.daymind!.owner, prefix: req.daymind!.keyPrefix });
+  });
+  return app;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check` until it returns true or `timeoutMs` passes; returns the elapsed ms or throws. */
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 20): Promise<number> {
+  const start = Date.now();
+  for (;;) {
+    if (await check()) return Date.now() - start;
+    if (Date.now() - start > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await sleep(stepMs);
+  }
+}

@@ -1,0 +1,236 @@
+import request from 'supertest';
+import express from 'express';
+import { join } from 'node:path';
+import { daymindAuth, MemoryKeyStore, JsonFileKeyStore, type DaymindAuth, type KeyRecord, type KeyStore, type RateLimiterAdapter } from '../src';
+import { appWith, tempDir } from './helpers';
+
+const open: DaymindAuth[] = [];
+function auth(options: Parameters<typeof daymindAuth>[0]): DaymindAuth {
+  const a = daymindAuth({ env: {}, onError: () => undefined, ...options });
+  open.push(a);
+  return a;
+}
+afterEach(async () => {
+  for (const a of open.splice(0)) await a.close().catch(() => undefined);
+});
+
+function expectJsonError(res: request.Response, status: number, code: string): void {
+  expect(res.status).toBe(status);
+  expect(res.headers['content-type']).toMatch(/^application\/json/);
+  expect(res.body.error.code).toBe(code);
+  expect(typeof res.body.error.message).toBe('string');
+  expect(res.text).not.toMatch(/\bat .+\.(ts|js):\d+/);
+}
+
+describe('daymindAuth() answers', () => {
+  let store: JsonFileKeyStore;
+  let key: string;
+  let a: DaymindAuth;
+
+  beforeEach(async () => {
+    store = new JsonFileKeyStore({ path: join(tempDir(), 'keys.json') });
+    key = (await store.create({ owner: 'acme' })).key;
+    a = auth({ store, rateLimitPerMinute: 3, ipRateLimitPerMinute: 1000 });
+  });
+
+  test('a valid key passes, with req.daymind and RateLimit headers', async () => {
+    const res = await request(appWith(a)).get('/v1/hello').set('Authorization', `Bearer ${key}`);
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ owner: 'acme', prefix: key.slice(0, 9) });
+    expect(res.headers['ratelimit-policy']).toBe('"ip";q=1000;w=60, "key";q=3;w=60');
+    expect(res.headers['ratelimit']).toMatch(/^"ip";r=999;t=(59|60), "key";r=2;t=(59|60)$/);
+  });
+
+  test('X-API-Key is accepted; the query parameter only when enabled', async () => {
+    expect((await request(appWith(a)).get('/v1/hello').set('X-API-Key', key)).status).toBe(200);
+    expectJsonError(await request(appWith(a)).get(`/v1/hello?api_key=${key}`), 401, 'missing_api_key');
+    const withQuery = auth({ store, queryParam: 'api_key' });
+    expect((await request(appWith(withQuery)).get(`/v1/hello?api_key=${key}`)).status).toBe(200);
+  });
+
+  test('401 missing_api_key with a bare Bearer challenge', async () => {
+    const res = await request(appWith(a)).get('/v1/hello');
+    expectJsonError(res, 401, 'missing_api_key');
+    expect(res.headers['www-authenticate']).toBe('Bearer');
+    const basic = await request(appWith(a)).get('/v1/hello').set('Authorization', 'Basic dXNlcjpwYXNz');
+    expectJsonError(basic, 401, 'missing_api_key');
+  });
+
+  test('401 malformed_api_key for a mistyped key, without a store look-up', async () => {
+    let lookups = 0;
+    const counting: KeyStore = Object.assign(Object.create(store) as KeyStore, {
+      get: (hash: string) => {
+        lookups++;
+        return store.get(hash);
+      },
+    });
+    const b = auth({ store: counting });
+    const typo = key.slice(0, 12) + (key[12] === 'x' ? 'y' : 'x') + key.slice(13);
+    const res = await request(appWith(b)).get('/v1/hello').set('Authorization', `Bearer ${typo}`);
+    expectJsonError(res, 401, 'malformed_api_key');
+    expect(res.headers['www-authenticate']).toMatch(/^Bearer error="invalid_token"/);
+    expect(lookups).toBe(0);
+    expectJsonError(await request(appWith(b)).get('/v1/hello').set('X-API-Key', 'not a key'), 401, 'malformed_api_key');
+  });
+
+  test('401 invalid_api_key for a well-formed unknown key', async () => {
+    const other = new MemoryKeyStore();
+    const { key: unknown } = await other.create({ owner: 'x' });
+    const res = await request(appWith(a)).get('/v1/hello').set('Authorization', `Bearer ${unknown}`);
+    expectJsonError(res, 401, 'invalid_api_key');
+    expect(res.headers['www-authenticate']).toMatch(/^Bearer error="invalid_token"/);
+  });
+
+  test('401 revoked_api_key and expired_api_key', async () => {
+    await store.revoke((await store.list())[0]!.key_hash);
+    expectJsonError(await request(appWith(a)).get('/v1/hello').set('X-API-Key', key), 401, 'revoked_api_key');
+    const { key: old } = await store.create({ owner: 'acme', expires_at: Date.now() / 1000 - 1 });
+    expectJsonError(await request(appWith(a)).get('/v1/hello').set('X-API-Key', old), 401, 'expired_api_key');
+    const { key: fresh } = await store.create({ owner: 'acme', expires_at: Date.now() / 1000 + 3600 });
+    expect((await request(appWith(a)).get('/v1/hello').set('X-API-Key', fresh)).status).toBe(200);
+  });
+
+  test('429 past the per-key limit, with Retry-After and the RateLimit fields', async () => {
+    const app = appWith(a);
+    for (let i = 0; i < 3; i++) expect((await request(app).get('/v1/hello').set('X-API-Key', key)).status).toBe(200);
+    const res = await request(app).get('/v1/hello').set('X-API-Key', key);
+    expectJsonError(res, 429, 'rate_limited');
+    expect(res.body.error.policy).toBe('key');
+    expect(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(59);
+    expect(res.headers['retry-after']).toMatch(/^\d+$/);
+    expect(res.headers['ratelimit-policy']).toBe('"ip";q=1000;w=60, "key";q=3;w=60');
+    expect(res.headers['ratelimit']).toMatch(/, "key";r=0;t=(59|60)$/);
+  });
+
+  test("a record's rate_limit_per_minute overrides the default", async () => {
+    const { key: vip } = await store.create({ owner: 'vip', rate_limit_per_minute: 5 });
+    const app = appWith(a);
+    const statuses = [];
+    for (let i = 0; i < 6; i++) statuses.push((await request(app).get('/v1/hello').set('X-API-Key', vip)).status);
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
+  });
+
+  test('only allowed requests count as usage, and /v1/usage is live', async () => {
+    const app = appWith(a);
+    for (let i = 0; i < 5; i++) await request(app).get('/v1/hello').set('X-API-Key', key); // 3 allowed, 2 refused
+    await a.flush();
+    const b = auth({ store, rateLimitPerMinute: 100 });
+    const res = await request(appWith(b)).get('/v1/usage').set('X-API-Key', key);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({
+      key_prefix: key.slice(0, 9),
+      owner: 'acme',
+      usage_count: 4,
+      requests_today: 4,
+      revoked: false,
+      expires_at: null,
+    });
+    expect(res.body.last_used).toBeGreaterThan(Date.now() / 1000 - 5);
+    expect(res.body.rate_limits).toEqual([{ policy: 'key', limit: 100, remaining: 99, reset_seconds: expect.any(Number), window_seconds: 60 }]);
+    expect(res.body).not.toHaveProperty('key');
+  });
+
+  test('the usage router authenticates on its own and does not count twice behind the middleware', async () => {
+    const b = auth({ store, rateLimitPerMinute: 100 });
+    const standalone = express().use('/v1', b.usageRouter());
+    expect((await request(standalone).get('/v1/usage')).status).toBe(401);
+    const first = await request(standalone).get('/v1/usage').set('X-API-Key', key);
+    expect(first.body.usage_count).toBe(1);
+    const second = await request(appWith(b)).get('/v1/usage').set('X-API-Key', key);
+    expect(second.body.usage_count).toBe(2);
+  });
+});
+
+describe('per-IP limit', () => {
+  test('counts failed guesses and throttles them, before the key is looked at', async () => {
+    const store = new MemoryKeyStore();
+    const { key } = await store.create({ owner: 'acme' });
+    const a = auth({ store, ipRateLimitPerMinute: 5 });
+    const app = appWith(a);
+    for (let i = 0; i < 5; i++) {
+      const guess = new MemoryKeyStore();
+      const { key: wrong } = await guess.create({ owner: 'x' });
+      expect((await request(app).get('/v1/hello').set('X-API-Key', wrong)).status).toBe(401);
+    }
+    const res = await request(app).get('/v1/hello').set('X-API-Key', key);
+    expectJsonError(res, 429, 'rate_limited');
+    expect(res.body.error.policy).toBe('ip');
+    expect(res.headers['ratelimit-policy']).toBe('"ip";q=5;w=60');
+    expect(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+  });
+
+  test("honours trust proxy and groups IPv6 by /64", async () => {
+    const store = new MemoryKeyStore();
+    const a = auth({ store, ipRateLimitPerMinute: 2 });
+    const app = appWith(a);
+    app.set('trust proxy', true);
+    const from = (ip: string) => request(app).get('/v1/hello').set('X-Forwarded-For', ip);
+    expect((await from('2001:db8:1:2::1')).status).toBe(401);
+    expect((await from('2001:db8:1:2::ffff')).status).toBe(401);
+    expect((await from('2001:db8:1:2:aaaa::9')).status).toBe(429);
+    expect((await from('2001:db8:1:3::1')).status).toBe(401);
+    expect((await from('198.51.100.1')).status).toBe(401);
+  });
+});
+
+describe('failures answer 503, never crash or leak a stack', () => {
+  test('a key store that throws', async () => {
+    const errors: Error[] = [];
+    const broken: KeyStore = {
+      get: () => {
+        throw new Error('connection refused at db.internal:5432');
+      },
+      create: async () => {
+        throw new Error('down');
+      },
+      revoke: async () => undefined,
+      list: async () => [],
+      applyUsage: async () => undefined,
+      close: async () => undefined,
+    };
+    const a = auth({ store: broken, onError: (e) => errors.push(e) });
+    const { key } = await new MemoryKeyStore().create({ owner: 'x' });
+    const res = await request(appWith(a)).get('/v1/hello').set('X-API-Key', key);
+    expectJsonError(res, 503, 'service_unavailable');
+    expect(res.text).not.toContain('db.internal');
+    expect(res.headers['retry-after']).toBe('1');
+    expect(errors.map((e) => e.message).join()).toContain('db.internal');
+  });
+
+  test('a store whose get() rejects', async () => {
+    const store = new MemoryKeyStore();
+    const { key } = await store.create({ owner: 'x' });
+    const rejecting = Object.assign(Object.create(store) as KeyStore, { get: async (): Promise<KeyRecord> => Promise.reject(new Error('timeout')) });
+    const a = auth({ store: rejecting });
+    expectJsonError(await request(appWith(a)).get('/v1/hello').set('X-API-Key', key), 503, 'service_unavailable');
+  });
+
+  test('a rate limiter that fails', async () => {
+    const store = new MemoryKeyStore();
+    const { key } = await store.create({ owner: 'x' });
+    const failing: RateLimiterAdapter = {
+      consume: async () => {
+        throw new Error('limiter backend down');
+      },
+      peek: async () => {
+        throw new Error('limiter backend down');
+      },
+    };
+    const a = auth({ store, rateLimiter: failing });
+    expectJsonError(await request(appWith(a)).get('/v1/hello').set('X-API-Key', key), 503, 'service_unavailable');
+    const b = auth({ store, rateLimiter: failing, ipRateLimitPerMinute: false });
+    expectJsonError(await request(appWith(b)).get('/v1/hello').set('X-API-Key', key), 503, 'service_unavailable');
+  });
+});
+
+describe('keys from API_KEYS', () => {
+  test('are accepted in any format and counted in memory', async () => {
+    const a = auth({ env: { API_KEYS: 'first-key-0123456789, second-key-0123456789' } });
+    const app = appWith(a);
+    expect((await request(app).get('/v1/hello').set('X-API-Key', 'second-key-0123456789')).status).toBe(200);
+    expectJsonError(await request(app).get('/v1/hello').set('X-API-Key', 'third-key-0123456789'), 401, 'malformed_api_key');
+    const usage = await request(app).get('/v1/usage').set('X-API-Key', 'second-key-0123456789');
+    expect(usage.body.usage_count).toBe(2);
+    expect(usage.body.key_prefix).toBe('second');
+  });
+});

@@ -1,0 +1,70 @@
+import { MemoryKeyStore, type KeyStore, type UsageDelta } from '../../src';
+import { UsageRecorder } from '../../src/usage/recorder';
+import { utcDay } from '../../src/usage/day';
+
+describe('UsageRecorder', () => {
+  test('counts in memory at once and flushes deltas to the store', async () => {
+    const store = new MemoryKeyStore();
+    const { record } = await store.create({ owner: 'a' });
+    const recorder = new UsageRecorder(store, 1000, () => undefined);
+    const now = Date.UTC(2026, 10, 24, 12);
+    recorder.record(record.key_hash, 1, now);
+    recorder.record(record.key_hash, 2, now + 1000);
+    expect(recorder.live(store.get(record.key_hash)!, now + 1000)).toEqual({
+      usage_count: 3,
+      requests_today: 3,
+      requests_day: 20261124,
+      last_used: (now + 1000) / 1000,
+    });
+    expect(store.get(record.key_hash)!.usage_count).toBe(0);
+    await recorder.flush();
+    expect(store.get(record.key_hash)!.usage_count).toBe(3);
+    expect(recorder.unflushedUnits).toBe(0);
+  });
+
+  test('a failed flush keeps its usage for the next one and reports it', async () => {
+    const inner = new MemoryKeyStore();
+    const { record } = await inner.create({ owner: 'a' });
+    let failing = true;
+    const seen: UsageDelta[][] = [];
+    const store: KeyStore = Object.assign(Object.create(inner) as KeyStore, {
+      applyUsage: async (deltas: UsageDelta[]) => {
+        if (failing) throw new Error('disk full');
+        seen.push(deltas);
+        return inner.applyUsage(deltas);
+      },
+    });
+    const errors: Error[] = [];
+    const recorder = new UsageRecorder(store, 1000, (e) => errors.push(e));
+    const day1 = Date.UTC(2026, 10, 23, 23, 59);
+    recorder.record(record.key_hash, 2, day1);
+    await expect(recorder.flush()).rejects.toThrow(/disk full/);
+    expect(errors[0]!.message).toMatch(/2 unit\(s\) kept in memory/);
+    recorder.record(record.key_hash, 3, day1 + 120_000);
+    expect(recorder.live(inner.get(record.key_hash)!, day1 + 120_000).usage_count).toBe(5);
+    failing = false;
+    await recorder.flush();
+    expect(seen).toHaveLength(1);
+    expect(seen[0]![0]!.days).toEqual([
+      { day: 20261123, units: 2 },
+      { day: 20261124, units: 3 },
+    ]);
+    expect(inner.get(record.key_hash)).toMatchObject({ usage_count: 5, requests_today: 3, requests_day: 20261124 });
+  });
+
+  test('requests_today reads 0 on a new day before the first request of that day', async () => {
+    const store = new MemoryKeyStore();
+    const { record } = await store.create({ owner: 'a' });
+    const recorder = new UsageRecorder(store, 1000, () => undefined);
+    recorder.record(record.key_hash, 4, Date.UTC(2026, 10, 23, 10));
+    await recorder.flush();
+    expect(recorder.live(store.get(record.key_hash)!, Date.UTC(2026, 10, 24, 0, 0, 1)).requests_today).toBe(0);
+    expect(recorder.live(store.get(record.key_hash)!, Date.UTC(2026, 10, 23, 23)).requests_today).toBe(4);
+  });
+
+  test('utcDay is the UTC calendar day as YYYYMMDD', () => {
+    expect(utcDay(Date.UTC(2026, 0, 1, 0, 0, 0))).toBe(20260101);
+    expect(utcDay(Date.UTC(2025, 11, 31, 23, 59, 59, 999))).toBe(20251231);
+    expect(utcDay(Date.UTC(2026, 1, 28, 12))).toBe(20260228);
+  });
+});
