@@ -15,14 +15,15 @@ export interface DaymindOptions {
   storePath?: string;
   /**
    * Keys accepted without a store file (counters are then kept in memory only). Env `API_KEYS`,
-   * comma-separated. Cannot be combined with `storePath`.
+   * comma-separated. Cannot be combined with `storePath` or `store` (nor `API_KEYS` with
+   * `API_KEY_STORE_PATH`); options win over the environment.
    */
   keys?: string[];
   /** Default per-key limit, requests per minute. Env `API_RATE_LIMIT_PER_MINUTE`; default 120. */
   rateLimitPerMinute?: number;
   /**
    * Per-IP limit, requests per minute, counted before authentication (so failed guesses count).
-   * `false` turns it off. Env `IP_RATE_LIMIT_PER_MINUTE`; default 240.
+   * `false` (env: `off`) turns it off. Env `IP_RATE_LIMIT_PER_MINUTE`; default 240.
    */
   ipRateLimitPerMinute?: number | false;
   /** Prefix of generated keys. Default `dm_`. */
@@ -98,6 +99,40 @@ function parseKeys(name: string, value: unknown): string[] {
   return list as string[];
 }
 
+function storePathFrom(name: string, value: unknown): string {
+  if (typeof value !== 'string' || value.trim() === '') throw new ConfigError(name, 'must be a file path');
+  return value;
+}
+
+/**
+ * Where keys come from: the `store` option; else `keys` or `storePath` from the options; else
+ * `API_KEYS` or `API_KEY_STORE_PATH` from the environment. Options win over the environment; the
+ * two sources named at the same level are a contradiction and refused.
+ */
+function resolveKeySource(options: DaymindOptions, env: Record<string, string | undefined>): { keys?: string[]; storePath: string } {
+  if (options.store) {
+    if (options.keys !== undefined) throw new ConfigError('keys', 'cannot be combined with the store option: add the keys to that store');
+    if (options.storePath !== undefined) throw new ConfigError('storePath', 'cannot be combined with the store option');
+    return { storePath: DEFAULTS.storePath };
+  }
+  if (options.keys !== undefined || options.storePath !== undefined) {
+    if (options.keys !== undefined && options.storePath !== undefined) {
+      throw new ConfigError('keys', 'cannot be combined with storePath: use the store file, or keys held in memory, not both');
+    }
+    if (options.keys !== undefined) return { keys: parseKeys('keys', options.keys), storePath: DEFAULTS.storePath };
+    return { storePath: storePathFrom('storePath', options.storePath) };
+  }
+  const envKeys = env.API_KEYS;
+  const envPath = env.API_KEY_STORE_PATH;
+  if (envKeys !== undefined && envKeys !== '') {
+    if (envPath !== undefined && envPath !== '') {
+      throw new ConfigError('API_KEYS', 'cannot be combined with API_KEY_STORE_PATH: use the store file, or keys held in memory, not both');
+    }
+    return { keys: parseKeys('API_KEYS', envKeys), storePath: DEFAULTS.storePath };
+  }
+  return { storePath: envPath !== undefined && envPath !== '' ? storePathFrom('API_KEY_STORE_PATH', envPath) : DEFAULTS.storePath };
+}
+
 /** Reads options and environment into a validated config; throws a {@link ConfigError} naming the culprit. */
 export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
   const env = options.env ?? process.env;
@@ -117,29 +152,25 @@ export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
     throw new ConfigError('keyPrefix', (err as Error).message);
   }
 
-  const keys = fromEnvOrOption<string[] | undefined>(options.keys, 'keys', env, 'API_KEYS', parseKeys, undefined);
-  const explicitPath = options.storePath ?? (env.API_KEY_STORE_PATH || undefined);
-  if (explicitPath !== undefined && (typeof explicitPath !== 'string' || explicitPath.trim() === '')) {
-    throw new ConfigError(options.storePath !== undefined ? 'storePath' : 'API_KEY_STORE_PATH', 'must be a file path');
-  }
-  if (keys && explicitPath !== undefined && !options.store) {
-    throw new ConfigError('API_KEYS', 'cannot be combined with API_KEY_STORE_PATH: use the store file, or keys held in memory, not both');
-  }
+  const { keys, storePath } = resolveKeySource(options, env);
 
   const queryParam = options.queryParam ?? false;
   if (queryParam !== false && (typeof queryParam !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(queryParam))) {
     throw new ConfigError('queryParam', 'must be false or a query parameter name such as "api_key"');
   }
 
-  const ipOption = options.ipRateLimitPerMinute;
-  const ipRateLimitPerMinute =
-    ipOption === false
-      ? false
-      : fromEnvOrOption(ipOption, 'ipRateLimitPerMinute', env, 'IP_RATE_LIMIT_PER_MINUTE', positiveInteger, DEFAULTS.ipRateLimitPerMinute);
+  const ipRateLimitPerMinute = fromEnvOrOption<number | false>(
+    options.ipRateLimitPerMinute,
+    'ipRateLimitPerMinute',
+    env,
+    'IP_RATE_LIMIT_PER_MINUTE',
+    (name, value) => (value === false || value === 'off' ? false : positiveInteger(name, value)),
+    DEFAULTS.ipRateLimitPerMinute,
+  );
 
   return {
     store: options.store,
-    storePath: explicitPath ?? DEFAULTS.storePath,
+    storePath,
     keys,
     rateLimitPerMinute: fromEnvOrOption(options.rateLimitPerMinute, 'rateLimitPerMinute', env, 'API_RATE_LIMIT_PER_MINUTE', positiveInteger, DEFAULTS.rateLimitPerMinute),
     ipRateLimitPerMinute,

@@ -1,6 +1,6 @@
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import { resolveConfig, type DaymindOptions, type ResolvedConfig } from './config';
-import { describeError } from './errors';
+import { DaymindError, describeError } from './errors';
 import { extractKey } from './extract';
 import { setRateLimitHeaders } from './ratelimit/headers';
 import { ipLimitKey } from './ratelimit/ip';
@@ -71,7 +71,9 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     isReady = true;
     recorder.start();
   });
-  ready.catch((err) => config.onError(new Error(`key store failed to start: ${describeError(err)}`, { cause: err })));
+  ready.catch((err) =>
+    config.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `key store failed to start: ${describeError(err)}`, { cause: err })),
+  );
 
   /** Resolves true when the request may go on; answers it otherwise. */
   async function authenticate(req: Request, res: Response): Promise<boolean> {
@@ -122,7 +124,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
           if (proceed) next();
         },
         (err: unknown) => {
-          config.onError(new Error(`request refused with 503: ${describeError(err)}`, { cause: err }));
+          config.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `request refused with 503: ${describeError(err)}`, { cause: err }));
           if (!res.headersSent) sendUnavailable(res);
         },
       )

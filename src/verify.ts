@@ -1,4 +1,4 @@
-import { describeError } from './errors';
+import { DaymindError, describeError } from './errors';
 import { hasValidChecksum, hashKey, isPlausibleKey } from './keys';
 import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
 import type { KeyRecord, KeyStore } from './store/types';
@@ -74,10 +74,10 @@ export class Verifier {
         record = await store.get(hash);
       }
     } catch (err) {
-      this.parts.onError(new Error(`key store look-up failed: ${describeError(err)}`, { cause: err }));
+      this.parts.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `key store look-up failed: ${describeError(err)}`, { cause: err }));
       return { valid: false, code: 'UNAVAILABLE', limits: [], cost };
     }
-    if (!record) return { valid: false, code: checksummed ? 'NOT_FOUND' : 'MALFORMED', limits: [], cost };
+    if (!record) return { valid: false, code: 'NOT_FOUND', limits: [], cost };
     if (record.revoked) return { valid: false, code: 'REVOKED', record, limits: [], cost };
     const now = options.now ?? Date.now();
     if (record.expires_at != null && record.expires_at * 1000 <= now) return { valid: false, code: 'EXPIRED', record, limits: [], cost };
@@ -90,7 +90,7 @@ export class Verifier {
         if (!result.allowed) return { valid: false, code: 'RATE_LIMITED', record, limits, refusedBy: result, cost };
       }
     } catch (err) {
-      this.parts.onError(new Error(`rate limiter failed: ${describeError(err)}`, { cause: err }));
+      this.parts.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `rate limiter failed: ${describeError(err)}`, { cause: err }));
       return { valid: false, code: 'UNAVAILABLE', record, limits, cost };
     }
     this.parts.recorder.record(record.key_hash, cost, now);

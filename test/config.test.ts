@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { daymindAuth, resolveConfig, ConfigError } from '../src';
+import { daymindAuth, resolveConfig, ConfigError, MemoryKeyStore } from '../src';
 import { tempDir } from './helpers';
 
 describe('configuration', () => {
@@ -65,7 +65,18 @@ describe('configuration', () => {
     expect(() => resolveConfig({ env: { API_KEYS: 'k'.repeat(20), API_KEY_STORE_PATH: '/tmp/a.json' } })).toThrow(/API_KEYS/);
   });
 
-  test('ipRateLimitPerMinute: false turns the per-IP limit off', () => {
+  test('ipRateLimitPerMinute: false (env: off) turns the per-IP limit off', () => {
     expect(resolveConfig({ env: { IP_RATE_LIMIT_PER_MINUTE: '5' }, ipRateLimitPerMinute: false }).ipRateLimitPerMinute).toBe(false);
+    expect(resolveConfig({ env: { IP_RATE_LIMIT_PER_MINUTE: 'off' } }).ipRateLimitPerMinute).toBe(false);
+  });
+
+  test('key sources: options win over the environment; contradictions at one level are refused', () => {
+    const keys = ['k'.repeat(20)];
+    expect(resolveConfig({ env: { API_KEY_STORE_PATH: '/tmp/a.json' }, keys }).keys).toEqual(keys);
+    expect(resolveConfig({ env: { API_KEYS: keys[0] }, storePath: '/tmp/b.json' })).toMatchObject({ keys: undefined, storePath: '/tmp/b.json' });
+    expect(() => resolveConfig({ env: {}, keys, storePath: '/tmp/b.json' })).toThrow(/^keys: cannot be combined with storePath/);
+    const store = new MemoryKeyStore();
+    expect(() => resolveConfig({ env: {}, store, keys })).toThrow(/^keys: cannot be combined with the store option/);
+    expect(resolveConfig({ env: { API_KEYS: keys[0] }, store }).keys).toBeUndefined();
   });
 });

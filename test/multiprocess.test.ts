@@ -3,6 +3,7 @@ import { promisify } from 'node:util';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import request from 'supertest';
+import * as lockfile from 'proper-lockfile';
 import { daymindAuth, hashKey } from '../src';
 import { appWith, seedStoreCopy, SEED_KEYS, waitFor } from './helpers';
 
@@ -57,11 +58,13 @@ describe('several processes on one store file', () => {
       const refused = await request(app).get('/v1/hello').set('Authorization', `Bearer ${key}`);
       expect(refused.body.error.code).toBe('revoked_api_key');
 
-      // An old-format writer adding a plain key by hand (temp file + rename).
+      // Another tool adding a plain old-format key: it takes the store's lock, as every writer must.
+      const release = await lockfile.lock(path, { realpath: false, retries: 50 });
       const doc = JSON.parse(readFileSync(path, 'utf8'));
       doc.push({ key: 'dm_HandAddedLegacyKey0000001', owner: 'by-hand', created_at: 1, usage_count: 0, requests_today: 0, requests_day: 0, last_used: null, revoked: false });
       writeFileSync(path + '.hand', JSON.stringify(doc, null, 2));
       renameSync(path + '.hand', path);
+      await release();
       const seen = await waitFor(
         async () => (await request(app).get('/v1/hello').set('X-API-Key', 'dm_HandAddedLegacyKey0000001')).status === 200,
         1000,

@@ -26,6 +26,6 @@ export interface RateLimiterAdapter {
   /** Spends `cost` units of `window` for `id`. Rejects only when the backend fails. */
   consume(window: RateLimitWindow, id: string, cost: number): Promise<RateLimitResult>;
   /** The current state without spending anything. */
-  peek(window: RateLimitWindow, id: string): Promise<RateLimitResult>;
+  peek?(window: RateLimitWindow, id: string): Promise<RateLimitResult>;
   close?(): Promise<void>;
 }

@@ -125,11 +125,14 @@ export class JsonFileKeyStore implements KeyStore {
     return [...this.index.values()].map((r) => ({ ...r }));
   }
 
-  async applyUsage(deltas: UsageDelta[]): Promise<void> {
+  async applyUsage(deltas: UsageDelta[], onApplied?: () => void): Promise<void> {
     if (deltas.length === 0) return;
     const dropped = await this.mutate((raws) => {
       const byHash = new Map<string, RawRecord>();
-      for (const raw of raws) byHash.set(rawHash(raw, this.hashCache), raw);
+      for (const raw of raws) {
+        const hash = rawHash(raw, this.hashCache);
+        if (!byHash.has(hash)) byHash.set(hash, raw);
+      }
       let missing = 0;
       for (const delta of deltas) {
         const raw = byHash.get(delta.key_hash);
@@ -137,7 +140,7 @@ export class JsonFileKeyStore implements KeyStore {
         else missing += delta.units;
       }
       return missing;
-    });
+    }, onApplied);
     if (dropped > 0) {
       this.report(
         this.error('ERR_DAYMIND_USAGE_FLUSH', `${dropped} usage unit(s) belong to keys no longer in ${this.path}; they were not recorded`),
@@ -198,13 +201,13 @@ export class JsonFileKeyStore implements KeyStore {
   }
 
   /** Runs `change` on a fresh read of the file under the lock and writes the result atomically. */
-  private mutate<T>(change: (raws: RawRecord[]) => T): Promise<T> {
-    const run = this.writeChain.then(() => this.mutateLocked(change));
+  private mutate<T>(change: (raws: RawRecord[]) => T, onInstalled?: () => void): Promise<T> {
+    const run = this.writeChain.then(() => this.mutateLocked(change, onInstalled));
     this.writeChain = run.catch(() => undefined);
     return run;
   }
 
-  private async mutateLocked<T>(change: (raws: RawRecord[]) => T): Promise<T> {
+  private async mutateLocked<T>(change: (raws: RawRecord[]) => T, onInstalled?: () => void): Promise<T> {
     let release: () => Promise<void>;
     try {
       release = await acquireLock(this.path, (err) =>
@@ -230,6 +233,7 @@ export class JsonFileKeyStore implements KeyStore {
       }
       this.generation++;
       this.install(raws, signature);
+      onInstalled?.();
       this.lastProblem = undefined;
       return result;
     } finally {

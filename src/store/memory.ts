@@ -47,9 +47,11 @@ export class MemoryKeyStore implements KeyStore {
   }
 
   async revoke(keyHash: string): Promise<KeyRecord | undefined> {
-    const record = this.records.get(keyHash);
-    if (!record) return undefined;
+    const current = this.records.get(keyHash);
+    if (!current) return undefined;
+    const record = { ...current };
     markRevoked(record);
+    this.records.set(keyHash, record);
     return { ...record };
   }
 
@@ -57,11 +59,16 @@ export class MemoryKeyStore implements KeyStore {
     return [...this.records.values()].map((r) => ({ ...r }));
   }
 
-  async applyUsage(deltas: UsageDelta[]): Promise<void> {
+  /** Replaces records rather than changing them, so a record once handed out never changes. */
+  async applyUsage(deltas: UsageDelta[], onApplied?: () => void): Promise<void> {
     for (const delta of deltas) {
-      const record = this.records.get(delta.key_hash);
-      if (record) addUsage(record, delta);
+      const current = this.records.get(delta.key_hash);
+      if (!current) continue;
+      const record = { ...current };
+      addUsage(record, delta);
+      this.records.set(delta.key_hash, record);
     }
+    onApplied?.();
   }
 
   async close(): Promise<void> {}

@@ -66,6 +66,8 @@ export function newRawRecord(input: NewKeyInput, prefix: string = DEFAULT_KEY_PR
 function recordProblem(raw: unknown): string | undefined {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return 'is not an object';
   const r = raw as RawRecord;
+  if (r.key != null && typeof r.key !== 'string') return 'has a non-string "key"';
+  if (r.key_hash != null && typeof r.key_hash !== 'string') return 'has a non-string "key_hash"';
   if (typeof r.key !== 'string' && typeof r.key_hash !== 'string') return 'has neither "key" nor "key_hash"';
   if (typeof r.key === 'string' && r.key.length === 0) return 'has an empty "key"';
   if (typeof r.key_hash === 'string' && !/^[0-9a-f]{64}$/.test(r.key_hash)) return 'has a "key_hash" that is not a SHA-256 hex digest';
@@ -74,6 +76,9 @@ function recordProblem(raw: unknown): string | undefined {
   }
   for (const field of ['last_used', 'rate_limit_per_minute', 'expires_at', 'revoked_at'] as const) {
     if (r[field] != null && (typeof r[field] !== 'number' || !Number.isFinite(r[field]))) return `has a non-numeric "${field}"`;
+  }
+  if (r.rate_limit_per_minute != null && !(Number.isSafeInteger(r.rate_limit_per_minute) && (r.rate_limit_per_minute as number) > 0)) {
+    return 'has a "rate_limit_per_minute" that is not a whole number greater than 0';
   }
   if (r.owner !== undefined && typeof r.owner !== 'string') return 'has a non-string "owner"';
   if (r.revoked !== undefined && typeof r.revoked !== 'boolean') return 'has a non-boolean "revoked"';

@@ -77,7 +77,12 @@ export interface KeyStore {
   /** Marks the key revoked; returns the updated record, or undefined when there is no such key. */
   revoke(keyHash: string): Promise<KeyRecord | undefined>;
   list(): Promise<KeyRecord[]>;
-  /** Adds usage deltas to the stored counters. Rejects when nothing could be written. */
-  applyUsage(deltas: UsageDelta[]): Promise<void>;
+  /**
+   * Adds usage deltas to the stored counters. Rejects when nothing could be written.
+   * Call `onApplied` (synchronously) at the moment `get()` starts returning counters that include
+   * the deltas: the usage recorder then stops adding them to live views, so `/v1/usage` never
+   * counts them twice. A store that does not call it gets a short overlap until the promise settles.
+   */
+  applyUsage(deltas: UsageDelta[], onApplied?: () => void): Promise<void>;
   close(): Promise<void>;
 }

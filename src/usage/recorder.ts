@@ -37,6 +37,7 @@ export class UsageRecorder {
   private inflight: Map<string, UsageDelta> | undefined;
   private flushing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private lastFailure: string | undefined;
 
   constructor(
     private readonly store: KeyStore,
@@ -118,20 +119,27 @@ export class UsageRecorder {
     const batch = this.pending;
     this.pending = new Map();
     this.inflight = batch;
+    const applied = () => {
+      if (this.inflight === batch) this.inflight = undefined;
+    };
     try {
-      await this.store.applyUsage([...batch.values()]);
+      await this.store.applyUsage([...batch.values()], applied);
+      this.lastFailure = undefined;
     } catch (err) {
-      this.inflight = undefined;
+      applied();
       for (const delta of batch.values()) mergeInto(this.pending, delta);
+      const cause = describeError(err);
       const error = new DaymindError(
         'ERR_DAYMIND_USAGE_FLUSH',
-        `usage flush failed, ${this.unflushedUnits} unit(s) kept in memory for the next attempt: ${describeError(err)}`,
+        `usage flush failed, ${this.unflushedUnits} unit(s) kept in memory for the next attempt: ${cause}`,
         { cause: err },
       );
-      this.onError(error);
+      // While one problem lasts it is reported once, not on every flush.
+      if (cause !== this.lastFailure) this.onError(error);
+      this.lastFailure = cause;
       throw error;
     } finally {
-      this.inflight = undefined;
+      applied();
     }
   }
 }

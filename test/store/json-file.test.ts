@@ -114,6 +114,8 @@ describe('JsonFileKeyStore', () => {
     ['not an array', '{"keys": []}', /not a JSON array/],
     ['a record without a key', '[{"owner": "a"}]', /record 0 has neither "key" nor "key_hash"/],
     ['a counter of the wrong type', '[{"key": "dm_x", "usage_count": "12"}]', /record 0 has a non-numeric "usage_count"/],
+    ['a key that is not a string', '[{"key": 1}]', /record 0 has a non-string "key"/],
+    ['a per-key limit of 0', '[{"key": "dm_x"}, {"key": "dm_y", "rate_limit_per_minute": 0}]', /record 1 has a "rate_limit_per_minute" that is not a whole number/],
   ])('a corrupt file (%s) is a start-up error naming it, and is left untouched', (_what, text, detail) => {
     const path = join(tempDir(), 'keys.json');
     writeFileSync(path, text);

@@ -52,6 +52,52 @@ describe('UsageRecorder', () => {
     expect(inner.get(record.key_hash)).toMatchObject({ usage_count: 5, requests_today: 3, requests_day: 20261124 });
   });
 
+  test('a batch being flushed is never counted twice in the live view', async () => {
+    const inner = new MemoryKeyStore();
+    const { record } = await inner.create({ owner: 'a' });
+    let release!: () => void;
+    const slow: KeyStore = Object.assign(Object.create(inner) as KeyStore, {
+      applyUsage: async (deltas: UsageDelta[], onApplied?: () => void) => {
+        await inner.applyUsage(deltas, onApplied);
+        await new Promise<void>((r) => (release = r)); // e.g. the lock being released
+      },
+    });
+    const recorder = new UsageRecorder(slow, 1000, () => undefined);
+    const now = Date.now();
+    recorder.record(record.key_hash, 5, now);
+    const flushing = recorder.flush();
+    await new Promise((r) => setImmediate(r));
+    expect(inner.get(record.key_hash)!.usage_count).toBe(5);
+    expect(recorder.live(inner.get(record.key_hash)!, now).usage_count).toBe(5);
+    recorder.record(record.key_hash, 1, now);
+    expect(recorder.live(inner.get(record.key_hash)!, now).usage_count).toBe(6);
+    release();
+    await flushing;
+    expect(recorder.live(inner.get(record.key_hash)!, now).usage_count).toBe(6);
+  });
+
+  test('a lasting flush failure is reported once, and again only when it changes', async () => {
+    const inner = new MemoryKeyStore();
+    const { record } = await inner.create({ owner: 'a' });
+    let problem = 'disk full';
+    const store: KeyStore = Object.assign(Object.create(inner) as KeyStore, {
+      applyUsage: async () => {
+        throw new Error(problem);
+      },
+    });
+    const errors: Error[] = [];
+    const recorder = new UsageRecorder(store, 1000, (e) => errors.push(e));
+    for (let i = 0; i < 3; i++) {
+      recorder.record(record.key_hash, 1, Date.now());
+      await recorder.flush().catch(() => undefined);
+    }
+    expect(errors).toHaveLength(1);
+    problem = 'permission denied';
+    await recorder.flush().catch(() => undefined);
+    expect(errors).toHaveLength(2);
+    expect(recorder.unflushedUnits).toBe(3);
+  });
+
   test('requests_today reads 0 on a new day before the first request of that day', async () => {
     const store = new MemoryKeyStore();
     const { record } = await store.create({ owner: 'a' });
