@@ -37,10 +37,10 @@ const server = app.listen(port, async () => {
   } else {
     console.log(`\n${keys.length} key(s) in the store. Call it with:\n\n  curl -H "Authorization: Bearer <key>" ${url}/v1/hello\n`);
   }
-  console.log(
-    'Create another key (shown once):\n\n' +
-      `  node -e "const { JsonFileKeyStore } = require('./dist/cjs'); new JsonFileKeyStore({ path: process.env.API_KEY_STORE_PATH }).create({ owner: process.argv[1] }).then((c) => console.log(c.key))" my-team\n`,
-  );
+  const store = process.env.API_KEY_STORE_PATH ? ` --store ${process.env.API_KEY_STORE_PATH}` : '';
+  console.log(`Create another key (shown once), list, revoke or rotate keys while this server runs:\n`);
+  console.log(`  node dist/cjs/cli/index.js${store} create my-team   (npx daymind-keys ... where the package is installed)`);
+  console.log(`  node dist/cjs/cli/index.js${store} list\n`);
 });
 
 let stopping = false;

@@ -1,6 +1,7 @@
 import { DaymindError, describeError } from './errors';
 import { hasValidChecksum, hashKey, isPlausibleKey } from './keys';
 import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
+import { isExpired, isRevoked } from './store/record';
 import type { KeyRecord, KeyStore } from './store/types';
 import type { UsageRecorder } from './usage/recorder';
 
@@ -78,9 +79,9 @@ export class Verifier {
       return { valid: false, code: 'UNAVAILABLE', limits: [], cost };
     }
     if (!record) return { valid: false, code: 'NOT_FOUND', limits: [], cost };
-    if (record.revoked) return { valid: false, code: 'REVOKED', record, limits: [], cost };
     const now = options.now ?? Date.now();
-    if (record.expires_at != null && record.expires_at * 1000 <= now) return { valid: false, code: 'EXPIRED', record, limits: [], cost };
+    if (isRevoked(record, now)) return { valid: false, code: 'REVOKED', record, limits: [], cost };
+    if (isExpired(record, now)) return { valid: false, code: 'EXPIRED', record, limits: [], cost };
 
     const limits: RateLimitResult[] = [];
     try {

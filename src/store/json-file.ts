@@ -3,8 +3,8 @@ import { dirname, resolve } from 'node:path';
 import { StoreError, describeError, type DaymindErrorCode } from '../errors';
 import { DEFAULT_KEY_PREFIX, hasValidChecksum } from '../keys';
 import { acquireLock, createIfMissingSync, readWithSignature, readWithSignatureSync, statSignature, writeAtomic } from './file-io';
-import { addUsage, createdKey, markRevoked, newRawRecord, parseRecords, rawHash, toKeyRecord, type RawRecord } from './record';
-import type { CreatedKey, KeyRecord, KeyStore, NewKeyInput, UsageDelta } from './types';
+import { addUsage, createdKey, markRevoked, newRawRecord, parseRecords, rawHash, rotateRaw, toKeyRecord, type RawRecord } from './record';
+import type { CreatedKey, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageDelta } from './types';
 
 export const DEFAULT_STORE_PATH = 'data/api_keys.json';
 
@@ -15,6 +15,11 @@ export interface JsonFileKeyStoreOptions {
   reloadIntervalMs?: number;
   /** Prefix of generated keys. Default `dm_`. */
   keyPrefix?: string;
+  /**
+   * Create the directory and an empty store when the file is missing. Default true; with false a
+   * missing file is an ERR_DAYMIND_STORE_UNREADABLE error (read-only tools, typos in a path).
+   */
+  create?: boolean;
   /** Called with problems met in the background (unreadable or corrupt file, failed lock). */
   onError?: (err: StoreError) => void;
 }
@@ -50,17 +55,24 @@ export class JsonFileKeyStore implements KeyStore {
     this.reloadIntervalMs = options.reloadIntervalMs ?? 500;
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
     this.onError = options.onError ?? ((err) => console.error(`[daymind-auth] ${err.message}`));
-    try {
-      mkdirSync(dirname(this.path), { recursive: true });
-      createIfMissingSync(this.path, '[]\n');
-    } catch (err) {
-      throw this.error('ERR_DAYMIND_STORE_WRITE', `cannot create the key store ${this.path}: ${describeError(err)}`, err);
+    if (options.create !== false) {
+      try {
+        mkdirSync(dirname(this.path), { recursive: true });
+        createIfMissingSync(this.path, '[]\n');
+      } catch (err) {
+        throw this.error('ERR_DAYMIND_STORE_WRITE', `cannot create the key store ${this.path}: ${describeError(err)}`, err);
+      }
     }
     let snapshot;
     try {
       snapshot = readWithSignatureSync(this.path);
     } catch (err) {
-      throw this.error('ERR_DAYMIND_STORE_UNREADABLE', `cannot read the key store ${this.path}: ${describeError(err)}`, err);
+      const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+      throw this.error(
+        'ERR_DAYMIND_STORE_UNREADABLE',
+        missing ? `there is no key store at ${this.path}` : `cannot read the key store ${this.path}: ${describeError(err)}`,
+        err,
+      );
     }
     this.install(this.parse(snapshot.text), snapshot.signature);
   }
@@ -118,6 +130,10 @@ export class JsonFileKeyStore implements KeyStore {
       markRevoked(raw);
       return toKeyRecord(raw, keyHash, this.keyPrefix);
     });
+  }
+
+  async rotate(keyHash: string, graceSeconds: number): Promise<RotatedKey | undefined> {
+    return this.mutate((raws) => rotateRaw(raws, (r) => rawHash(r, this.hashCache) === keyHash, keyHash, graceSeconds, this.keyPrefix));
   }
 
   async list(): Promise<KeyRecord[]> {

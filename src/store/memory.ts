@@ -1,6 +1,6 @@
 import { DEFAULT_KEY_PREFIX, hashKey, displayPrefix, hasValidChecksum } from '../keys';
-import { addUsage, createdKey, markRevoked, newRawRecord, toKeyRecord } from './record';
-import type { CreatedKey, KeyRecord, KeyStore, NewKeyInput, UsageDelta } from './types';
+import { addUsage, createdKey, markRevoked, newRawRecord, rotateRaw, toKeyRecord, type RawRecord } from './record';
+import type { CreatedKey, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageDelta } from './types';
 
 export interface MemoryKeyStoreOptions {
   /** Plain keys to accept from the start (e.g. from `API_KEYS`), any format. */
@@ -53,6 +53,16 @@ export class MemoryKeyStore implements KeyStore {
     markRevoked(record);
     this.records.set(keyHash, record);
     return { ...record };
+  }
+
+  async rotate(keyHash: string, graceSeconds: number): Promise<RotatedKey | undefined> {
+    const current = this.records.get(keyHash);
+    if (!current) return undefined;
+    const old: RawRecord = { ...current };
+    const rotated = rotateRaw([old], (r) => r === old, keyHash, graceSeconds, this.keyPrefix)!;
+    this.records.set(keyHash, rotated.previous);
+    this.records.set(rotated.record.key_hash, rotated.record);
+    return { key: rotated.key, record: { ...rotated.record }, previous: { ...rotated.previous } };
   }
 
   async list(): Promise<KeyRecord[]> {

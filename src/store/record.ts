@@ -1,6 +1,6 @@
 import { DaymindError } from '../errors';
 import { generateKey, hashKey, displayPrefix, DEFAULT_KEY_PREFIX } from '../keys';
-import type { CreatedKey, KeyRecord, NewKeyInput, UsageDelta } from './types';
+import type { CreatedKey, KeyRecord, NewKeyInput, RotatedKey, UsageDelta } from './types';
 
 /**
  * A record as it sits in a store file: the existing format's fields, the newer ones, and whatever
@@ -74,7 +74,7 @@ function recordProblem(raw: unknown): string | undefined {
   for (const field of ['created_at', 'usage_count', 'requests_today', 'requests_day'] as const) {
     if (r[field] !== undefined && (typeof r[field] !== 'number' || !Number.isFinite(r[field]))) return `has a non-numeric "${field}"`;
   }
-  for (const field of ['last_used', 'rate_limit_per_minute', 'expires_at', 'revoked_at'] as const) {
+  for (const field of ['last_used', 'rate_limit_per_minute', 'expires_at', 'revoked_at', 'revoke_at'] as const) {
     if (r[field] != null && (typeof r[field] !== 'number' || !Number.isFinite(r[field]))) return `has a non-numeric "${field}"`;
   }
   if (r.rate_limit_per_minute != null && !(Number.isSafeInteger(r.rate_limit_per_minute) && (r.rate_limit_per_minute as number) > 0)) {
@@ -129,6 +129,8 @@ export function toKeyRecord(raw: RawRecord, hash: string, prefix: string = DEFAU
     revoked: raw.revoked === true,
   };
   if (typeof raw.revoked_at === 'number') record.revoked_at = raw.revoked_at;
+  if (typeof raw.revoke_at === 'number') record.revoke_at = raw.revoke_at;
+  if (typeof raw.rotated_from === 'string') record.rotated_from = raw.rotated_from;
   if (typeof raw.rate_limit_per_minute === 'number') record.rate_limit_per_minute = raw.rate_limit_per_minute;
   if (typeof raw.expires_at === 'number') record.expires_at = raw.expires_at;
   if (raw.meta != null && typeof raw.meta === 'object') record.meta = raw.meta as Record<string, unknown>;
@@ -160,6 +162,62 @@ export function markRevoked(target: RawRecord | KeyRecord): void {
   const t = target as RawRecord;
   t.revoked = true;
   if (t.revoked_at == null) t.revoked_at = Date.now() / 1000;
+}
+
+/** Whether a key counts as revoked at `nowMs`: revoked, or past the end of a rotation's grace. */
+export function isRevoked(record: KeyRecord, nowMs: number): boolean {
+  return record.revoked || (record.revoke_at != null && record.revoke_at * 1000 <= nowMs);
+}
+
+export function isExpired(record: KeyRecord, nowMs: number): boolean {
+  return record.expires_at != null && record.expires_at * 1000 <= nowMs;
+}
+
+export type KeyStatus = 'active' | 'revoked' | 'expired';
+
+export function keyStatus(record: KeyRecord, nowMs: number): KeyStatus {
+  if (isRevoked(record, nowMs)) return 'revoked';
+  if (isExpired(record, nowMs)) return 'expired';
+  return 'active';
+}
+
+/**
+ * Rotation on a store's raw records: appends a new key with the old one's owner and settings and
+ * revokes the old one, at once or at the end of the grace period. Changes `raws` in place.
+ */
+export function rotateRaw(
+  raws: RawRecord[],
+  find: (raw: RawRecord) => boolean,
+  oldHash: string,
+  graceSeconds: number,
+  prefix: string,
+): RotatedKey | undefined {
+  const old = raws.find(find);
+  if (!old) return undefined;
+  const now = Date.now();
+  const oldRecord = toKeyRecord(old, oldHash, prefix);
+  const status = keyStatus(oldRecord, now);
+  if (status !== 'active') throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', `cannot rotate a key that is ${status}`);
+  if (!(Number.isFinite(graceSeconds) && graceSeconds >= 0)) {
+    throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', 'the grace period must be 0 or more seconds');
+  }
+  const { key, raw } = newRawRecord(
+    {
+      owner: oldRecord.owner,
+      rate_limit_per_minute: oldRecord.rate_limit_per_minute ?? null,
+      expires_at: oldRecord.expires_at ?? null,
+      meta: oldRecord.meta,
+    },
+    prefix,
+  );
+  raw.rotated_from = oldHash;
+  raws.push(raw);
+  if (graceSeconds === 0) markRevoked(old);
+  else {
+    const at = now / 1000 + graceSeconds;
+    if (typeof old.revoke_at !== 'number' || old.revoke_at > at) old.revoke_at = at;
+  }
+  return { ...createdKey(key, raw, prefix), previous: toKeyRecord(old, oldHash, prefix) };
 }
 
 export function createdKey(key: string, raw: RawRecord, prefix?: string): CreatedKey {

@@ -21,6 +21,10 @@ export interface KeyRecord {
   revoked: boolean;
   /** Unix seconds when the key was revoked, where known. */
   revoked_at?: number | null;
+  /** Unix seconds from which the key counts as revoked (the grace period of a rotation). */
+  revoke_at?: number | null;
+  /** Hash of the key this one replaced, when created by a rotation. */
+  rotated_from?: string;
   /** Overrides the default per-key limit (`API_RATE_LIMIT_PER_MINUTE`) for this key. */
   rate_limit_per_minute?: number | null;
   /** Unix time in seconds after which the key is refused. */
@@ -46,6 +50,11 @@ export interface NewKeyInput {
   /** Unix seconds. */
   expires_at?: number | null;
   meta?: Record<string, unknown>;
+}
+
+export interface RotatedKey extends CreatedKey {
+  /** The old key's record: revoked, or with `revoke_at` at the end of the grace period. */
+  previous: KeyRecord;
 }
 
 export interface CreatedKey {
@@ -76,6 +85,11 @@ export interface KeyStore {
   create(input: NewKeyInput): Promise<CreatedKey>;
   /** Marks the key revoked; returns the updated record, or undefined when there is no such key. */
   revoke(keyHash: string): Promise<KeyRecord | undefined>;
+  /**
+   * Replaces a key in one write: a new key with the same owner and settings, and the old one
+   * revoked after `graceSeconds` (at once for 0). Undefined when there is no such key.
+   */
+  rotate?(keyHash: string, graceSeconds: number): Promise<RotatedKey | undefined>;
   list(): Promise<KeyRecord[]>;
   /**
    * Adds usage deltas to the stored counters. Rejects when nothing could be written.

@@ -1,0 +1,221 @@
+import { assertOwner, keyStatus } from '../store/record';
+import type { JsonFileKeyStore } from '../store/json-file';
+import type { KeyRecord, NewKeyInput } from '../store/types';
+import { utcDay } from '../usage/day';
+import { CommandError, UsageError } from './errors';
+import { resolveKey } from './resolve-key';
+import { renderTable } from './table';
+import { formatTime, parseDuration, parseExpiry } from './time';
+
+export interface CommandContext {
+  /** Opens the store; `create` allows creating a missing file. */
+  openStore(create: boolean): JsonFileKeyStore;
+  json: boolean;
+  out(text: string): void;
+  /** Notes for people (stderr), so that stdout stays the result. */
+  note(text: string): void;
+  now: number;
+}
+
+export type CommandOptions = {
+  'rate-limit'?: string;
+  expires?: string;
+  meta?: string[];
+  grace?: string;
+  owner?: string;
+};
+
+/** requests_today as of now: 0 when the last counted day is not today. */
+function todayCount(record: KeyRecord, nowMs: number): number {
+  return record.requests_day === utcDay(nowMs) ? record.requests_today : 0;
+}
+
+export function recordJson(record: KeyRecord, nowMs: number): Record<string, unknown> {
+  return {
+    key_prefix: record.key_prefix,
+    key_hash: record.key_hash,
+    owner: record.owner,
+    status: keyStatus(record, nowMs),
+    created_at: record.created_at,
+    usage_count: record.usage_count,
+    requests_today: todayCount(record, nowMs),
+    requests_day: record.requests_day,
+    last_used: record.last_used,
+    revoked: record.revoked,
+    revoked_at: record.revoked_at ?? null,
+    revoke_at: record.revoke_at ?? null,
+    expires_at: record.expires_at ?? null,
+    rate_limit_per_minute: record.rate_limit_per_minute ?? null,
+    meta: record.meta ?? {},
+    ...(record.rotated_from ? { rotated_from: record.rotated_from } : {}),
+  };
+}
+
+function print(ctx: CommandContext, value: unknown): void {
+  ctx.out(JSON.stringify(value, null, 2) + '\n');
+}
+
+async function withStore<T>(ctx: CommandContext, create: boolean, run: (store: JsonFileKeyStore) => Promise<T>): Promise<T> {
+  const store = ctx.openStore(create);
+  try {
+    return await run(store);
+  } finally {
+    await store.close();
+  }
+}
+
+export async function list(ctx: CommandContext): Promise<void> {
+  const records = await withStore(ctx, false, (s) => s.list());
+  if (ctx.json) return print(ctx, records.map((r) => recordJson(r, ctx.now)));
+  ctx.out(
+    renderTable(
+      ['PREFIX', 'OWNER', 'STATUS', 'CREATED (UTC)', 'USAGE', 'TODAY', 'LAST USED (UTC)'],
+      records.map((r) => [
+        r.key_prefix,
+        r.owner,
+        keyStatus(r, ctx.now),
+        formatTime(r.created_at),
+        String(r.usage_count),
+        String(todayCount(r, ctx.now)),
+        r.last_used == null ? 'never' : formatTime(r.last_used),
+      ]),
+    ),
+  );
+}
+
+function parseMeta(pairs: string[] | undefined): Record<string, string> | undefined {
+  if (!pairs) return undefined;
+  const meta: Record<string, string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    const key = eq < 0 ? '' : pair.slice(0, eq);
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(key)) throw new UsageError(`--meta: "${pair}" is not k=v with a key of letters, digits, _ . or -`);
+    // eslint-disable-next-line no-control-regex
+    if (/[\u0000-\u001f\u007f]/.test(pair)) throw new UsageError(`--meta: "${key}" has control characters in its value`);
+    meta[key] = pair.slice(eq + 1);
+  }
+  return meta;
+}
+
+function parseRateLimit(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n <= 0 || n > 1_000_000_000) {
+    throw new UsageError(`--rate-limit: "${text}" is not a whole number from 1 to 1000000000`);
+  }
+  return n;
+}
+
+export async function create(ctx: CommandContext, owner: string, options: CommandOptions): Promise<void> {
+  try {
+    assertOwner(owner);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const input: NewKeyInput = { owner };
+  const limit = parseRateLimit(options['rate-limit']);
+  if (limit !== undefined) input.rate_limit_per_minute = limit;
+  if (options.expires !== undefined) input.expires_at = parseExpiry(options.expires, '--expires', ctx.now);
+  const meta = parseMeta(options.meta);
+  if (meta) input.meta = meta;
+  const { key, record } = await withStore(ctx, true, (s) => s.create(input));
+  if (ctx.json) return print(ctx, { key, ...recordJson(record, ctx.now) });
+  ctx.out(key + '\n');
+  ctx.note(`Created ${record.key_prefix} for ${owner}. The key above is shown only this once: store it now.\n`);
+}
+
+export async function revoke(ctx: CommandContext, name: string): Promise<void> {
+  const result = await withStore(ctx, false, async (s) => {
+    const target = resolveKey(await s.list(), name);
+    if (target.revoked) return { record: target, changed: false };
+    const record = await s.revoke(target.key_hash);
+    if (!record) throw new CommandError(`the key ${target.key_prefix} was removed from the store meanwhile`);
+    return { record, changed: true };
+  });
+  if (ctx.json) return print(ctx, { ...recordJson(result.record, ctx.now), changed: result.changed });
+  ctx.out(`${result.changed ? 'Revoked' : 'Already revoked:'} ${result.record.key_prefix} (${result.record.owner})\n`);
+}
+
+export async function show(ctx: CommandContext, name: string): Promise<void> {
+  const record = await withStore(ctx, false, async (s) => resolveKey(await s.list(), name));
+  const view = recordJson(record, ctx.now);
+  if (ctx.json) return print(ctx, view);
+  const rows: string[][] = [
+    ['prefix', record.key_prefix],
+    ['hash', record.key_hash],
+    ['owner', record.owner],
+    ['status', String(view.status)],
+    ['created', `${formatTime(record.created_at)} UTC`],
+    ['usage_count', String(record.usage_count)],
+    ['requests_today', String(view.requests_today)],
+    ['last_used', record.last_used == null ? 'never' : `${formatTime(record.last_used)} UTC`],
+    ['rate_limit', record.rate_limit_per_minute == null ? 'server default' : `${record.rate_limit_per_minute}/min`],
+    ['expires', record.expires_at == null ? 'never' : `${formatTime(record.expires_at)} UTC`],
+  ];
+  if (record.revoked_at != null) rows.push(['revoked_at', `${formatTime(record.revoked_at)} UTC`]);
+  if (record.revoke_at != null && !record.revoked) rows.push(['revoke_at', `${formatTime(record.revoke_at)} UTC`]);
+  if (record.rotated_from) rows.push(['rotated_from', record.rotated_from]);
+  for (const [k, v] of Object.entries(record.meta ?? {})) rows.push([`meta.${k}`, typeof v === 'string' ? v : JSON.stringify(v)]);
+  const width = Math.max(...rows.map((r) => r[0]!.length));
+  ctx.out(rows.map(([k, v]) => `${k!.padEnd(width)}  ${v}`).join('\n') + '\n');
+}
+
+export async function rotate(ctx: CommandContext, name: string, options: CommandOptions): Promise<void> {
+  const grace = options.grace === undefined ? 0 : parseDuration(options.grace, '--grace');
+  const rotated = await withStore(ctx, false, async (s) => {
+    const target = resolveKey(await s.list(), name);
+    const status = keyStatus(target, ctx.now);
+    if (status !== 'active') throw new CommandError(`cannot rotate ${target.key_prefix}: it is ${status}`);
+    const result = await s.rotate(target.key_hash, grace);
+    if (!result) throw new CommandError(`the key ${target.key_prefix} was removed from the store meanwhile`);
+    return result;
+  });
+  if (ctx.json) {
+    return print(ctx, { key: rotated.key, ...recordJson(rotated.record, ctx.now), previous: recordJson(rotated.previous, ctx.now) });
+  }
+  ctx.out(rotated.key + '\n');
+  const old = rotated.previous;
+  ctx.note(
+    `Created ${rotated.record.key_prefix} for ${rotated.record.owner}; the key above is shown only this once.\n` +
+      (grace === 0 ? `Revoked ${old.key_prefix} now.\n` : `${old.key_prefix} keeps working until ${formatTime(old.revoke_at)} UTC, then is revoked.\n`),
+  );
+}
+
+export async function usage(ctx: CommandContext, options: CommandOptions): Promise<void> {
+  let records = await withStore(ctx, false, (s) => s.list());
+  if (options.owner !== undefined) {
+    records = records.filter((r) => r.owner === options.owner);
+    if (records.length === 0) throw new CommandError(`no keys belong to "${options.owner}"`);
+  }
+  const owners = new Map<string, { owner: string; keys: number; usage_count: number; requests_today: number }>();
+  for (const r of records) {
+    const o = owners.get(r.owner) ?? { owner: r.owner, keys: 0, usage_count: 0, requests_today: 0 };
+    o.keys++;
+    o.usage_count += r.usage_count;
+    o.requests_today += todayCount(r, ctx.now);
+    owners.set(r.owner, o);
+  }
+  const ownerRows = [...owners.values()].sort((a, b) => b.usage_count - a.usage_count || a.owner.localeCompare(b.owner));
+  const keyRows = [...records].sort((a, b) => a.owner.localeCompare(b.owner) || b.usage_count - a.usage_count);
+  if (ctx.json) {
+    return print(ctx, {
+      owners: ownerRows,
+      keys: keyRows.map((r) => ({
+        key_prefix: r.key_prefix,
+        key_hash: r.key_hash,
+        owner: r.owner,
+        status: keyStatus(r, ctx.now),
+        usage_count: r.usage_count,
+        requests_today: todayCount(r, ctx.now),
+      })),
+    });
+  }
+  ctx.out(renderTable(['OWNER', 'KEYS', 'USAGE', 'TODAY'], ownerRows.map((o) => [o.owner, String(o.keys), String(o.usage_count), String(o.requests_today)])));
+  ctx.out('\n');
+  ctx.out(
+    renderTable(
+      ['OWNER', 'PREFIX', 'STATUS', 'USAGE', 'TODAY'],
+      keyRows.map((r) => [r.owner, r.key_prefix, keyStatus(r, ctx.now), String(r.usage_count), String(todayCount(r, ctx.now))]),
+    ),
+  );
+}

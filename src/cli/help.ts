@@ -1,0 +1,59 @@
+export const TOOL_HELP = `Usage: daymind-keys [--store PATH] [--env-file FILE] [--json] <command> [options]
+
+Manage the API keys of a daymind-auth key store, also while a server is running on it.
+
+Commands:
+  list                          every key: prefix, owner, status, created, usage, today, last used
+  create OWNER                  a new key; prints it once
+  revoke KEY|PREFIX             refuse the key from now on (a running server within 1 s)
+  show KEY|PREFIX               one key's record and counters
+  rotate KEY|PREFIX             a new key with the same owner and settings; the old one is revoked
+  usage                         usage totals per owner and per key
+
+Global options:
+  --store PATH       the key store (default: API_KEY_STORE_PATH, else data/api_keys.json)
+  --env-file FILE    read API_KEY_STORE_PATH from a systemd-style env file (wins over the environment)
+  --json             machine-readable JSON on stdout
+  -h, --help         this help; "daymind-keys <command> --help" for a command
+
+A key is named by its full value, the beginning of its display prefix (dm_8fJq2L) or of its
+hash (8 or more hex digits). Exit codes: 0 done, 1 failed, 2 wrong usage.
+`;
+
+export const COMMAND_HELP: Record<string, string> = {
+  list: `Usage: daymind-keys list [--json]
+
+Every key in the store: display prefix, owner, status (active, revoked, expired), created (UTC),
+usage_count, requests today (UTC day), last used (UTC).
+`,
+  create: `Usage: daymind-keys create OWNER [--rate-limit N] [--expires DURATION|DATE] [--meta k=v ...] [--json]
+
+Creates a key for OWNER and prints it once on stdout (only its hash is stored; it cannot be
+shown again). A running server accepts it on its first request.
+
+  --rate-limit N          this key's limit in requests per minute (default: the server's)
+  --expires DURATION|DATE the key is refused from then on: 30d, 12h, 2w, 1h30m, or 2027-01-31
+                          (UTC midnight) or 2027-01-31T12:00:00Z
+  --meta k=v              free-form data kept with the key; repeat for more pairs
+`,
+  revoke: `Usage: daymind-keys revoke KEY|PREFIX [--json]
+
+Revokes the key: every server on this store refuses it within a second. Revoking a revoked key
+changes nothing.
+`,
+  show: `Usage: daymind-keys show KEY|PREFIX [--json]
+
+One key's record and counters.
+`,
+  rotate: `Usage: daymind-keys rotate KEY|PREFIX [--grace DURATION] [--json]
+
+Creates a new key with the same owner, limit, expiry and meta, prints it once, and revokes the
+old key at once or, with --grace, when the grace period ends (e.g. --grace 24h), so that clients
+can switch over.
+`,
+  usage: `Usage: daymind-keys usage [--owner OWNER] [--json]
+
+Usage totals per owner and per key: all-time usage_count and requests today (UTC day). Usage a
+running server counted in the last second may not be written yet.
+`,
+};
