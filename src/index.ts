@@ -3,7 +3,7 @@ export { resolveConfig, DEFAULTS, type DaymindOptions, type ResolvedConfig } fro
 export { DaymindError, ConfigError, StoreError, type DaymindErrorCode } from './errors';
 export { generateKey, hashKey, hasValidChecksum, displayPrefix, DEFAULT_KEY_PREFIX } from './keys';
 export type { VerifyCode, VerifyResult, VerifyOptions } from './verify';
-export type { KeyStore, KeyRecord, UsageDelta, NewKeyInput, CreatedKey, RotatedKey } from './store/types';
+export type { KeyStore, KeyRecord, UsageDelta, NewKeyInput, CreatedKey, RotatedKey, UsageBatch } from './store/types';
 export { JsonFileKeyStore, DEFAULT_STORE_PATH, type JsonFileKeyStoreOptions } from './store/json-file';
 export { MemoryKeyStore, type MemoryKeyStoreOptions } from './store/memory';
 export type { RateLimiterAdapter, RateLimitWindow, RateLimitResult } from './ratelimit/types';

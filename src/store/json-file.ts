@@ -4,7 +4,7 @@ import { StoreError, describeError, type DaymindErrorCode } from '../errors';
 import { DEFAULT_KEY_PREFIX, hasValidChecksum } from '../keys';
 import { acquireLock, createIfMissingSync, readWithSignature, readWithSignatureSync, statSignature, writeAtomic } from './file-io';
 import { addUsage, createdKey, markRevoked, newRawRecord, parseRecords, rawHash, rotateRaw, toKeyRecord, type RawRecord } from './record';
-import type { CreatedKey, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageDelta } from './types';
+import type { CreatedKey, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageBatch, UsageDelta } from './types';
 
 export const DEFAULT_STORE_PATH = 'data/api_keys.json';
 
@@ -141,7 +141,7 @@ export class JsonFileKeyStore implements KeyStore {
     return [...this.index.values()].map((r) => ({ ...r }));
   }
 
-  async applyUsage(deltas: UsageDelta[], onApplied?: () => void): Promise<void> {
+  async applyUsage(deltas: UsageDelta[], batch?: UsageBatch): Promise<void> {
     if (deltas.length === 0) return;
     const dropped = await this.mutate((raws) => {
       const byHash = new Map<string, RawRecord>();
@@ -156,7 +156,7 @@ export class JsonFileKeyStore implements KeyStore {
         else missing += delta.units;
       }
       return missing;
-    }, onApplied);
+    }, batch?.onApplied);
     if (dropped > 0) {
       this.report(
         this.error('ERR_DAYMIND_USAGE_FLUSH', `${dropped} usage unit(s) belong to keys no longer in ${this.path}; they were not recorded`),

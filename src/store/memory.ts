@@ -1,6 +1,6 @@
 import { DEFAULT_KEY_PREFIX, hashKey, displayPrefix, hasValidChecksum } from '../keys';
 import { addUsage, createdKey, markRevoked, newRawRecord, rotateRaw, toKeyRecord, type RawRecord } from './record';
-import type { CreatedKey, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageDelta } from './types';
+import type { CreatedKey, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageBatch, UsageDelta } from './types';
 
 export interface MemoryKeyStoreOptions {
   /** Plain keys to accept from the start (e.g. from `API_KEYS`), any format. */
@@ -70,7 +70,7 @@ export class MemoryKeyStore implements KeyStore {
   }
 
   /** Replaces records rather than changing them, so a record once handed out never changes. */
-  async applyUsage(deltas: UsageDelta[], onApplied?: () => void): Promise<void> {
+  async applyUsage(deltas: UsageDelta[], batch?: UsageBatch): Promise<void> {
     for (const delta of deltas) {
       const current = this.records.get(delta.key_hash);
       if (!current) continue;
@@ -78,7 +78,7 @@ export class MemoryKeyStore implements KeyStore {
       addUsage(record, delta);
       this.records.set(delta.key_hash, record);
     }
-    onApplied?.();
+    batch?.onApplied();
   }
 
   async close(): Promise<void> {}

@@ -44,6 +44,21 @@ export interface UsageDelta {
   days: Array<{ day: number; units: number }>;
 }
 
+/** What the usage recorder tells a store about one flush. */
+export interface UsageBatch {
+  /**
+   * Unique per batch and kept across retries: a store whose writes can fail after being applied
+   * (a lost reply) records it to apply each batch once.
+   */
+  batchId: string;
+  /**
+   * Call it (synchronously) at the moment `get()` starts returning counters that include the
+   * deltas, so that live views never count them twice. Without it, live views may count the batch
+   * twice until `applyUsage` settles.
+   */
+  onApplied(): void;
+}
+
 export interface NewKeyInput {
   owner: string;
   rate_limit_per_minute?: number | null;
@@ -92,11 +107,9 @@ export interface KeyStore {
   rotate?(keyHash: string, graceSeconds: number): Promise<RotatedKey | undefined>;
   list(): Promise<KeyRecord[]>;
   /**
-   * Adds usage deltas to the stored counters. Rejects when nothing could be written.
-   * Call `onApplied` (synchronously) at the moment `get()` starts returning counters that include
-   * the deltas: the usage recorder then stops adding them to live views, so `/v1/usage` never
-   * counts them twice. A store that does not call it gets a short overlap until the promise settles.
+   * Adds usage deltas to the stored counters, all or nothing. Rejects when they could not be
+   * written; the same batch (same `batchId`) is then offered again before any newer usage.
    */
-  applyUsage(deltas: UsageDelta[], onApplied?: () => void): Promise<void>;
+  applyUsage(deltas: UsageDelta[], batch?: UsageBatch): Promise<void>;
   close(): Promise<void>;
 }

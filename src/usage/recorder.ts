@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { DaymindError, describeError } from '../errors';
 import { addUsage } from '../store/record';
 import type { KeyRecord, KeyStore, UsageDelta } from '../store/types';
@@ -11,20 +12,10 @@ export interface LiveUsage {
   last_used: number | null;
 }
 
-function mergeInto(target: Map<string, UsageDelta>, delta: UsageDelta): void {
-  const existing = target.get(delta.key_hash);
-  if (!existing) {
-    target.set(delta.key_hash, { ...delta, days: delta.days.map((d) => ({ ...d })) });
-    return;
-  }
-  existing.units += delta.units;
-  existing.last_used = Math.max(existing.last_used, delta.last_used);
-  for (const d of delta.days) {
-    const same = existing.days.find((e) => e.day === d.day);
-    if (same) same.units += d.units;
-    else existing.days.push({ ...d });
-  }
-  existing.days.sort((a, b) => a.day - b.day);
+/** Usage handed to the store as one unit, retried as the same unit (same id) until it is applied. */
+interface Batch {
+  id: string;
+  deltas: Map<string, UsageDelta>;
 }
 
 /**
@@ -34,7 +25,8 @@ function mergeInto(target: Map<string, UsageDelta>, delta: UsageDelta): void {
  */
 export class UsageRecorder {
   private pending = new Map<string, UsageDelta>();
-  private inflight: Map<string, UsageDelta> | undefined;
+  /** The batch being written or waiting for a retry: at most one at a time, in order. */
+  private unsettled: Batch | undefined;
   private flushing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private lastFailure: string | undefined;
@@ -75,8 +67,8 @@ export class UsageRecorder {
       requests_day: record.requests_day,
       last_used: record.last_used,
     };
-    const inflight = this.inflight?.get(record.key_hash);
-    if (inflight) addUsage(view, inflight);
+    const unsettled = this.unsettled?.deltas.get(record.key_hash);
+    if (unsettled) addUsage(view, unsettled);
     const pending = this.pending.get(record.key_hash);
     if (pending) addUsage(view, pending);
     const today = utcDay(nowMs);
@@ -90,17 +82,18 @@ export class UsageRecorder {
   get unflushedUnits(): number {
     let total = 0;
     for (const d of this.pending.values()) total += d.units;
-    for (const d of this.inflight?.values() ?? []) total += d.units;
+    for (const d of this.unsettled?.deltas.values() ?? []) total += d.units;
     return total;
   }
 
   /**
    * Writes pending usage to the store. Concurrent calls share one flush. Rejects (after reporting
-   * to onError) when the store refused; the usage stays pending.
+   * to onError) when the store refused; the usage stays in memory and the same batch, with the
+   * same id, is offered again first, so a store that did apply it (a lost reply) can tell.
    */
   flush(): Promise<void> {
     if (this.flushing) return this.flushing;
-    if (this.pending.size === 0) return Promise.resolve();
+    if (this.pending.size === 0 && !this.unsettled) return Promise.resolve();
     this.flushing = this.flushOnce().finally(() => {
       this.flushing = undefined;
     });
@@ -116,30 +109,31 @@ export class UsageRecorder {
   }
 
   private async flushOnce(): Promise<void> {
-    const batch = this.pending;
-    this.pending = new Map();
-    this.inflight = batch;
-    const applied = () => {
-      if (this.inflight === batch) this.inflight = undefined;
-    };
-    try {
-      await this.store.applyUsage([...batch.values()], applied);
-      this.lastFailure = undefined;
-    } catch (err) {
-      applied();
-      for (const delta of batch.values()) mergeInto(this.pending, delta);
-      const cause = describeError(err);
-      const error = new DaymindError(
-        'ERR_DAYMIND_USAGE_FLUSH',
-        `usage flush failed, ${this.unflushedUnits} unit(s) kept in memory for the next attempt: ${cause}`,
-        { cause: err },
-      );
-      // While one problem lasts it is reported once, not on every flush.
-      if (cause !== this.lastFailure) this.onError(error);
-      this.lastFailure = cause;
-      throw error;
-    } finally {
-      applied();
+    while (this.unsettled || this.pending.size > 0) {
+      if (!this.unsettled) {
+        this.unsettled = { id: randomUUID(), deltas: this.pending };
+        this.pending = new Map();
+      }
+      const batch = this.unsettled;
+      const applied = () => {
+        if (this.unsettled === batch) this.unsettled = undefined;
+      };
+      try {
+        await this.store.applyUsage([...batch.deltas.values()], { batchId: batch.id, onApplied: applied });
+        applied();
+        this.lastFailure = undefined;
+      } catch (err) {
+        const cause = describeError(err);
+        const error = new DaymindError(
+          'ERR_DAYMIND_USAGE_FLUSH',
+          `usage flush failed, ${this.unflushedUnits} unit(s) kept in memory for the next attempt: ${cause}`,
+          { cause: err },
+        );
+        // While one problem lasts it is reported once, not on every flush.
+        if (cause !== this.lastFailure) this.onError(error);
+        this.lastFailure = cause;
+        throw error;
+      }
     }
   }
 }

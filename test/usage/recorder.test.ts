@@ -1,4 +1,4 @@
-import { MemoryKeyStore, type KeyStore, type UsageDelta } from '../../src';
+import { MemoryKeyStore, type KeyStore, type UsageBatch, type UsageDelta } from '../../src';
 import { UsageRecorder } from '../../src/usage/recorder';
 import { utcDay } from '../../src/usage/day';
 
@@ -22,16 +22,16 @@ describe('UsageRecorder', () => {
     expect(recorder.unflushedUnits).toBe(0);
   });
 
-  test('a failed flush keeps its usage for the next one and reports it', async () => {
+  test('a failed flush keeps its usage, retries the same batch first, and reports it', async () => {
     const inner = new MemoryKeyStore();
     const { record } = await inner.create({ owner: 'a' });
     let failing = true;
-    const seen: UsageDelta[][] = [];
+    const attempts: Array<{ batchId: string; units: number; days: unknown }> = [];
     const store: KeyStore = Object.assign(Object.create(inner) as KeyStore, {
-      applyUsage: async (deltas: UsageDelta[]) => {
+      applyUsage: async (deltas: UsageDelta[], batch?: UsageBatch) => {
+        attempts.push({ batchId: batch!.batchId, units: deltas[0]!.units, days: deltas[0]!.days });
         if (failing) throw new Error('disk full');
-        seen.push(deltas);
-        return inner.applyUsage(deltas);
+        return inner.applyUsage(deltas, batch);
       },
     });
     const errors: Error[] = [];
@@ -42,24 +42,26 @@ describe('UsageRecorder', () => {
     expect(errors[0]!.message).toMatch(/2 unit\(s\) kept in memory/);
     recorder.record(record.key_hash, 3, day1 + 120_000);
     expect(recorder.live(inner.get(record.key_hash)!, day1 + 120_000).usage_count).toBe(5);
+    expect(recorder.unflushedUnits).toBe(5);
     failing = false;
     await recorder.flush();
-    expect(seen).toHaveLength(1);
-    expect(seen[0]![0]!.days).toEqual([
-      { day: 20261123, units: 2 },
-      { day: 20261124, units: 3 },
-    ]);
+    expect(attempts.map((a) => a.units)).toEqual([2, 2, 3]);
+    expect(attempts[1]!.batchId).toBe(attempts[0]!.batchId);
+    expect(attempts[2]!.batchId).not.toBe(attempts[0]!.batchId);
+    expect(attempts[2]!.days).toEqual([{ day: 20261124, units: 3 }]);
     expect(inner.get(record.key_hash)).toMatchObject({ usage_count: 5, requests_today: 3, requests_day: 20261124 });
+    expect(recorder.unflushedUnits).toBe(0);
   });
 
   test('a batch being flushed is never counted twice in the live view', async () => {
     const inner = new MemoryKeyStore();
     const { record } = await inner.create({ owner: 'a' });
     let release!: () => void;
+    let calls = 0;
     const slow: KeyStore = Object.assign(Object.create(inner) as KeyStore, {
-      applyUsage: async (deltas: UsageDelta[], onApplied?: () => void) => {
-        await inner.applyUsage(deltas, onApplied);
-        await new Promise<void>((r) => (release = r)); // e.g. the lock being released
+      applyUsage: async (deltas: UsageDelta[], batch?: UsageBatch) => {
+        await inner.applyUsage(deltas, batch);
+        if (calls++ === 0) await new Promise<void>((r) => (release = r)); // e.g. the lock being released
       },
     });
     const recorder = new UsageRecorder(slow, 1000, () => undefined);
