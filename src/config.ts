@@ -2,6 +2,7 @@ import { ConfigError } from './errors';
 import { assertKeyPrefix, DEFAULT_KEY_PREFIX, isPlausibleKey } from './keys';
 import type { KeyStore } from './store/types';
 import type { RateLimiterAdapter } from './ratelimit/types';
+import type { RedisClientLike } from './redis/types';
 import { DEFAULT_STORE_PATH } from './store/json-file';
 
 /** Options of {@link daymindAuth}. Every option wins over its environment variable. */
@@ -34,7 +35,27 @@ export interface DaymindOptions {
   flushIntervalMs?: number;
   /** How often the JSON store checks its file for changes made by others, in ms. Default 500. */
   reloadIntervalMs?: number;
-  /** The rate-limiter backend. Default: rate-limiter-flexible's memory limiter. */
+  /**
+   * Redis for several app instances: a `redis://` or `rediss://` URL, or an ioredis client or
+   * Cluster. Switches both rate limiters to Redis (exact across instances) and makes
+   * `keyStore: 'redis'` possible. Env `REDIS_URL`. Needs the optional peer dependency ioredis.
+   */
+  redis?: string | RedisClientLike;
+  /**
+   * Which key store to build: `file` (the JSON file, default), `redis` (needs `redis`), or
+   * `memory` (what `keys` implies). Env `KEY_STORE`.
+   */
+  keyStore?: 'file' | 'redis' | 'memory';
+  /**
+   * While Redis is unreachable: `open` (default) counts limits in process memory and answers from
+   * cached key records; `closed` answers 503. Env `REDIS_FAILURE_MODE`.
+   */
+  redisFailureMode?: 'open' | 'closed';
+  /** Namespace of daymind-auth's keys in Redis. Env `REDIS_PREFIX`; default `daymind`. */
+  redisPrefix?: string;
+  /** Longest wait for one Redis command, in ms. Default 500. */
+  redisCommandTimeoutMs?: number;
+  /** The rate-limiter backend. Default: rate-limiter-flexible's memory limiter, or Redis with `redis`. */
   rateLimiter?: RateLimiterAdapter;
   /** Called with errors met in the background (store, flush). Default: one line on stderr. */
   onError?: (err: Error) => void;
@@ -53,6 +74,11 @@ export interface ResolvedConfig {
   flushIntervalMs: number;
   reloadIntervalMs: number;
   rateLimiter: RateLimiterAdapter | undefined;
+  redis: string | RedisClientLike | undefined;
+  keyStore: 'file' | 'redis' | 'memory' | 'custom';
+  redisFailureMode: 'open' | 'closed';
+  redisPrefix: string;
+  redisCommandTimeoutMs: number;
   onError: (err: Error) => void;
 }
 
@@ -133,13 +159,43 @@ function resolveKeySource(options: DaymindOptions, env: Record<string, string | 
   return { storePath: envPath !== undefined && envPath !== '' ? storePathFrom('API_KEY_STORE_PATH', envPath) : DEFAULTS.storePath };
 }
 
+function resolveRedis(options: DaymindOptions, env: Record<string, string | undefined>): string | RedisClientLike | undefined {
+  const value = options.redis ?? (env.REDIS_URL || undefined);
+  const name = options.redis !== undefined ? 'redis' : 'REDIS_URL';
+  if (value === undefined) return undefined;
+  if (typeof value === 'string') {
+    if (!/^rediss?:\/\/\S+$/.test(value)) throw new ConfigError(name, `must be a redis:// or rediss:// URL, got ${JSON.stringify(value)}`);
+    return value;
+  }
+  if (typeof value !== 'object' || value === null || typeof value.on !== 'function' || typeof value.status !== 'string') {
+    throw new ConfigError(name, 'must be a redis:// URL or an ioredis client or Cluster');
+  }
+  return value;
+}
+
+function resolveKeyStoreKind(
+  options: DaymindOptions,
+  env: Record<string, string | undefined>,
+  hasKeys: boolean,
+  hasRedis: boolean,
+): ResolvedConfig['keyStore'] {
+  if (options.store) return 'custom';
+  const fromOption = options.keyStore !== undefined;
+  const name = fromOption ? 'keyStore' : 'KEY_STORE';
+  const kind = options.keyStore ?? (env.KEY_STORE || undefined) ?? (hasKeys ? 'memory' : 'file');
+  if (kind !== 'file' && kind !== 'redis' && kind !== 'memory') throw new ConfigError(name, `must be "file" or "redis", got ${JSON.stringify(kind)}`);
+  if (kind === 'redis' && !hasRedis) throw new ConfigError(name, 'is "redis", but no Redis is configured: set REDIS_URL (or the redis option)');
+  if (kind === 'redis' && hasKeys) throw new ConfigError(name, 'is "redis", which cannot be combined with API_KEYS / keys');
+  if (kind === 'memory' && !hasKeys) throw new ConfigError(name, 'is "memory", which needs the keys to hold (API_KEYS or the keys option)');
+  if (kind === 'file' && hasKeys && (fromOption || env.KEY_STORE)) throw new ConfigError(name, 'is "file", which cannot be combined with API_KEYS / keys');
+  return kind;
+}
+
 /** Reads options and environment into a validated config; throws a {@link ConfigError} naming the culprit. */
 export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
   const env = options.env ?? process.env;
 
-  if (env.REDIS_URL) {
-    throw new ConfigError('REDIS_URL', 'is set, but this version of daymind-auth has no Redis support yet; unset it to use the built-in store and limiters');
-  }
+  const redis = resolveRedis(options, env);
   const billingMode = env.BILLING_MODE;
   if (billingMode !== undefined && billingMode !== '' && billingMode !== 'local') {
     throw new ConfigError('BILLING_MODE', `must be "local" (Stripe billing is not available in this version), got ${JSON.stringify(billingMode)}`);
@@ -153,6 +209,22 @@ export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
   }
 
   const { keys, storePath } = resolveKeySource(options, env);
+  const keyStore = resolveKeyStoreKind(options, env, keys !== undefined, redis !== undefined);
+  const redisFailureMode = fromEnvOrOption<'open' | 'closed'>(
+    options.redisFailureMode,
+    'redisFailureMode',
+    env,
+    'REDIS_FAILURE_MODE',
+    (name, value) => {
+      if (value !== 'open' && value !== 'closed') throw new ConfigError(name, `must be "open" or "closed", got ${JSON.stringify(value)}`);
+      return value;
+    },
+    'open',
+  );
+  const redisPrefix = fromEnvOrOption(options.redisPrefix, 'redisPrefix', env, 'REDIS_PREFIX', (name, value) => {
+    if (typeof value !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(value)) throw new ConfigError(name, 'must be 1 to 64 letters, digits or _ . : -');
+    return value;
+  }, 'daymind');
 
   const queryParam = options.queryParam ?? false;
   if (queryParam !== false && (typeof queryParam !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(queryParam))) {
@@ -179,6 +251,12 @@ export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
     flushIntervalMs: options.flushIntervalMs === undefined ? DEFAULTS.flushIntervalMs : positiveInteger('flushIntervalMs', options.flushIntervalMs, 3_600_000),
     reloadIntervalMs: options.reloadIntervalMs === undefined ? DEFAULTS.reloadIntervalMs : positiveInteger('reloadIntervalMs', options.reloadIntervalMs, 60_000),
     rateLimiter: options.rateLimiter,
+    redis,
+    keyStore,
+    redisFailureMode,
+    redisPrefix,
+    redisCommandTimeoutMs:
+      options.redisCommandTimeoutMs === undefined ? 500 : positiveInteger('redisCommandTimeoutMs', options.redisCommandTimeoutMs, 60_000),
     onError: options.onError ?? ((err) => console.error(`[daymind-auth] ${err.message}`)),
   };
 }

@@ -7,8 +7,12 @@ import { ipLimitKey } from './ratelimit/ip';
 import { MemoryRateLimiter } from './ratelimit/memory';
 import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
 import { sendRateLimited, sendUnauthorized, sendUnavailable } from './responses';
+import { RedisRateLimiter } from './ratelimit/redis';
+import { connectRedis, watchRedisHealth } from './redis/connection';
+import type { RedisClientLike } from './redis/types';
 import { JsonFileKeyStore } from './store/json-file';
 import { MemoryKeyStore } from './store/memory';
+import { RedisKeyStore } from './store/redis';
 import type { KeyRecord, KeyStore } from './store/types';
 import { UsageRecorder, type LiveUsage } from './usage/recorder';
 import { createUsageRouter } from './usage/router';
@@ -34,9 +38,27 @@ export interface DaymindAuth extends RequestHandler {
   close(): Promise<void>;
 }
 
-function createStore(config: ResolvedConfig): KeyStore {
+/** The Redis client to use, and whether daymind-auth made it (and so closes it). */
+function createRedis(config: ResolvedConfig): { client: RedisClientLike; owned: boolean } | undefined {
+  if (config.redis === undefined) return undefined;
+  const owned = typeof config.redis === 'string';
+  const client = typeof config.redis === 'string' ? connectRedis(config.redis, 'REDIS_URL', config.redisCommandTimeoutMs) : config.redis;
+  watchRedisHealth(client, config.onError);
+  return { client, owned };
+}
+
+function createStore(config: ResolvedConfig, redis: RedisClientLike | undefined): KeyStore {
   if (config.store) return config.store;
-  if (config.keys) return new MemoryKeyStore({ keys: config.keys, keyPrefix: config.keyPrefix });
+  if (config.keyStore === 'memory') return new MemoryKeyStore({ keys: config.keys, keyPrefix: config.keyPrefix });
+  if (config.keyStore === 'redis') {
+    return new RedisKeyStore({
+      client: redis!,
+      prefix: config.redisPrefix,
+      failureMode: config.redisFailureMode,
+      keyPrefix: config.keyPrefix,
+      onError: config.onError,
+    });
+  }
   return new JsonFileKeyStore({
     path: config.storePath,
     reloadIntervalMs: config.reloadIntervalMs,
@@ -52,8 +74,11 @@ function createStore(config: ResolvedConfig): KeyStore {
  */
 export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
   const config = resolveConfig(options);
-  const store = createStore(config);
-  const limiter: RateLimiterAdapter = config.rateLimiter ?? new MemoryRateLimiter();
+  const redis = createRedis(config);
+  const store = createStore(config, redis?.client);
+  const limiter: RateLimiterAdapter =
+    config.rateLimiter ??
+    (redis ? new RedisRateLimiter({ client: redis.client, prefix: config.redisPrefix, failureMode: config.redisFailureMode }) : new MemoryRateLimiter());
   const recorder = new UsageRecorder(store, config.flushIntervalMs, config.onError);
   const verifier = new Verifier({
     store,
@@ -153,6 +178,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
         } finally {
           await store.close();
           await limiter.close?.();
+          if (redis?.owned) await redis.client.quit().catch(() => undefined);
         }
       })()),
   });

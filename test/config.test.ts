@@ -36,7 +36,11 @@ describe('configuration', () => {
     ['IP_RATE_LIMIT_PER_MINUTE', '0'],
     ['API_KEYS', ' , ,'],
     ['API_KEYS', 'short'],
-    ['REDIS_URL', 'redis://127.0.0.1:6379'],
+    ['REDIS_URL', 'localhost:6379'],
+    ['KEY_STORE', 'redis'],
+    ['KEY_STORE', 'postgres'],
+    ['REDIS_FAILURE_MODE', 'maybe'],
+    ['REDIS_PREFIX', 'a b'],
     ['BILLING_MODE', 'stripe'],
     ['BILLING_MODE', 'paypal'],
   ])('%s=%j throws at construction naming the variable', (name, value) => {
@@ -78,5 +82,24 @@ describe('configuration', () => {
     const store = new MemoryKeyStore();
     expect(() => resolveConfig({ env: {}, store, keys })).toThrow(/^keys: cannot be combined with the store option/);
     expect(resolveConfig({ env: { API_KEYS: keys[0] }, store }).keys).toBeUndefined();
+  });
+
+  test('Redis settings: REDIS_URL switches the limiters; KEY_STORE=redis the store; failure mode and prefix', () => {
+    const config = resolveConfig({ env: { REDIS_URL: 'redis://127.0.0.1:6379', KEY_STORE: 'redis', REDIS_FAILURE_MODE: 'closed', REDIS_PREFIX: 'acme' } });
+    expect(config).toMatchObject({ redis: 'redis://127.0.0.1:6379', keyStore: 'redis', redisFailureMode: 'closed', redisPrefix: 'acme' });
+    expect(resolveConfig({ env: { REDIS_URL: 'rediss://cache:6380' } })).toMatchObject({ keyStore: 'file', redisFailureMode: 'open', redisPrefix: 'daymind' });
+    expect(() => resolveConfig({ env: { REDIS_URL: 'redis://x:1', KEY_STORE: 'redis', API_KEYS: 'k'.repeat(20) } })).toThrow(/^KEY_STORE: /);
+  });
+
+  test('a missing ioredis is an error naming the package and how to install it', () => {
+    jest.isolateModules(() => {
+      jest.doMock('ioredis', () => {
+        throw new Error("Cannot find module 'ioredis'");
+      });
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { daymindAuth: isolated } = require('../src') as typeof import('../src');
+      expect(() => isolated({ env: { REDIS_URL: 'redis://127.0.0.1:6379' } })).toThrow(/optional peer dependency "ioredis".*npm install ioredis/);
+      jest.dontMock('ioredis');
+    });
   });
 });

@@ -1,5 +1,7 @@
 import { assertOwner, keyStatus } from '../store/record';
-import type { JsonFileKeyStore } from '../store/json-file';
+import { JsonFileKeyStore } from '../store/json-file';
+import type { RedisKeyStore } from '../store/redis';
+import { openAdminStore, type AdminStore } from './open-store';
 import type { KeyRecord, NewKeyInput } from '../store/types';
 import { utcDay } from '../usage/day';
 import { CommandError, UsageError } from './errors';
@@ -9,7 +11,7 @@ import { formatTime, parseDuration, parseExpiry } from './time';
 
 export interface CommandContext {
   /** Opens the store; `create` allows creating a missing file. */
-  openStore(create: boolean): JsonFileKeyStore;
+  openStore(create: boolean): Promise<AdminStore>;
   json: boolean;
   out(text: string): void;
   /** Notes for people (stderr), so that stdout stays the result. */
@@ -55,12 +57,12 @@ function print(ctx: CommandContext, value: unknown): void {
   ctx.out(JSON.stringify(value, null, 2) + '\n');
 }
 
-async function withStore<T>(ctx: CommandContext, create: boolean, run: (store: JsonFileKeyStore) => Promise<T>): Promise<T> {
-  const store = ctx.openStore(create);
+async function withStore<T>(ctx: CommandContext, create: boolean, run: (store: AdminStore['store']) => Promise<T>): Promise<T> {
+  const opened = await ctx.openStore(create);
   try {
-    return await run(store);
+    return await run(opened.store);
   } finally {
-    await store.close();
+    await opened.close();
   }
 }
 
@@ -128,6 +130,7 @@ export async function revoke(ctx: CommandContext, name: string): Promise<void> {
   const result = await withStore(ctx, false, async (s) => {
     const target = resolveKey(await s.list(), name);
     if (target.revoked) return { record: target, changed: false };
+    // A key past the end of a rotation's grace period is revoked already; this makes it final.
     const record = await s.revoke(target.key_hash);
     if (!record) throw new CommandError(`the key ${target.key_prefix} was removed from the store meanwhile`);
     return { record, changed: true };
@@ -218,4 +221,28 @@ export async function usage(ctx: CommandContext, options: CommandOptions): Promi
       keyRows.map((r) => [r.owner, r.key_prefix, keyStatus(r, ctx.now), String(r.usage_count), String(todayCount(r, ctx.now))]),
     ),
   );
+}
+
+/**
+ * Copies every key and its counters from a JSON store file to a Redis store. A key Redis has
+ * already is left as it is, so running it twice counts nothing twice.
+ */
+export async function migrate(ctx: CommandContext, from: string | undefined, to: string | undefined, prefix: string): Promise<void> {
+  if (from === undefined || to === undefined) throw new UsageError('migrate needs --from FILE and --to redis://...');
+  if (!/^rediss?:\/\/\S+$/.test(to)) throw new UsageError(`--to: "${to}" is not a redis:// or rediss:// URL`);
+  const source = new JsonFileKeyStore({ path: from, create: false, reloadIntervalMs: 0 });
+  const records = await source.list();
+  const target = await openAdminStore({ kind: 'redis', url: to, prefix }, false);
+  let copied = 0;
+  try {
+    for (const record of records) {
+      if (await (target.store as RedisKeyStore).importRecord({ ...record }, record.key_hash, source.isUnchecksummed(record.key_hash))) copied++;
+    }
+  } finally {
+    await target.close();
+    await source.close();
+  }
+  const skipped = records.length - copied;
+  if (ctx.json) return print(ctx, { from, to, prefix, copied, skipped });
+  ctx.out(`Copied ${copied} key(s) from ${from} to ${to} (prefix ${prefix}); ${skipped} were in Redis already and were left as they are.\n`);
 }

@@ -9,10 +9,13 @@ Commands:
   show KEY|PREFIX               one key's record and counters
   rotate KEY|PREFIX             a new key with the same owner and settings; the old one is revoked
   usage                         usage totals per owner and per key
+  migrate --from FILE --to URL  copy keys and counters from a JSON store to Redis (idempotent)
 
 Global options:
-  --store PATH       the key store (default: API_KEY_STORE_PATH, else data/api_keys.json)
-  --env-file FILE    read API_KEY_STORE_PATH from a systemd-style env file (wins over the environment)
+  --store PATH       a JSON key store (default: API_KEY_STORE_PATH, else data/api_keys.json)
+  --redis URL        a Redis key store (redis://host:6379); with KEY_STORE=redis, REDIS_URL is used
+  --env-file FILE    read API_KEY_STORE_PATH, KEY_STORE, REDIS_URL and REDIS_PREFIX from a
+                     systemd-style env file (it wins over the environment)
   --json             machine-readable JSON on stdout
   -h, --help         this help; "daymind-keys <command> --help" for a command
 
@@ -55,5 +58,13 @@ can switch over.
 
 Usage totals per owner and per key: all-time usage_count and requests today (UTC day). Usage a
 running server counted in the last second may not be written yet.
+`,
+  migrate: `Usage: daymind-keys migrate --from FILE --to redis://HOST:PORT [--json]
+
+Copies every key of a JSON key store, with its counters, status and settings, to a Redis key
+store (namespace REDIS_PREFIX, default daymind). Keys already in Redis are left as they are, so
+running it twice does not count anything twice. Plain keys of older stores keep working: only
+their hash is written to Redis. Stop the servers on the file first: usage they count on the file
+after a key was copied is not carried over.
 `,
 };

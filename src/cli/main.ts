@@ -1,10 +1,11 @@
 import { parseArgs } from 'node:util';
 import { DaymindError } from '../errors';
-import { DEFAULT_STORE_PATH, JsonFileKeyStore } from '../store/json-file';
+import { DEFAULT_STORE_PATH } from '../store/json-file';
 import * as commands from './commands';
 import { readEnvFile } from './env-file';
 import { UsageError } from './errors';
 import { COMMAND_HELP, TOOL_HELP } from './help';
+import { openAdminStore, type StoreLocation } from './open-store';
 
 export interface CliIO {
   stdout(text: string): void;
@@ -14,6 +15,9 @@ export interface CliIO {
 
 const OPTIONS = {
   store: { type: 'string' },
+  redis: { type: 'string' },
+  from: { type: 'string' },
+  to: { type: 'string' },
   'env-file': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -32,8 +36,9 @@ const COMMANDS: Record<string, { options: string[]; args: string[] }> = {
   show: { options: [], args: ['KEY|PREFIX'] },
   rotate: { options: ['grace'], args: ['KEY|PREFIX'] },
   usage: { options: ['owner'], args: [] },
+  migrate: { options: ['from', 'to'], args: [] },
 };
-const GLOBAL = ['store', 'env-file', 'json', 'help'];
+const GLOBAL = ['store', 'redis', 'env-file', 'json', 'help'];
 
 /** Runs the tool; returns the exit code. Never throws. */
 export async function main(argv: string[], io: CliIO): Promise<number> {
@@ -68,7 +73,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       io.stdout(TOOL_HELP);
       return 0;
     }
-    throw new UsageError('a command is required: list, create, revoke, show, rotate or usage');
+    throw new UsageError('a command is required: list, create, revoke, show, rotate, usage or migrate');
   }
   const spec = COMMANDS[command];
   if (!spec) throw new UsageError(`unknown command "${command}"`);
@@ -83,11 +88,13 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   if (args.length > spec.args.length) throw new UsageError(`${command} takes ${spec.args.length === 0 ? 'no arguments' : `only ${spec.args.join(' ')}`}, got "${args.join(' ')}"`);
 
   const fileEnv = values['env-file'] !== undefined ? readEnvFile(values['env-file']) : {};
-  const storePath = values.store ?? (fileEnv.API_KEY_STORE_PATH || io.env.API_KEY_STORE_PATH || DEFAULT_STORE_PATH);
-  if (storePath.trim() === '') throw new UsageError('--store: the path is empty');
+  const setting = (name: string): string | undefined => fileEnv[name] || io.env[name] || undefined;
+  const prefix = setting('REDIS_PREFIX') ?? 'daymind';
+  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) throw new UsageError('REDIS_PREFIX must be 1 to 64 letters, digits or _ . : -');
+  const location = command === 'migrate' ? undefined : locateStore(values, setting, prefix);
 
   const ctx: commands.CommandContext = {
-    openStore: (create) => new JsonFileKeyStore({ path: storePath, create, reloadIntervalMs: 0 }),
+    openStore: (create) => openAdminStore(location!, create),
     json: values.json === true,
     out: io.stdout,
     note: io.stderr,
@@ -113,6 +120,36 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     case 'usage':
       await commands.usage(ctx, options);
       break;
+    case 'migrate':
+      await commands.migrate(ctx, values.from, values.to, prefix);
+      break;
   }
   return 0;
+}
+
+function redisUrl(value: string, name: string): string {
+  if (!/^rediss?:\/\/\S+$/.test(value)) throw new UsageError(`${name}: "${value}" is not a redis:// or rediss:// URL`);
+  return value;
+}
+
+/**
+ * The store to administer: --redis URL, else --store PATH, else what the server's environment
+ * says (--env-file first, then the environment): KEY_STORE=redis with REDIS_URL, or
+ * API_KEY_STORE_PATH, else data/api_keys.json.
+ */
+function locateStore(values: { store?: string; redis?: string }, setting: (name: string) => string | undefined, prefix: string): StoreLocation {
+  if (values.store !== undefined && values.redis !== undefined) throw new UsageError('--store and --redis name two different stores; give one');
+  if (values.redis !== undefined) return { kind: 'redis', url: redisUrl(values.redis, '--redis'), prefix };
+  if (values.store !== undefined) {
+    if (values.store.trim() === '') throw new UsageError('--store: the path is empty');
+    return { kind: 'file', path: values.store };
+  }
+  if (setting('KEY_STORE') === 'redis') {
+    const url = setting('REDIS_URL');
+    if (!url) throw new UsageError('KEY_STORE is "redis" but REDIS_URL is not set');
+    return { kind: 'redis', url: redisUrl(url, 'REDIS_URL'), prefix };
+  }
+  const path = setting('API_KEY_STORE_PATH') ?? DEFAULT_STORE_PATH;
+  if (path.trim() === '') throw new UsageError('API_KEY_STORE_PATH is empty');
+  return { kind: 'file', path };
 }

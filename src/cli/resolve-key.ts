@@ -18,5 +18,5 @@ export function resolveKey(records: KeyRecord[], name: string): KeyRecord {
   if (matches.length === 0) throw new CommandError(`no key matches "${name}"`);
   const shown = matches.slice(0, 10).map((r) => `${r.key_prefix} (${r.owner}, ${r.key_hash.slice(0, 12)})`);
   const more = matches.length > 10 ? `, and ${matches.length - 10} more` : '';
-  throw new CommandError(`"${name}" matches ${matches.length} keys: ${shown.join(', ')}${more}; name one by its full key or a longer hash prefix`);
+  throw new CommandError(`"${name}" matches ${matches.length} keys: ${shown.join(', ')}${more}; name one by its full key, a longer prefix or its hash`);
 }

@@ -24,6 +24,9 @@ export function parseExpiry(text: string, flag: string, nowMs = Date.now()): num
     at = nowMs / 1000 + parseDuration(text, flag);
   } else if (/^\d{4}-\d{2}-\d{2}$/.test(text)) {
     at = Date.parse(`${text}T00:00:00Z`) / 1000;
+    if (!Number.isFinite(at) || new Date(at * 1000).toISOString().slice(0, 10) !== text) {
+      throw new UsageError(`${flag}: "${text}" is not a calendar date`);
+    }
   } else if (/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(text)) {
     at = Date.parse(text) / 1000;
   } else {

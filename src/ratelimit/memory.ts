@@ -1,46 +1,10 @@
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
-import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './types';
+import { RateLimiterMemory } from 'rate-limiter-flexible';
+import { RlfRateLimiter } from './rlf-adapter';
+import type { RateLimitWindow } from './types';
 
-/**
- * rate-limiter-flexible's in-process fixed-window limiter. One RateLimiterMemory per distinct
- * window (name, limit, length), so a key with its own limit gets its own counter set.
- */
-export class MemoryRateLimiter implements RateLimiterAdapter {
-  private readonly limiters = new Map<string, RateLimiterMemory>();
-
-  private limiterFor(window: RateLimitWindow): RateLimiterMemory {
-    const id = `${window.name}:${window.limit}:${window.windowSeconds}`;
-    let limiter = this.limiters.get(id);
-    if (!limiter) {
-      limiter = new RateLimiterMemory({ points: window.limit, duration: window.windowSeconds, keyPrefix: id });
-      this.limiters.set(id, limiter);
-    }
-    return limiter;
+/** rate-limiter-flexible's in-process fixed-window limiter: counts per process. */
+export class MemoryRateLimiter extends RlfRateLimiter {
+  protected build(window: RateLimitWindow, keyPrefix: string): RateLimiterMemory {
+    return new RateLimiterMemory({ points: window.limit, duration: window.windowSeconds, keyPrefix });
   }
-
-  async consume(window: RateLimitWindow, id: string, cost: number): Promise<RateLimitResult> {
-    try {
-      return toResult(window, await this.limiterFor(window).consume(id, cost), true);
-    } catch (rejection) {
-      if (rejection instanceof RateLimiterRes) return toResult(window, rejection, false);
-      throw rejection;
-    }
-  }
-
-  async peek(window: RateLimitWindow, id: string): Promise<RateLimitResult> {
-    const res = await this.limiterFor(window).get(id);
-    if (!res) return { policy: window.name, allowed: true, limit: window.limit, remaining: window.limit, resetMs: window.windowSeconds * 1000, windowSeconds: window.windowSeconds };
-    return toResult(window, res, res.consumedPoints <= window.limit);
-  }
-}
-
-export function toResult(window: RateLimitWindow, res: RateLimiterRes, allowed: boolean): RateLimitResult {
-  return {
-    policy: window.name,
-    allowed,
-    limit: window.limit,
-    remaining: allowed ? Math.max(0, window.limit - res.consumedPoints) : 0,
-    resetMs: Math.max(0, res.msBeforeNext),
-    windowSeconds: window.windowSeconds,
-  };
 }

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { StoreError, describeError, type DaymindErrorCode } from '../errors';
 import { DEFAULT_KEY_PREFIX, hasValidChecksum } from '../keys';
+import { coalesced } from './coalesce';
 import { acquireLock, createIfMissingSync, readWithSignature, readWithSignatureSync, statSignature, writeAtomic } from './file-io';
 import { addUsage, createdKey, markRevoked, newRawRecord, parseRecords, rawHash, rotateRaw, toKeyRecord, type RawRecord } from './record';
 import type { CreatedKey, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageBatch, UsageDelta } from './types';
@@ -39,13 +40,11 @@ export class JsonFileKeyStore implements KeyStore {
   private readonly onError: (err: StoreError) => void;
   private readonly hashCache = new Map<string, string>();
   private index = new Map<string, KeyRecord>();
-  private unchecksummed = 0;
+  private unchecksummed = new Set<string>();
   private signature = '';
   /** Bumped by every write of ours, so that a slower concurrent reload never installs older state. */
   private generation = 0;
   private timer: NodeJS.Timeout | undefined;
-  private refreshing: Promise<void> | undefined;
-  private queuedRefresh: Promise<void> | undefined;
   private writeChain: Promise<unknown> = Promise.resolve();
   private lastProblem: string | undefined;
 
@@ -88,7 +87,12 @@ export class JsonFileKeyStore implements KeyStore {
   }
 
   hasUnchecksummedKeys(): boolean {
-    return this.unchecksummed > 0;
+    return this.unchecksummed.size > 0;
+  }
+
+  /** Whether the key with this hash is a plain key without the checksum format (older deployments). */
+  isUnchecksummed(keyHash: string): boolean {
+    return this.unchecksummed.has(keyHash);
   }
 
   /** Number of records loaded. */
@@ -100,20 +104,7 @@ export class JsonFileKeyStore implements KeyStore {
    * Re-reads the file if it changed. At most one re-read runs at a time and at most one more waits
    * behind it, so a burst of unknown keys costs one `stat`, not one read each.
    */
-  refresh(): Promise<void> {
-    if (this.queuedRefresh) return this.queuedRefresh;
-    if (this.refreshing) {
-      this.queuedRefresh = this.refreshing.then(() => {
-        this.queuedRefresh = undefined;
-        return this.refresh();
-      });
-      return this.queuedRefresh;
-    }
-    this.refreshing = this.reloadIfChanged().finally(() => {
-      this.refreshing = undefined;
-    });
-    return this.refreshing;
-  }
+  readonly refresh = coalesced(() => this.reloadIfChanged());
 
   async create(input: NewKeyInput): Promise<CreatedKey> {
     return this.mutate((raws) => {
@@ -168,7 +159,7 @@ export class JsonFileKeyStore implements KeyStore {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.writeChain;
-    await this.refreshing;
+    await this.refresh.idle();
   }
 
   private error(code: DaymindErrorCode, message: string, cause?: unknown): StoreError {
@@ -189,12 +180,12 @@ export class JsonFileKeyStore implements KeyStore {
 
   private install(raws: RawRecord[], signature: string): void {
     const index = new Map<string, KeyRecord>();
-    let unchecksummed = 0;
+    const unchecksummed = new Set<string>();
     for (const raw of raws) {
       const hash = rawHash(raw, this.hashCache);
       if (index.has(hash)) continue;
       index.set(hash, toKeyRecord(raw, hash, this.keyPrefix));
-      if (typeof raw.key === 'string' && !hasValidChecksum(raw.key, this.keyPrefix)) unchecksummed++;
+      if (typeof raw.key === 'string' && !hasValidChecksum(raw.key, this.keyPrefix)) unchecksummed.add(hash);
     }
     this.index = index;
     this.unchecksummed = unchecksummed;

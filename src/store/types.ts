@@ -90,6 +90,11 @@ export interface KeyStore {
   init?(): Promise<void>;
   /** The record for a key hash, or undefined. */
   get(keyHash: string): KeyRecord | undefined | Promise<KeyRecord | undefined>;
+  /**
+   * The record as the backend has it now, counters included (for `/v1/usage` when other
+   * instances count too). Without it, `get` is used.
+   */
+  fetch?(keyHash: string): Promise<KeyRecord | undefined>;
   /** Picks up changes made by others now; called when a well-formed key is not found. */
   refresh?(): Promise<void>;
   /**

@@ -19,7 +19,7 @@ export function createUsageRouter({ store, recorder, ensureAuthenticated }: Usag
   router.get('/usage', ensureAuthenticated, async (req, res, next) => {
     try {
       const info = req.daymind!;
-      const record = (await store.get(info.keyHash)) ?? info.record;
+      const record = (await (store.fetch ? store.fetch(info.keyHash) : store.get(info.keyHash))) ?? info.record;
       const live = recorder.live(record, Date.now());
       res.setHeader('Cache-Control', 'no-store');
       res.json({

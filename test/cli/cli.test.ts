@@ -1,28 +1,12 @@
 import { execFile, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { daymindAuth, hashKey } from '../../src';
 import { SEED_KEYS, SEED_STORE, seedStoreCopy, tempDir, waitFor } from '../helpers';
+import { cli, CLI, type Run } from './run';
 
-const CLI = resolve(__dirname, '../../dist/cjs/cli/index.js');
 const execFileP = promisify(execFile);
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  try {
-    const { stdout, stderr } = await execFileP(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH!, ...env } });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
 
 const readStore = (path: string) => JSON.parse(readFileSync(path, 'utf8')) as Array<Record<string, unknown>>;
 
@@ -192,6 +176,7 @@ describe('daymind-keys', () => {
       ['a control character in the owner', (s) => ['--store', s, 'create', 'bad\u0007owner'], 2, /control characters/],
       ['a bad duration', (s) => ['--store', s, 'create', 'x', '--expires', '3 days'], 2, /--expires: "3 days" is neither a duration/],
       ['a past date', (s) => ['--store', s, 'create', 'x', '--expires', '2020-01-01'], 2, /not in the future/],
+      ['an impossible date', (s) => ['--store', s, 'create', 'x', '--expires', '2027-02-30'], 2, /"2027-02-30" is not a calendar date/],
       ['a bad grace', (s) => ['--store', s, 'rotate', 'dm_8fJ', '--grace', '1y'], 2, /--grace: "1y" is not a duration/],
       ['a bad rate limit', (s) => ['--store', s, 'create', 'x', '--rate-limit', '0'], 2, /--rate-limit/],
       ['a bad meta pair', (s) => ['--store', s, 'create', 'x', '--meta', 'novalue'], 2, /--meta/],
@@ -223,7 +208,9 @@ describe('daymind-keys', () => {
 describe('daymind-keys beside a running server on the same file', () => {
   test('keys created or revoked take effect within a second, and no usage count is lost', async () => {
     const store = seedStoreCopy();
-    const server = spawn(process.execPath, [join(__dirname, '../fixtures/serve.js'), store]);
+    const server = spawn(process.execPath, [join(__dirname, '../fixtures/serve-env.js')], {
+      env: { PATH: process.env.PATH, API_KEY_STORE_PATH: store, API_RATE_LIMIT_PER_MINUTE: '1000000', IP_RATE_LIMIT_PER_MINUTE: 'off' },
+    });
     const port = await new Promise<string>((r) => server.stdout.once('data', (d) => r(String(d).trim())));
     const url = `http://127.0.0.1:${port}/hit`;
     const hit = async (key: string) => (await fetch(url, { headers: { authorization: `Bearer ${key}` } })).status;
@@ -250,7 +237,7 @@ describe('daymind-keys beside a running server on the same file', () => {
         return status === 401;
       }, 1000, 20);
       expect(elapsed).toBeLessThan(1000);
-      await cli(['--store', store, 'create', 'another']);
+      expect((await cli(['--store', store, 'create', 'another'])).code).toBe(0);
       await new Promise((r) => setTimeout(r, 300));
 
       running = false;

@@ -1,0 +1,42 @@
+import { describeError } from '../errors';
+import { connectRedis, whenReady } from '../redis/connection';
+import { JsonFileKeyStore } from '../store/json-file';
+import { RedisKeyStore } from '../store/redis';
+import { CommandError } from './errors';
+
+/** A store the CLI administers, and how to let go of it. */
+export interface AdminStore {
+  store: JsonFileKeyStore | RedisKeyStore;
+  close(): Promise<void>;
+}
+
+export type StoreLocation = { kind: 'file'; path: string } | { kind: 'redis'; url: string; prefix: string };
+
+export function describeLocation(location: StoreLocation): string {
+  return location.kind === 'file' ? location.path : `${location.url} (prefix ${location.prefix})`;
+}
+
+/** Opens a JSON file store (created only when `create`), or connects to a Redis store. */
+export async function openAdminStore(location: StoreLocation, create: boolean): Promise<AdminStore> {
+  if (location.kind === 'file') {
+    const store = new JsonFileKeyStore({ path: location.path, create, reloadIntervalMs: 0 });
+    return { store, close: () => store.close() };
+  }
+  const client = connectRedis(location.url, '--redis', 2000);
+  client.on('error', () => undefined); // reported below, once, as one line
+  try {
+    await whenReady(client, 3000);
+  } catch (err) {
+    client.disconnect();
+    throw new CommandError(`cannot reach Redis at ${location.url}: ${describeError(err)}`);
+  }
+  const store = new RedisKeyStore({ client, prefix: location.prefix, pollIntervalMs: 0, onError: () => undefined });
+  await store.init();
+  return {
+    store,
+    close: async () => {
+      await store.close();
+      await client.quit().catch(() => client.disconnect());
+    },
+  };
+}

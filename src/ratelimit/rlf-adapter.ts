@@ -1,0 +1,56 @@
+import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './types';
+
+/**
+ * The adapter over rate-limiter-flexible, whatever its backend: one limiter per distinct window
+ * (name, limit, length), so a key with its own limit gets its own counters. Subclasses build the
+ * limiter for a window.
+ */
+export abstract class RlfRateLimiter implements RateLimiterAdapter {
+  private readonly limiters = new Map<string, RateLimiterAbstract>();
+
+  /** A limiter for `window`; `keyPrefix` keeps its counters apart from other windows'. */
+  protected abstract build(window: RateLimitWindow, keyPrefix: string): RateLimiterAbstract;
+
+  protected keyPrefixFor(window: RateLimitWindow): string {
+    return `${window.name}:${window.limit}:${window.windowSeconds}`;
+  }
+
+  private limiterFor(window: RateLimitWindow): RateLimiterAbstract {
+    const id = `${window.name}:${window.limit}:${window.windowSeconds}`;
+    let limiter = this.limiters.get(id);
+    if (!limiter) {
+      limiter = this.build(window, this.keyPrefixFor(window));
+      this.limiters.set(id, limiter);
+    }
+    return limiter;
+  }
+
+  async consume(window: RateLimitWindow, id: string, cost: number): Promise<RateLimitResult> {
+    try {
+      return toResult(window, await this.limiterFor(window).consume(id, cost), true);
+    } catch (rejection) {
+      if (rejection instanceof RateLimiterRes) return toResult(window, rejection, false);
+      throw rejection;
+    }
+  }
+
+  async peek(window: RateLimitWindow, id: string): Promise<RateLimitResult> {
+    const res = await this.limiterFor(window).get(id);
+    if (!res) {
+      return { policy: window.name, allowed: true, limit: window.limit, remaining: window.limit, resetMs: window.windowSeconds * 1000, windowSeconds: window.windowSeconds };
+    }
+    return toResult(window, res, res.consumedPoints <= window.limit);
+  }
+}
+
+function toResult(window: RateLimitWindow, res: RateLimiterRes, allowed: boolean): RateLimitResult {
+  return {
+    policy: window.name,
+    allowed,
+    limit: window.limit,
+    remaining: allowed ? Math.max(0, window.limit - res.consumedPoints) : 0,
+    resetMs: Math.max(0, res.msBeforeNext),
+    windowSeconds: window.windowSeconds,
+  };
+}

@@ -1,0 +1,72 @@
+import type { Cluster, Redis, RedisOptions } from 'ioredis';
+import { DaymindError, describeError } from '../errors';
+
+import type { RedisClientLike } from './types';
+
+/** The ioredis client types, for the implementation only. */
+export type IORedisClient = Redis | Cluster;
+
+/**
+ * Client options that keep requests from hanging on Redis: commands time out after
+ * `commandTimeoutMs`, fail at once while disconnected (no offline queue), and the client
+ * reconnects in the background with backoff up to 2 s.
+ */
+export function clientOptions(commandTimeoutMs: number): RedisOptions {
+  return {
+    commandTimeout: commandTimeoutMs,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2000,
+    retryStrategy: (attempt: number) => Math.min(50 * 2 ** attempt, 2000),
+  };
+}
+
+/** Loads the optional peer dependency ioredis, or says how to install it. */
+export function loadIoredis(variable: string): typeof import('ioredis') {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require('ioredis') as typeof import('ioredis');
+  } catch (err) {
+    throw new DaymindError(
+      'ERR_DAYMIND_MISSING_PEER',
+      `${variable} asks for Redis, but the optional peer dependency "ioredis" cannot be loaded (${describeError(err)}); install it: npm install ioredis`,
+      { cause: err },
+    );
+  }
+}
+
+/** A new ioredis client for `url`, with the non-hanging options above. */
+export function connectRedis(url: string, variable: string, commandTimeoutMs: number): IORedisClient {
+  const { Redis: RedisClass } = loadIoredis(variable);
+  return new RedisClass(url, clientOptions(commandTimeoutMs));
+}
+
+/**
+ * Reports a client's outages once each (not on every reconnect attempt) through `onError`, and
+ * keeps ioredis' 'error' events from crashing the process for want of a listener.
+ */
+export function watchRedisHealth(client: RedisClientLike, onError: (err: Error) => void): { readonly healthy: boolean } {
+  const state = { healthy: client.status === 'ready' || client.status === 'connecting' || client.status === 'connect' || client.status === 'wait' };
+  client.on('error', (err: Error) => {
+    if (!state.healthy) return;
+    state.healthy = false;
+    onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `Redis is unavailable (${describeError(err)}); falling back as configured until it returns`, { cause: err }));
+  });
+  client.on('ready', () => {
+    state.healthy = true;
+  });
+  return state;
+}
+
+/** Resolves when the client is ready, or rejects after `timeoutMs`. */
+export function whenReady(client: RedisClientLike, timeoutMs: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`Redis not ready after ${timeoutMs} ms (status ${client.status})`)), timeoutMs);
+    timer.unref();
+    client.on('ready', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
