@@ -1,9 +1,11 @@
+import { dirname } from 'node:path';
 import { ConfigError } from './errors';
 import { assertKeyPrefix, DEFAULT_KEY_PREFIX, isPlausibleKey } from './keys';
 import type { KeyStore } from './store/types';
 import type { RateLimiterAdapter } from './ratelimit/types';
 import type { RedisClientLike } from './redis/types';
-import { DEFAULT_STORE_PATH } from './store/json-file';
+import type { BillingProvider } from './billing/types';
+import { DEFAULT_STORE_PATH, JsonFileKeyStore } from './store/json-file';
 
 /** Options of {@link daymindAuth}. Every option wins over its environment variable. */
 export interface DaymindOptions {
@@ -55,6 +57,26 @@ export interface DaymindOptions {
   redisPrefix?: string;
   /** Longest wait for one Redis command, in ms. Default 500. */
   redisCommandTimeoutMs?: number;
+  /**
+   * Where usage goes for invoicing: `local` (the usage ledger, `ledger-YYYY-MM.jsonl`), `stripe`
+   * (Stripe meter events, plus the ledger), `false` (nowhere), or your own BillingProvider.
+   * Env `BILLING_MODE` (`local`, `stripe` or `off`); default `local`, except `off` for keys held
+   * in memory (`API_KEYS`).
+   */
+  billing?: BillingProvider | 'local' | 'stripe' | false;
+  /**
+   * Directory of the usage ledger, the billing outbox and its dead-letter file. Env
+   * `DAYMIND_LEDGER_DIR`; default: the JSON key store's directory, else `data`.
+   */
+  ledgerDir?: string;
+  /** How often pending usage reports are delivered, in ms. Default 1000. */
+  billingIntervalMs?: number;
+  /** Stripe secret key (`BILLING_MODE=stripe`). Env `STRIPE_SECRET_KEY`. */
+  stripeSecretKey?: string;
+  /** The Stripe meter's event name. Env `STRIPE_METER_EVENT_NAME`; default `api_requests`. */
+  stripeMeterEventName?: string;
+  /** Another Stripe API server, e.g. stripe-mock at `http://localhost:12111`. Env `STRIPE_API_BASE`. */
+  stripeApiBase?: string;
   /** The rate-limiter backend. Default: rate-limiter-flexible's memory limiter, or Redis with `redis`. */
   rateLimiter?: RateLimiterAdapter;
   /** Called with errors met in the background (store, flush). Default: one line on stderr. */
@@ -79,6 +101,10 @@ export interface ResolvedConfig {
   redisFailureMode: 'open' | 'closed';
   redisPrefix: string;
   redisCommandTimeoutMs: number;
+  billing: BillingProvider | 'local' | 'stripe' | false;
+  ledgerDir: string;
+  billingIntervalMs: number;
+  stripe: { secretKey: string; meterEventName: string; apiBase: string | undefined } | undefined;
   onError: (err: Error) => void;
 }
 
@@ -191,15 +217,55 @@ function resolveKeyStoreKind(
   return kind;
 }
 
+function resolveBilling(
+  options: DaymindOptions,
+  env: Record<string, string | undefined>,
+  keyStore: ResolvedConfig['keyStore'],
+  storePath: string,
+): Pick<ResolvedConfig, 'billing' | 'ledgerDir' | 'billingIntervalMs' | 'stripe'> {
+  let billing: ResolvedConfig['billing'];
+  if (options.billing !== undefined) {
+    const b = options.billing;
+    if (b !== false && b !== 'local' && b !== 'stripe' && (typeof b !== 'object' || b === null || typeof b.deliver !== 'function')) {
+      throw new ConfigError('billing', 'must be "local", "stripe", false or an object with a deliver(report) method');
+    }
+    billing = b;
+  } else {
+    const mode = env.BILLING_MODE || undefined;
+    if (mode !== undefined && mode !== 'local' && mode !== 'stripe' && mode !== 'off') {
+      throw new ConfigError('BILLING_MODE', `must be "local", "stripe" or "off", got ${JSON.stringify(mode)}`);
+    }
+    billing = mode === 'off' ? false : (mode ?? (keyStore === 'memory' ? false : 'local')) as 'local' | 'stripe' | false;
+  }
+  let stripe: ResolvedConfig['stripe'];
+  if (billing === 'stripe') {
+    const secretKey = options.stripeSecretKey ?? env.STRIPE_SECRET_KEY;
+    if (!secretKey) {
+      throw new ConfigError(options.stripeSecretKey !== undefined ? 'stripeSecretKey' : 'STRIPE_SECRET_KEY', 'is required when BILLING_MODE is "stripe"');
+    }
+    const apiBase = options.stripeApiBase ?? (env.STRIPE_API_BASE || undefined);
+    if (apiBase !== undefined && !/^https?:\/\/[^/\s]+\/?$/.test(apiBase)) {
+      throw new ConfigError(options.stripeApiBase !== undefined ? 'stripeApiBase' : 'STRIPE_API_BASE', `must be an http(s)://host[:port] URL, got ${JSON.stringify(apiBase)}`);
+    }
+    const meterEventName = options.stripeMeterEventName ?? (env.STRIPE_METER_EVENT_NAME || 'api_requests');
+    if (!/^\S{1,100}$/.test(meterEventName)) throw new ConfigError('STRIPE_METER_EVENT_NAME', 'must be 1 to 100 characters without spaces');
+    stripe = { secretKey, meterEventName, apiBase };
+  }
+  const storeDir = keyStore === 'file' ? dirname(storePath) : options.store instanceof JsonFileKeyStore ? dirname(options.store.path) : 'data';
+  const ledgerDir = options.ledgerDir ?? (env.DAYMIND_LEDGER_DIR || undefined) ?? storeDir;
+  return {
+    billing,
+    ledgerDir,
+    billingIntervalMs: options.billingIntervalMs === undefined ? 1000 : positiveInteger('billingIntervalMs', options.billingIntervalMs, 3_600_000),
+    stripe,
+  };
+}
+
 /** Reads options and environment into a validated config; throws a {@link ConfigError} naming the culprit. */
 export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
   const env = options.env ?? process.env;
 
   const redis = resolveRedis(options, env);
-  const billingMode = env.BILLING_MODE;
-  if (billingMode !== undefined && billingMode !== '' && billingMode !== 'local') {
-    throw new ConfigError('BILLING_MODE', `must be "local" (Stripe billing is not available in this version), got ${JSON.stringify(billingMode)}`);
-  }
 
   const keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
   try {
@@ -257,6 +323,7 @@ export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
     redisPrefix,
     redisCommandTimeoutMs:
       options.redisCommandTimeoutMs === undefined ? 500 : positiveInteger('redisCommandTimeoutMs', options.redisCommandTimeoutMs, 60_000),
+    ...resolveBilling(options, env, keyStore, storePath),
     onError: options.onError ?? ((err) => console.error(`[daymind-auth] ${err.message}`)),
   };
 }

@@ -11,7 +11,8 @@ export type DaymindErrorCode =
   | 'ERR_DAYMIND_USAGE_FLUSH'
   | 'ERR_DAYMIND_INVALID_INPUT'
   | 'ERR_DAYMIND_UNAVAILABLE'
-  | 'ERR_DAYMIND_MISSING_PEER';
+  | 'ERR_DAYMIND_MISSING_PEER'
+  | 'ERR_DAYMIND_BILLING';
 
 export class DaymindError extends Error {
   readonly code: DaymindErrorCode;

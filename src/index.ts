@@ -3,7 +3,7 @@ export { resolveConfig, DEFAULTS, type DaymindOptions, type ResolvedConfig } fro
 export { DaymindError, ConfigError, StoreError, type DaymindErrorCode } from './errors';
 export { generateKey, hashKey, hasValidChecksum, displayPrefix, DEFAULT_KEY_PREFIX } from './keys';
 export type { VerifyCode, VerifyResult, VerifyOptions } from './verify';
-export type { KeyStore, KeyRecord, UsageDelta, NewKeyInput, CreatedKey, RotatedKey, UsageBatch } from './store/types';
+export type { KeyStore, KeyRecord, UsageDelta, NewKeyInput, CreatedKey, RotatedKey, UsageBatch, KeyChanges } from './store/types';
 export { JsonFileKeyStore, DEFAULT_STORE_PATH, type JsonFileKeyStoreOptions } from './store/json-file';
 export { MemoryKeyStore, type MemoryKeyStoreOptions } from './store/memory';
 export { RedisKeyStore, type RedisKeyStoreOptions } from './store/redis';
@@ -14,4 +14,8 @@ export { MemoryRateLimiter } from './ratelimit/memory';
 export { rateLimitHeader, rateLimitPolicyHeader } from './ratelimit/headers';
 export type { LiveUsage } from './usage/recorder';
 export type { HttpErrorCode } from './responses';
+export type { BillingProvider, UsageReport } from './billing/types';
+export { BillingRejection, type DeadLetter } from './billing/rejection';
+export { LocalLedgerProvider, readLedger, type LedgerEntry } from './billing/ledger';
+export { StripeBillingProvider, type StripeBillingOptions } from './billing/stripe';
 export type { DaymindRequestInfo } from './request-info';

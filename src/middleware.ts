@@ -7,6 +7,12 @@ import { ipLimitKey } from './ratelimit/ip';
 import { MemoryRateLimiter } from './ratelimit/memory';
 import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
 import { sendRateLimited, sendUnauthorized, sendUnavailable } from './responses';
+import { join } from 'node:path';
+import { BillingDispatcher } from './billing/dispatcher';
+import { LocalLedgerProvider } from './billing/ledger';
+import { Outbox } from './billing/outbox';
+import { reportsFor } from './billing/reports';
+import { StripeBillingProvider } from './billing/stripe';
 import { RedisRateLimiter } from './ratelimit/redis';
 import { connectRedis, watchRedisHealth } from './redis/connection';
 import type { RedisClientLike } from './redis/types';
@@ -34,8 +40,29 @@ export interface DaymindAuth extends RequestHandler {
   usage(record: KeyRecord, nowMs?: number): LiveUsage;
   /** Writes pending usage to the store now. */
   flush(): Promise<void>;
+  /** Delivers pending usage reports to the billing provider now (no-op without billing). */
+  deliverBilling(): Promise<void>;
   /** Stops background work and writes pending usage. Call it on shutdown. */
   close(): Promise<void>;
+}
+
+function createBilling(config: ResolvedConfig): BillingDispatcher | undefined {
+  if (config.billing === false) return undefined;
+  const dir = config.ledgerDir;
+  const provider =
+    typeof config.billing === 'object'
+      ? config.billing
+      : config.billing === 'stripe'
+        ? new StripeBillingProvider({ ...config.stripe!, ledger: new LocalLedgerProvider(dir), onError: config.onError })
+        : new LocalLedgerProvider(dir);
+  const outbox = new Outbox(join(dir, 'billing-outbox.jsonl'), (line) =>
+    config.onError(new DaymindError('ERR_DAYMIND_BILLING', `line ${line} of ${join(dir, 'billing-outbox.jsonl')} is damaged and was skipped`)),
+  );
+  return new BillingDispatcher(outbox, provider, {
+    intervalMs: config.billingIntervalMs,
+    deadLetterPath: join(dir, 'billing-dead-letter.jsonl'),
+    onError: config.onError,
+  });
 }
 
 /** The Redis client to use, and whether daymind-auth made it (and so closes it). */
@@ -79,7 +106,21 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
   const limiter: RateLimiterAdapter =
     config.rateLimiter ??
     (redis ? new RedisRateLimiter({ client: redis.client, prefix: config.redisPrefix, failureMode: config.redisFailureMode }) : new MemoryRateLimiter());
-  const recorder = new UsageRecorder(store, config.flushIntervalMs, config.onError);
+  const billing = createBilling(config);
+  const recordOf = (hash: string): KeyRecord | undefined => {
+    try {
+      const found = store.get(hash);
+      return found instanceof Promise ? undefined : found;
+    } catch {
+      return undefined;
+    }
+  };
+  const recorder = new UsageRecorder(
+    store,
+    config.flushIntervalMs,
+    config.onError,
+    billing && ((batchId, deltas, window) => void billing.enqueue(reportsFor(batchId, deltas, window, recordOf))),
+  );
   const verifier = new Verifier({
     store,
     limiter,
@@ -95,6 +136,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
   const ready = Promise.resolve(store.init?.()).then(() => {
     isReady = true;
     recorder.start();
+    billing?.start();
   });
   ready.catch((err) =>
     config.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `key store failed to start: ${describeError(err)}`, { cause: err })),
@@ -171,11 +213,15 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     verify: (key: string | undefined, opts?: VerifyOptions) => verifier.verify(key, opts),
     usage: (record: KeyRecord, nowMs = Date.now()) => recorder.live(record, nowMs),
     flush: () => recorder.flush(),
+    deliverBilling: async () => {
+      await billing?.deliver();
+    },
     close: () =>
       (closing ??= (async () => {
         try {
           await recorder.close();
         } finally {
+          await billing?.close();
           await store.close();
           await limiter.close?.();
           if (redis?.owned) await redis.client.quit().catch(() => undefined);

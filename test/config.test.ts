@@ -41,7 +41,6 @@ describe('configuration', () => {
     ['KEY_STORE', 'postgres'],
     ['REDIS_FAILURE_MODE', 'maybe'],
     ['REDIS_PREFIX', 'a b'],
-    ['BILLING_MODE', 'stripe'],
     ['BILLING_MODE', 'paypal'],
   ])('%s=%j throws at construction naming the variable', (name, value) => {
     const dir = tempDir();
@@ -89,6 +88,21 @@ describe('configuration', () => {
     expect(config).toMatchObject({ redis: 'redis://127.0.0.1:6379', keyStore: 'redis', redisFailureMode: 'closed', redisPrefix: 'acme' });
     expect(resolveConfig({ env: { REDIS_URL: 'rediss://cache:6380' } })).toMatchObject({ keyStore: 'file', redisFailureMode: 'open', redisPrefix: 'daymind' });
     expect(() => resolveConfig({ env: { REDIS_URL: 'redis://x:1', KEY_STORE: 'redis', API_KEYS: 'k'.repeat(20) } })).toThrow(/^KEY_STORE: /);
+  });
+
+  test('billing: local by default (off for keys in memory), stripe needs STRIPE_SECRET_KEY, the ledger beside the store', () => {
+    expect(resolveConfig({ env: { API_KEY_STORE_PATH: '/srv/keys/api.json' } })).toMatchObject({ billing: 'local', ledgerDir: '/srv/keys' });
+    expect(resolveConfig({ env: { API_KEYS: 'k'.repeat(20) } }).billing).toBe(false);
+    expect(resolveConfig({ env: { BILLING_MODE: 'off' } }).billing).toBe(false);
+    expect(resolveConfig({ env: { DAYMIND_LEDGER_DIR: '/var/ledger' } }).ledgerDir).toBe('/var/ledger');
+    expect(() => resolveConfig({ env: { BILLING_MODE: 'stripe' } })).toThrow(/^STRIPE_SECRET_KEY: is required when BILLING_MODE is "stripe"/);
+    expect(() => resolveConfig({ env: { BILLING_MODE: 'stripe', STRIPE_SECRET_KEY: 'sk_test_x', STRIPE_API_BASE: 'localhost:12111' } })).toThrow(/^STRIPE_API_BASE: /);
+    expect(resolveConfig({ env: { BILLING_MODE: 'stripe', STRIPE_SECRET_KEY: 'sk_test_x', STRIPE_API_BASE: 'http://localhost:12111' } }).stripe).toEqual({
+      secretKey: 'sk_test_x',
+      meterEventName: 'api_requests',
+      apiBase: 'http://localhost:12111',
+    });
+    expect(() => resolveConfig({ env: {}, billing: 'paper' as never })).toThrow(/^billing: /);
   });
 
   test('a missing ioredis is an error naming the package and how to install it', () => {

@@ -9,7 +9,7 @@ test('works in an Express 4 app: auth, limits, req.daymind and the usage router'
   expect((jest.requireActual('express4/package.json') as { version: string }).version).toMatch(/^4\./);
   const store = new MemoryKeyStore();
   const { key } = await store.create({ owner: 'four' });
-  const auth = daymindAuth({ env: {}, store, rateLimitPerMinute: 2 });
+  const auth = daymindAuth({ env: {}, store, rateLimitPerMinute: 2, billing: false });
   const app = express();
   app.use('/v1', auth, auth.usageRouter());
   app.get('/v1/hello', (req, res) => res.json({ owner: req.daymind!.owner }));

@@ -6,7 +6,7 @@ import { appWith, tempDir } from './helpers';
 
 const open: DaymindAuth[] = [];
 function auth(options: Parameters<typeof daymindAuth>[0]): DaymindAuth {
-  const a = daymindAuth({ env: {}, onError: () => undefined, ...options });
+  const a = daymindAuth({ env: {}, onError: () => undefined, billing: false, ...options });
   open.push(a);
   return a;
 }

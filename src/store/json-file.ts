@@ -4,8 +4,8 @@ import { StoreError, describeError, type DaymindErrorCode } from '../errors';
 import { DEFAULT_KEY_PREFIX, hasValidChecksum } from '../keys';
 import { coalesced } from './coalesce';
 import { acquireLock, createIfMissingSync, readWithSignature, readWithSignatureSync, statSignature, writeAtomic } from './file-io';
-import { addUsage, createdKey, markRevoked, newRawRecord, parseRecords, rawHash, rotateRaw, toKeyRecord, type RawRecord } from './record';
-import type { CreatedKey, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageBatch, UsageDelta } from './types';
+import { addUsage, applyKeyChanges, createdKey, markRevoked, newRawRecord, parseRecords, rawHash, rotateRaw, toKeyRecord, type RawRecord } from './record';
+import type { CreatedKey, KeyChanges, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageBatch, UsageDelta } from './types';
 
 export const DEFAULT_STORE_PATH = 'data/api_keys.json';
 
@@ -125,6 +125,15 @@ export class JsonFileKeyStore implements KeyStore {
 
   async rotate(keyHash: string, graceSeconds: number): Promise<RotatedKey | undefined> {
     return this.mutate((raws) => rotateRaw(raws, (r) => rawHash(r, this.hashCache) === keyHash, keyHash, graceSeconds, this.keyPrefix));
+  }
+
+  async update(keyHash: string, changes: KeyChanges): Promise<KeyRecord | undefined> {
+    return this.mutate((raws) => {
+      const raw = raws.find((r) => rawHash(r, this.hashCache) === keyHash);
+      if (!raw) return undefined;
+      applyKeyChanges(raw, changes);
+      return toKeyRecord(raw, keyHash, this.keyPrefix);
+    });
   }
 
   async list(): Promise<KeyRecord[]> {

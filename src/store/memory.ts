@@ -1,6 +1,6 @@
 import { DEFAULT_KEY_PREFIX, hashKey, displayPrefix, hasValidChecksum } from '../keys';
-import { addUsage, createdKey, markRevoked, newRawRecord, rotateRaw, toKeyRecord, type RawRecord } from './record';
-import type { CreatedKey, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageBatch, UsageDelta } from './types';
+import { addUsage, applyKeyChanges, createdKey, markRevoked, newRawRecord, rotateRaw, toKeyRecord, type RawRecord } from './record';
+import type { CreatedKey, KeyChanges, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageBatch, UsageDelta } from './types';
 
 export interface MemoryKeyStoreOptions {
   /** Plain keys to accept from the start (e.g. from `API_KEYS`), any format. */
@@ -63,6 +63,16 @@ export class MemoryKeyStore implements KeyStore {
     this.records.set(keyHash, rotated.previous);
     this.records.set(rotated.record.key_hash, rotated.record);
     return { key: rotated.key, record: { ...rotated.record }, previous: { ...rotated.previous } };
+  }
+
+  async update(keyHash: string, changes: KeyChanges): Promise<KeyRecord | undefined> {
+    const current = this.records.get(keyHash);
+    if (!current) return undefined;
+    const raw: RawRecord = { ...current };
+    applyKeyChanges(raw, changes);
+    const record = toKeyRecord(raw, keyHash, this.keyPrefix);
+    this.records.set(keyHash, record);
+    return { ...record };
   }
 
   async list(): Promise<KeyRecord[]> {

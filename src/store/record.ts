@@ -1,6 +1,6 @@
 import { DaymindError } from '../errors';
 import { generateKey, hashKey, displayPrefix, DEFAULT_KEY_PREFIX } from '../keys';
-import type { CreatedKey, KeyRecord, NewKeyInput, RotatedKey, UsageDelta } from './types';
+import type { CreatedKey, KeyChanges, KeyRecord, NewKeyInput, RotatedKey, UsageDelta } from './types';
 
 /**
  * A record as it sits in a store file: the existing format's fields, the newer ones, and whatever
@@ -24,15 +24,34 @@ export function assertOwner(owner: unknown): asserts owner is string {
   }
 }
 
-function assertNewKeyInput(input: NewKeyInput): void {
-  assertOwner(input.owner);
-  const limit = input.rate_limit_per_minute;
+/** Throws unless every given setting is valid. */
+export function assertKeyChanges(changes: KeyChanges): void {
+  const limit = changes.rate_limit_per_minute;
   if (limit != null && !(Number.isSafeInteger(limit) && limit > 0)) {
     throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', 'rate_limit_per_minute must be a whole number greater than 0');
   }
-  if (input.expires_at != null && !(Number.isFinite(input.expires_at) && input.expires_at > 0)) {
+  if (changes.expires_at != null && !(Number.isFinite(changes.expires_at) && changes.expires_at > 0)) {
     throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', 'expires_at must be a Unix time in seconds');
   }
+  if (changes.stripe_customer_id != null && !/^cus_[A-Za-z0-9]{1,250}$/.test(changes.stripe_customer_id)) {
+    throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', 'stripe_customer_id must look like cus_...');
+  }
+}
+
+/** Applies setting changes to a raw record in place; null removes a setting. */
+export function applyKeyChanges(raw: RawRecord, changes: KeyChanges): void {
+  assertKeyChanges(changes);
+  for (const field of ['rate_limit_per_minute', 'expires_at', 'stripe_customer_id'] as const) {
+    if (!(field in changes)) continue;
+    const value = changes[field];
+    if (value === null || value === undefined) delete raw[field];
+    else raw[field] = value;
+  }
+}
+
+function assertNewKeyInput(input: NewKeyInput): void {
+  assertOwner(input.owner);
+  assertKeyChanges(input);
   if (input.meta != null && (typeof input.meta !== 'object' || Array.isArray(input.meta))) {
     throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', 'meta must be an object');
   }
@@ -59,6 +78,7 @@ export function newRawRecord(input: NewKeyInput, prefix: string = DEFAULT_KEY_PR
   if (input.rate_limit_per_minute != null) raw.rate_limit_per_minute = input.rate_limit_per_minute;
   if (input.expires_at != null) raw.expires_at = input.expires_at;
   if (input.meta != null) raw.meta = { ...input.meta };
+  if (input.stripe_customer_id != null) raw.stripe_customer_id = input.stripe_customer_id;
   return { key, raw };
 }
 
@@ -81,6 +101,7 @@ function recordProblem(raw: unknown): string | undefined {
     return 'has a "rate_limit_per_minute" that is not a whole number greater than 0';
   }
   if (r.owner !== undefined && typeof r.owner !== 'string') return 'has a non-string "owner"';
+  if (r.stripe_customer_id != null && typeof r.stripe_customer_id !== 'string') return 'has a non-string "stripe_customer_id"';
   if (r.revoked !== undefined && typeof r.revoked !== 'boolean') return 'has a non-boolean "revoked"';
   if (r.meta != null && (typeof r.meta !== 'object' || Array.isArray(r.meta))) return 'has a "meta" that is not an object';
   return undefined;
@@ -131,6 +152,7 @@ export function toKeyRecord(raw: RawRecord, hash: string, prefix: string = DEFAU
   if (typeof raw.revoked_at === 'number') record.revoked_at = raw.revoked_at;
   if (typeof raw.revoke_at === 'number') record.revoke_at = raw.revoke_at;
   if (typeof raw.rotated_from === 'string') record.rotated_from = raw.rotated_from;
+  if (typeof raw.stripe_customer_id === 'string') record.stripe_customer_id = raw.stripe_customer_id;
   if (typeof raw.rate_limit_per_minute === 'number') record.rate_limit_per_minute = raw.rate_limit_per_minute;
   if (typeof raw.expires_at === 'number') record.expires_at = raw.expires_at;
   if (raw.meta != null && typeof raw.meta === 'object') record.meta = raw.meta as Record<string, unknown>;
@@ -207,6 +229,7 @@ export function rotateRaw(
       rate_limit_per_minute: oldRecord.rate_limit_per_minute ?? null,
       expires_at: oldRecord.expires_at ?? null,
       meta: oldRecord.meta,
+      stripe_customer_id: oldRecord.stripe_customer_id ?? null,
     },
     prefix,
   );

@@ -21,8 +21,9 @@ const NUMBER_FIELDS = [
 export function encodeRecord(record: RawRecord): { fields: string[]; absent: string[] } {
   const fields: string[] = [];
   const absent: string[] = [];
-  for (const name of ['owner', 'key_prefix', 'rotated_from'] as const) {
+  for (const name of ['owner', 'key_prefix', 'rotated_from', 'stripe_customer_id'] as const) {
     if (typeof record[name] === 'string') fields.push(name, record[name] as string);
+    else if (name === 'stripe_customer_id') absent.push(name);
   }
   for (const name of NUMBER_FIELDS) {
     const value = record[name];
@@ -54,6 +55,7 @@ export function decodeRecord(hash: string, h: Record<string, string>): KeyRecord
     if (value !== undefined) record[name] = value;
   }
   if (h.rotated_from) record.rotated_from = h.rotated_from;
+  if (h.stripe_customer_id) record.stripe_customer_id = h.stripe_customer_id;
   if (h.meta) {
     try {
       record.meta = JSON.parse(h.meta) as Record<string, unknown>;

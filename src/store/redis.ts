@@ -2,11 +2,11 @@ import { DaymindError, describeError } from '../errors';
 import { DEFAULT_KEY_PREFIX } from '../keys';
 import { whenReady, type IORedisClient } from '../redis/connection';
 import type { RedisClientLike } from '../redis/types';
-import { addUsage, markRevoked, newRawRecord, rotateRaw, type RawRecord } from './record';
+import { addUsage, applyKeyChanges, markRevoked, newRawRecord, rotateRaw, type RawRecord } from './record';
 import { coalesced } from './coalesce';
 import { decodeRecord, encodeRecord } from './redis-codec';
 import { APPLY_USAGE, WRITE_RECORD } from './redis-scripts';
-import type { CreatedKey, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageBatch, UsageDelta } from './types';
+import type { CreatedKey, KeyChanges, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageBatch, UsageDelta } from './types';
 
 export interface RedisKeyStoreOptions {
   /** An ioredis client or Cluster. The store does not close it. */
@@ -169,6 +169,23 @@ export class RedisKeyStore implements KeyStore {
     return rotated;
   }
 
+  async update(keyHash: string, changes: KeyChanges): Promise<KeyRecord | undefined> {
+    const current = decodeRecord(keyHash, await this.client.hgetall(this.recordKey(keyHash)));
+    if (!current) return undefined;
+    const raw: RawRecord = { ...current };
+    applyKeyChanges(raw, changes);
+    const set: Record<string, string> = {};
+    const remove: string[] = [];
+    for (const field of Object.keys(changes) as Array<keyof KeyChanges>) {
+      if (raw[field] === undefined) remove.push(field);
+      else set[field] = String(raw[field]);
+    }
+    await this.writeFields(keyHash, set, remove);
+    const record = decodeRecord(keyHash, await this.client.hgetall(this.recordKey(keyHash)))!;
+    this.cache.set(keyHash, record);
+    return { ...record };
+  }
+
   async list(): Promise<KeyRecord[]> {
     await this.loadAll();
     return [...this.cache.values()].map((r) => ({ ...r }));
@@ -212,9 +229,10 @@ export class RedisKeyStore implements KeyStore {
     return result;
   }
 
-  private async writeFields(hash: string, fields: Record<string, string>): Promise<void> {
+  /** Sets some fields of an existing record (and deletes `remove`), publishing the change. */
+  private async writeFields(hash: string, fields: Record<string, string>, remove: string[] = []): Promise<void> {
     const [keysKey, versionKey, changesKey] = this.metaKeys;
-    await this.client.daymindWriteRecord(this.recordKey(hash), keysKey, versionKey, changesKey, hash, 'update', 0, ...Object.entries(fields).flat());
+    await this.client.daymindWriteRecord(this.recordKey(hash), keysKey, versionKey, changesKey, hash, 'update', remove.length, ...remove, ...Object.entries(fields).flat());
   }
 
   private async loadAll(): Promise<void> {

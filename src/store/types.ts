@@ -31,6 +31,8 @@ export interface KeyRecord {
   expires_at?: number | null;
   /** Free-form data about the key (plan, customer ids, ...). */
   meta?: Record<string, unknown>;
+  /** The Stripe customer billed for this key's usage (Stripe billing mode). */
+  stripe_customer_id?: string;
 }
 
 /** Usage of one key since the last flush, handed to {@link KeyStore.applyUsage}. */
@@ -65,6 +67,15 @@ export interface NewKeyInput {
   /** Unix seconds. */
   expires_at?: number | null;
   meta?: Record<string, unknown>;
+  stripe_customer_id?: string | null;
+}
+
+/** Settings of a key that can change after creation; null removes one. */
+export interface KeyChanges {
+  rate_limit_per_minute?: number | null;
+  /** Unix seconds. */
+  expires_at?: number | null;
+  stripe_customer_id?: string | null;
 }
 
 export interface RotatedKey extends CreatedKey {
@@ -110,6 +121,8 @@ export interface KeyStore {
    * revoked after `graceSeconds` (at once for 0). Undefined when there is no such key.
    */
   rotate?(keyHash: string, graceSeconds: number): Promise<RotatedKey | undefined>;
+  /** Changes a key's settings; returns the updated record, or undefined when there is no such key. */
+  update?(keyHash: string, changes: KeyChanges): Promise<KeyRecord | undefined>;
   list(): Promise<KeyRecord[]>;
   /**
    * Adds usage deltas to the stored counters, all or nothing. Rejects when they could not be

@@ -16,7 +16,12 @@ export interface LiveUsage {
 interface Batch {
   id: string;
   deltas: Map<string, UsageDelta>;
+  /** The flush window the usage was counted in, Unix seconds. */
+  window: { start: number; end: number };
 }
+
+/** Called after a batch reached the store (billing hangs off this). */
+export type BatchListener = (batchId: string, deltas: UsageDelta[], window: { start: number; end: number }) => void;
 
 /**
  * Counts allowed usage in memory at once and writes it behind to the store: every
@@ -31,10 +36,13 @@ export class UsageRecorder {
   private timer: NodeJS.Timeout | undefined;
   private lastFailure: string | undefined;
 
+  private windowStart = Date.now() / 1000;
+
   constructor(
     private readonly store: KeyStore,
     private readonly flushIntervalMs: number,
     private readonly onError: (err: Error) => void,
+    private readonly onBatchApplied?: BatchListener,
   ) {}
 
   start(): void {
@@ -111,15 +119,18 @@ export class UsageRecorder {
   private async flushOnce(): Promise<void> {
     while (this.unsettled || this.pending.size > 0) {
       if (!this.unsettled) {
-        this.unsettled = { id: randomUUID(), deltas: this.pending };
+        const end = Date.now() / 1000;
+        this.unsettled = { id: randomUUID(), deltas: this.pending, window: { start: this.windowStart, end } };
+        this.windowStart = end;
         this.pending = new Map();
       }
       const batch = this.unsettled;
       const applied = () => {
         if (this.unsettled === batch) this.unsettled = undefined;
       };
+      const deltas = [...batch.deltas.values()];
       try {
-        await this.store.applyUsage([...batch.deltas.values()], { batchId: batch.id, onApplied: applied });
+        await this.store.applyUsage(deltas, { batchId: batch.id, onApplied: applied });
         applied();
         this.lastFailure = undefined;
       } catch (err) {
@@ -134,6 +145,7 @@ export class UsageRecorder {
         this.lastFailure = cause;
         throw error;
       }
+      this.onBatchApplied?.(batch.id, deltas, batch.window);
     }
   }
 }

@@ -41,7 +41,7 @@ describe('daymind-keys on a Redis store', () => {
     expect(first.code).toBe(0);
     expect(JSON.parse(first.stdout)).toMatchObject({ copied: 3, skipped: 0 });
     const client = new Redis(redis.url);
-    const auth = daymindAuth({ env: {}, redis: client, keyStore: 'redis', redisPrefix: 'mig' });
+    const auth = daymindAuth({ env: {}, redis: client, keyStore: 'redis', redisPrefix: 'mig', billing: false });
     try {
       const app = appWith(auth);
       expect((await request(app).get('/v1/hello').set('X-API-Key', SEED_KEYS.alpha)).status).toBe(200);

@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import Redis from 'ioredis';
-import { RedisKeyStore, hashKey } from '../../src';
+import { RedisKeyStore, hashKey, readLedger } from '../../src';
+import { tempDir } from '../helpers';
 import { startRedis, type TestRedis } from './harness';
 
 const SERVE = join(__dirname, '../fixtures/serve-env.js');
@@ -64,7 +65,15 @@ describe('several app instances on one Redis', () => {
   test('three processes with a per-key limit of 100/min: 300 requests give exactly 100 allowed, counted exactly', async () => {
     const ns = `multi${++prefix}`;
     const key = await newKey(ns);
-    const env = { REDIS_URL: redis.url, KEY_STORE: 'redis', REDIS_PREFIX: ns, API_RATE_LIMIT_PER_MINUTE: '100', IP_RATE_LIMIT_PER_MINUTE: 'off' };
+    const ledgerDir = tempDir();
+    const env = {
+      REDIS_URL: redis.url,
+      KEY_STORE: 'redis',
+      REDIS_PREFIX: ns,
+      API_RATE_LIMIT_PER_MINUTE: '100',
+      IP_RATE_LIMIT_PER_MINUTE: 'off',
+      DAYMIND_LEDGER_DIR: ledgerDir,
+    };
     const apps = await Promise.all([startApp(env), startApp(env), startApp(env)]);
     try {
       const statuses: number[] = [];
@@ -84,6 +93,9 @@ describe('several app instances on one Redis', () => {
       expect(await Promise.all(apps.map((a) => a.stop()))).toEqual([0, 0, 0]);
     }
     expect(await usageOf(ns, key)).toBe(100);
+    // The three processes share one billing outbox and ledger: the ledger bills the same 100.
+    const ledger = await readLedger(ledgerDir, [new Date().toISOString().slice(0, 7)]);
+    expect(ledger.reduce((sum, e) => sum + e.quantity, 0)).toBe(100);
   }, 60_000);
 
   test.each([
@@ -99,6 +111,7 @@ describe('several app instances on one Redis', () => {
       REDIS_FAILURE_MODE: mode,
       API_RATE_LIMIT_PER_MINUTE: '100000',
       IP_RATE_LIMIT_PER_MINUTE: 'off',
+      BILLING_MODE: 'off',
     });
     const seen = new Map<number, number>();
     let slowest = 0;

@@ -81,7 +81,7 @@ describe('RedisKeyStore', () => {
     const a = await store();
     const client = new Redis(redis.url);
     clients.push(client);
-    const auth = daymindAuth({ env: {}, redis: client, keyStore: 'redis', redisPrefix: `t${prefix}`, flushIntervalMs: 50 });
+    const auth = daymindAuth({ env: {}, redis: client, keyStore: 'redis', redisPrefix: `t${prefix}`, flushIntervalMs: 50, billing: false });
     try {
       await auth.ready;
       const { key } = await a.create({ owner: 'fresh' });

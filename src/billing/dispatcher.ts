@@ -1,0 +1,151 @@
+import * as lockfile from 'proper-lockfile';
+import { DaymindError, describeError } from '../errors';
+import { coalesced } from '../store/coalesce';
+import { appendLines } from './jsonl';
+import type { Outbox } from './outbox';
+import { BillingRejection, type DeadLetter } from './rejection';
+import type { BillingProvider, UsageReport } from './types';
+
+export interface DispatcherOptions {
+  /** How often pending reports are delivered, in ms. */
+  intervalMs: number;
+  deadLetterPath: string;
+  onError: (err: Error) => void;
+}
+
+const MAX_BACKOFF_MS = 60_000;
+const COMPACT_AFTER_SETTLED_LINES = 1000;
+
+/**
+ * Carries usage reports from the outbox to the billing provider, off the request path: one
+ * process at a time delivers (a lock beside the outbox), a report failing for a passing reason is
+ * retried with exponential backoff (0.5 s doubling up to 60 s), one rejected for good goes to the
+ * dead-letter file and is reported through onError.
+ */
+export class BillingDispatcher {
+  private unsaved: UsageReport[] = [];
+  private readonly backoff = new Map<string, { attempts: number; next: number }>();
+  private timer: NodeJS.Timeout | undefined;
+  private lastProblem: string | undefined;
+  private saving: Promise<void> = Promise.resolve();
+  /** On close, a round waits for another process's round instead of leaving it the work. */
+  private closing = false;
+  /** Runs one delivery round; calls during a round share the next one. */
+  readonly deliver = coalesced(() => this.round());
+
+  constructor(
+    private readonly outbox: Outbox,
+    private readonly provider: BillingProvider,
+    private readonly options: DispatcherOptions,
+  ) {}
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => void this.deliver(), this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  /** Takes reports of applied usage; they reach the outbox at once and the provider in the next round. */
+  enqueue(reports: UsageReport[]): Promise<void> {
+    this.unsaved.push(...reports);
+    return this.save();
+  }
+
+  /** Reports waiting in memory because the outbox could not be written. */
+  get unsavedCount(): number {
+    return this.unsaved.length;
+  }
+
+  /** Stops the timer, writes unsaved reports and delivers what it can within `timeoutMs`. */
+  async close(timeoutMs = 5000): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.closing = true;
+    await this.save();
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.deliver(), new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
+    await this.provider.close?.();
+  }
+
+  /** Writes unsaved reports to the outbox; saves run one after another. */
+  private save(): Promise<void> {
+    this.saving = this.saving.then(() => this.saveNow());
+    return this.saving;
+  }
+
+  private async saveNow(): Promise<void> {
+    if (this.unsaved.length === 0) return;
+    const batch = this.unsaved.splice(0);
+    try {
+      await this.outbox.add(batch);
+    } catch (err) {
+      this.unsaved.unshift(...batch);
+      this.report(new DaymindError('ERR_DAYMIND_BILLING', `cannot write the billing outbox ${this.outbox.path}; ${this.unsaved.length} report(s) kept in memory: ${describeError(err)}`, { cause: err }));
+    }
+  }
+
+  private async round(): Promise<void> {
+    await this.save();
+    let release: (() => Promise<void>) | undefined;
+    try {
+      release = await lockfile.lock(this.outbox.path + '.deliver', {
+        realpath: false,
+        stale: 30_000,
+        update: 5_000,
+        retries: this.closing ? { retries: 100, minTimeout: 20, maxTimeout: 100 } : 0,
+        onCompromised: () => undefined,
+      });
+    } catch {
+      return; // another process is delivering; what it has not seen waits for the next round
+    }
+    try {
+      const { pending, settledLines } = await this.outbox.read();
+      const delivered: string[] = [];
+      const now = Date.now();
+      for (const report of pending) {
+        const wait = this.backoff.get(report.identifier);
+        if (wait && wait.next > now) continue;
+        try {
+          await this.provider.deliver(report);
+          delivered.push(report.identifier);
+          this.backoff.delete(report.identifier);
+          this.lastProblem = undefined;
+        } catch (err) {
+          if (err instanceof BillingRejection) {
+            await this.deadLetter(report, err.message);
+            continue;
+          }
+          const attempts = (wait?.attempts ?? 0) + 1;
+          this.backoff.set(report.identifier, { attempts, next: Date.now() + Math.min(500 * 2 ** (attempts - 1), MAX_BACKOFF_MS) });
+          this.report(new DaymindError('ERR_DAYMIND_BILLING', `billing provider "${this.provider.name}" failed, retrying with backoff: ${describeError(err)}`, { cause: err }));
+          break;
+        }
+      }
+      if (delivered.length > 0) await this.outbox.settle(delivered, 'ack');
+      if (settledLines + delivered.length >= COMPACT_AFTER_SETTLED_LINES || (pending.length > 0 && pending.length === delivered.length)) {
+        await this.outbox.compact();
+      }
+    } catch (err) {
+      this.report(new DaymindError('ERR_DAYMIND_BILLING', `billing delivery round failed: ${describeError(err)}`, { cause: err }));
+    } finally {
+      await release().catch(() => undefined);
+    }
+  }
+
+  private async deadLetter(report: UsageReport, reason: string): Promise<void> {
+    const letter: DeadLetter = { report, reason, at: Date.now() / 1000 };
+    await appendLines(this.options.deadLetterPath, [JSON.stringify(letter)]);
+    await this.outbox.settle([report.identifier], 'dead');
+    this.backoff.delete(report.identifier);
+    this.options.onError(
+      new DaymindError('ERR_DAYMIND_BILLING', `usage report ${report.identifier} (${report.quantity} unit(s) of ${report.key_prefix}) was rejected for good and written to ${this.options.deadLetterPath}: ${reason}`),
+    );
+  }
+
+  private report(err: Error): void {
+    if (err.message === this.lastProblem) return;
+    this.lastProblem = err.message;
+    this.options.onError(err);
+  }
+}

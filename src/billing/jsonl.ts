@@ -1,0 +1,38 @@
+import * as fsp from 'node:fs/promises';
+
+/** Appends lines to a file and fsyncs it before resolving. */
+export async function appendLines(path: string, lines: string[]): Promise<void> {
+  if (lines.length === 0) return;
+  const handle = await fsp.open(path, 'a', 0o600);
+  try {
+    await handle.appendFile(lines.map((l) => l + '\n').join(''), 'utf8');
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * The JSON values of a JSONL file ([] when it does not exist). A last line cut short by a crash
+ * is ignored; a damaged line elsewhere is reported through `onBadLine` and skipped.
+ */
+export async function readJsonl<T>(path: string, onBadLine?: (lineNumber: number) => void): Promise<T[]> {
+  let text: string;
+  try {
+    text = await fsp.readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const lines = text.split('\n');
+  const values: T[] = [];
+  lines.forEach((line, i) => {
+    if (line.trim() === '') return;
+    try {
+      values.push(JSON.parse(line) as T);
+    } catch {
+      if (i < lines.length - 1 || text.endsWith('\n')) onBadLine?.(i + 1);
+    }
+  });
+  return values;
+}

@@ -1,0 +1,70 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { appendLines, readJsonl } from './jsonl';
+import type { BillingProvider, UsageReport } from './types';
+
+/** One line of the usage ledger. */
+export interface LedgerEntry {
+  /** Unix seconds when the line was written. */
+  time: number;
+  window_start: number;
+  window_end: number;
+  key_prefix: string;
+  key_hash: string;
+  owner: string;
+  customer_id: string | null;
+  quantity: number;
+  identifier: string;
+}
+
+/** `YYYY-MM` (UTC) of a Unix time in seconds. */
+export function ledgerMonth(seconds: number): string {
+  return new Date(seconds * 1000).toISOString().slice(0, 7);
+}
+
+export function ledgerPath(dir: string, month: string): string {
+  return join(dir, `ledger-${month}.jsonl`);
+}
+
+/**
+ * The local usage ledger: one JSON line per report in `ledger-YYYY-MM.jsonl` (the month of the
+ * window's end), appended with fsync, never rewritten. A report delivered twice (a crash between
+ * writing and acknowledging) appears twice with the same identifier; {@link readLedger} keeps one.
+ */
+export class LocalLedgerProvider implements BillingProvider {
+  readonly name = 'local';
+
+  constructor(readonly dir: string) {
+    mkdirSync(dir, { recursive: true });
+  }
+
+  async deliver(report: UsageReport): Promise<void> {
+    const entry: LedgerEntry = {
+      time: Date.now() / 1000,
+      window_start: report.window_start,
+      window_end: report.window_end,
+      key_prefix: report.key_prefix,
+      key_hash: report.key_hash,
+      owner: report.owner,
+      customer_id: report.customer_id,
+      quantity: report.quantity,
+      identifier: report.identifier,
+    };
+    await appendLines(ledgerPath(this.dir, ledgerMonth(report.window_end)), [JSON.stringify(entry)]);
+  }
+}
+
+/** The ledger entries of the given months, one per identifier. */
+export async function readLedger(dir: string, months: string[], onBadLine?: (file: string, line: number) => void): Promise<LedgerEntry[]> {
+  const seen = new Set<string>();
+  const entries: LedgerEntry[] = [];
+  for (const month of months) {
+    const file = ledgerPath(dir, month);
+    for (const entry of await readJsonl<LedgerEntry>(file, (line) => onBadLine?.(file, line))) {
+      if (seen.has(entry.identifier)) continue;
+      seen.add(entry.identifier);
+      entries.push(entry);
+    }
+  }
+  return entries;
+}

@@ -1,0 +1,100 @@
+import { DaymindError, describeError } from '../errors';
+import type { LocalLedgerProvider } from './ledger';
+import { BillingRejection } from './rejection';
+import type { BillingProvider, UsageReport } from './types';
+
+export interface StripeBillingOptions {
+  /** `STRIPE_SECRET_KEY`. */
+  secretKey: string;
+  /** The meter's event name. `STRIPE_METER_EVENT_NAME`; default `api_requests`. */
+  meterEventName?: string;
+  /** Another API server (stripe-mock, a test server): `STRIPE_API_BASE`, e.g. `http://localhost:12111`. */
+  apiBase?: string;
+  /** Every report is also written here, so the audit trail is the same in both modes. */
+  ledger: LocalLedgerProvider;
+  /** Warnings (a key without a Stripe customer, once per key). */
+  onError: (err: Error) => void;
+}
+
+/** Stripe refuses meter events older than 35 days. */
+const STRIPE_MAX_AGE_SECONDS = 35 * 86_400;
+
+interface StripeLike {
+  billing: {
+    meterEvents: {
+      create(params: Record<string, unknown>, options?: { idempotencyKey?: string }): Promise<unknown>;
+    };
+  };
+}
+
+function loadStripe(): new (key: string, config: Record<string, unknown>) => StripeLike {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require('stripe') as new (key: string, config: Record<string, unknown>) => StripeLike;
+  } catch (err) {
+    throw new DaymindError(
+      'ERR_DAYMIND_MISSING_PEER',
+      `BILLING_MODE=stripe needs the optional peer dependency "stripe", which cannot be loaded (${describeError(err)}); install it: npm install stripe`,
+      { cause: err },
+    );
+  }
+}
+
+/** host/port/protocol options of the Stripe SDK for an API base URL. */
+export function stripeHostOptions(apiBase: string | undefined): Record<string, unknown> {
+  if (!apiBase) return {};
+  const url = new URL(apiBase);
+  const protocol = url.protocol.replace(':', '');
+  return { host: url.hostname, port: Number(url.port || (protocol === 'http' ? 80 : 443)), protocol };
+}
+
+/**
+ * Stripe metered billing through the official SDK: one Billing Meter Event per report, with the
+ * report's identifier as the event identifier and as the idempotency key, so a report delivered
+ * again is recorded once. 429, 5xx and network errors are retried from the outbox; other 4xx and
+ * events older than Stripe's 35-day window are rejected for good. Keys without a Stripe customer
+ * are recorded in the local ledger only.
+ */
+export class StripeBillingProvider implements BillingProvider {
+  readonly name = 'stripe';
+  private readonly stripe: StripeLike;
+  private readonly eventName: string;
+  private readonly warned = new Set<string>();
+
+  constructor(private readonly options: StripeBillingOptions) {
+    const Stripe = loadStripe();
+    this.stripe = new Stripe(options.secretKey, { maxNetworkRetries: 0, timeout: 10_000, telemetry: false, ...stripeHostOptions(options.apiBase) });
+    this.eventName = options.meterEventName ?? 'api_requests';
+  }
+
+  async deliver(report: UsageReport): Promise<void> {
+    if (report.customer_id) {
+      if (report.window_end < Date.now() / 1000 - STRIPE_MAX_AGE_SECONDS) {
+        throw new BillingRejection("the usage window ended more than 35 days ago, outside Stripe's window for meter events");
+      }
+      try {
+        await this.stripe.billing.meterEvents.create(
+          {
+            event_name: this.eventName,
+            payload: { stripe_customer_id: report.customer_id, value: String(report.quantity) },
+            identifier: report.identifier,
+            timestamp: Math.floor(report.window_end),
+          },
+          { idempotencyKey: report.identifier },
+        );
+      } catch (err) {
+        const status = (err as { statusCode?: number }).statusCode;
+        if (status !== undefined && status !== 429 && status >= 400 && status < 500) {
+          throw new BillingRejection(`Stripe answered ${status}: ${describeError(err)}`);
+        }
+        throw err;
+      }
+    } else if (!this.warned.has(report.key_hash)) {
+      this.warned.add(report.key_hash);
+      this.options.onError(
+        new DaymindError('ERR_DAYMIND_BILLING', `key ${report.key_prefix} (${report.owner}) has no stripe_customer_id: its usage goes to the local ledger only`),
+      );
+    }
+    await this.options.ledger.deliver(report);
+  }
+}
