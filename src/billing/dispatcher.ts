@@ -102,6 +102,7 @@ export class BillingDispatcher {
     try {
       const { pending, settledLines } = await this.outbox.read();
       const delivered: string[] = [];
+      let deadLettered = 0;
       const now = Date.now();
       for (const report of pending) {
         const wait = this.backoff.get(report.identifier);
@@ -114,6 +115,7 @@ export class BillingDispatcher {
         } catch (err) {
           if (err instanceof BillingRejection) {
             await this.deadLetter(report, err.message);
+            deadLettered++;
             continue;
           }
           const attempts = (wait?.attempts ?? 0) + 1;
@@ -123,7 +125,8 @@ export class BillingDispatcher {
         }
       }
       if (delivered.length > 0) await this.outbox.settle(delivered, 'ack');
-      if (settledLines + delivered.length >= COMPACT_AFTER_SETTLED_LINES || (pending.length > 0 && pending.length === delivered.length)) {
+      const nothingLeft = pending.length > 0 && pending.length === delivered.length + deadLettered;
+      if (nothingLeft || settledLines + delivered.length + deadLettered >= COMPACT_AFTER_SETTLED_LINES) {
         await this.outbox.compact();
       }
     } catch (err) {

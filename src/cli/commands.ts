@@ -1,8 +1,11 @@
+import { readdirSync } from 'node:fs';
+import { parsePrice, toBeancount, toCsv, toJson, totalsByOwner, type Price } from '../billing/export';
+import { readLedger } from '../billing/ledger';
 import { assertOwner, keyStatus } from '../store/record';
 import { JsonFileKeyStore } from '../store/json-file';
 import type { RedisKeyStore } from '../store/redis';
 import { openAdminStore, type AdminStore } from './open-store';
-import type { KeyRecord, NewKeyInput } from '../store/types';
+import type { KeyChanges, KeyRecord, NewKeyInput } from '../store/types';
 import { utcDay } from '../usage/day';
 import { CommandError, UsageError } from './errors';
 import { resolveKey } from './resolve-key';
@@ -25,6 +28,10 @@ export type CommandOptions = {
   meta?: string[];
   grace?: string;
   owner?: string;
+  'stripe-customer'?: string;
+  format?: string;
+  month?: string;
+  price?: string;
 };
 
 /** requests_today as of now: 0 when the last counted day is not today. */
@@ -49,6 +56,7 @@ export function recordJson(record: KeyRecord, nowMs: number): Record<string, unk
     expires_at: record.expires_at ?? null,
     rate_limit_per_minute: record.rate_limit_per_minute ?? null,
     meta: record.meta ?? {},
+    stripe_customer_id: record.stripe_customer_id ?? null,
     ...(record.rotated_from ? { rotated_from: record.rotated_from } : {}),
   };
 }
@@ -99,6 +107,11 @@ function parseMeta(pairs: string[] | undefined): Record<string, string> | undefi
   return meta;
 }
 
+function parseCustomer(text: string): string {
+  if (!/^cus_[A-Za-z0-9]{1,250}$/.test(text)) throw new UsageError(`--stripe-customer: "${text}" is not a Stripe customer id (cus_...)`);
+  return text;
+}
+
 function parseRateLimit(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const n = Number(text);
@@ -120,6 +133,7 @@ export async function create(ctx: CommandContext, owner: string, options: Comman
   if (options.expires !== undefined) input.expires_at = parseExpiry(options.expires, '--expires', ctx.now);
   const meta = parseMeta(options.meta);
   if (meta) input.meta = meta;
+  if (options['stripe-customer'] !== undefined) input.stripe_customer_id = parseCustomer(options['stripe-customer']);
   const { key, record } = await withStore(ctx, true, (s) => s.create(input));
   if (ctx.json) return print(ctx, { key, ...recordJson(record, ctx.now) });
   ctx.out(key + '\n');
@@ -154,6 +168,7 @@ export async function show(ctx: CommandContext, name: string): Promise<void> {
     ['last_used', record.last_used == null ? 'never' : `${formatTime(record.last_used)} UTC`],
     ['rate_limit', record.rate_limit_per_minute == null ? 'server default' : `${record.rate_limit_per_minute}/min`],
     ['expires', record.expires_at == null ? 'never' : `${formatTime(record.expires_at)} UTC`],
+    ['stripe_customer', record.stripe_customer_id ?? '-'],
   ];
   if (record.revoked_at != null) rows.push(['revoked_at', `${formatTime(record.revoked_at)} UTC`]);
   if (record.revoke_at != null && !record.revoked) rows.push(['revoke_at', `${formatTime(record.revoke_at)} UTC`]);
@@ -245,4 +260,56 @@ export async function migrate(ctx: CommandContext, from: string | undefined, to:
   const skipped = records.length - copied;
   if (ctx.json) return print(ctx, { from, to, prefix, copied, skipped });
   ctx.out(`Copied ${copied} key(s) from ${from} to ${to} (prefix ${prefix}); ${skipped} were in Redis already and were left as they are.\n`);
+}
+
+/** Changes a key's limit, expiry or Stripe customer; `default`, `never` and `none` remove them. */
+export async function set(ctx: CommandContext, name: string, options: CommandOptions): Promise<void> {
+  const changes: KeyChanges = {};
+  const limit = options['rate-limit'];
+  if (limit !== undefined) changes.rate_limit_per_minute = limit === 'default' ? null : parseRateLimit(limit)!;
+  if (options.expires !== undefined) changes.expires_at = options.expires === 'never' ? null : parseExpiry(options.expires, '--expires', ctx.now);
+  const customer = options['stripe-customer'];
+  if (customer !== undefined) changes.stripe_customer_id = customer === 'none' ? null : parseCustomer(customer);
+  if (Object.keys(changes).length === 0) throw new UsageError('set needs at least one of --rate-limit, --expires, --stripe-customer');
+  const record = await withStore(ctx, false, async (s) => {
+    const target = resolveKey(await s.list(), name);
+    const updated = await s.update(target.key_hash, changes);
+    if (!updated) throw new CommandError(`the key ${target.key_prefix} was removed from the store meanwhile`);
+    return updated;
+  });
+  if (ctx.json) return print(ctx, recordJson(record, ctx.now));
+  ctx.out(`Updated ${record.key_prefix} (${record.owner})\n`);
+}
+
+/** Per-owner totals of the usage ledger, for invoicing. */
+export async function exportLedger(ctx: CommandContext, options: CommandOptions, ledgerDir: string): Promise<void> {
+  const format = options.format ?? (ctx.json ? 'json' : 'csv');
+  if (format !== 'csv' && format !== 'json' && format !== 'beancount') throw new UsageError(`--format: "${format}" is not csv, json or beancount`);
+  if (options.month !== undefined && !/^\d{4}-(0[1-9]|1[0-2])$/.test(options.month)) throw new UsageError(`--month: "${options.month}" is not YYYY-MM`);
+  let price: Price | undefined;
+  if (options.price !== undefined) {
+    const [amount = '', currency = '', ...rest] = options.price.trim().split(/\s+/);
+    price = rest.length === 0 ? parsePrice(amount, currency) : undefined;
+    if (!price) throw new UsageError(`--price: "${options.price}" is not an amount and a currency, e.g. "0.001 USD"`);
+  }
+  if (format === 'beancount' && !price) throw new UsageError('--format beancount needs --price, e.g. --price "0.001 USD"');
+  let months: string[];
+  try {
+    months =
+      options.month !== undefined
+        ? [options.month]
+        : readdirSync(ledgerDir)
+            .map((f) => /^ledger-(\d{4}-\d{2})\.jsonl$/.exec(f)?.[1])
+            .filter((m): m is string => m !== undefined)
+            .sort();
+  } catch (err) {
+    throw new CommandError(`cannot read the ledger directory ${ledgerDir}: ${(err as Error).message}`);
+  }
+  const bad: string[] = [];
+  let entries = await readLedger(ledgerDir, months, (file, line) => bad.push(`${file}:${line}`));
+  if (bad.length > 0) ctx.note(`skipped ${bad.length} damaged ledger line(s): ${bad.slice(0, 5).join(', ')}\n`);
+  if (options.owner !== undefined) entries = entries.filter((e) => e.owner === options.owner);
+  const totals = totalsByOwner(entries);
+  if (format === 'json') return print(ctx, toJson(totals, price));
+  ctx.out(format === 'csv' ? toCsv(totals, price) : toBeancount(totals, price!));
 }

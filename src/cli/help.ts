@@ -5,10 +5,12 @@ Manage the API keys of a daymind-auth key store, also while a server is running 
 Commands:
   list                          every key: prefix, owner, status, created, usage, today, last used
   create OWNER                  a new key; prints it once
+  set KEY|PREFIX                change a key's limit, expiry or Stripe customer
   revoke KEY|PREFIX             refuse the key from now on (a running server within 1 s)
   show KEY|PREFIX               one key's record and counters
   rotate KEY|PREFIX             a new key with the same owner and settings; the old one is revoked
   usage                         usage totals per owner and per key
+  export                        per-owner usage totals from the ledger: csv, json or beancount
   migrate --from FILE --to URL  copy keys and counters from a JSON store to Redis (idempotent)
 
 Global options:
@@ -38,6 +40,27 @@ shown again). A running server accepts it on its first request.
   --expires DURATION|DATE the key is refused from then on: 30d, 12h, 2w, 1h30m, or 2027-01-31
                           (UTC midnight) or 2027-01-31T12:00:00Z
   --meta k=v              free-form data kept with the key; repeat for more pairs
+  --stripe-customer cus_… the Stripe customer billed for the key's usage (BILLING_MODE=stripe)
+`,
+  set: `Usage: daymind-keys set KEY|PREFIX [--rate-limit N|default] [--expires DURATION|DATE|never] [--stripe-customer cus_...|none] [--json]
+
+Changes a key's settings; running servers pick the change up within a second.
+
+  --rate-limit N|default   this key's limit in requests per minute, or back to the server's
+  --expires DURATION|DATE  as for create, or never
+  --stripe-customer ID     the Stripe customer billed for the key's usage, or none
+`,
+  export: `Usage: daymind-keys export [--format csv|json|beancount] [--month YYYY-MM] [--owner OWNER] [--price "0.001 USD"] [--ledger-dir DIR] [--json]
+
+Per-owner usage totals from the usage ledger (ledger-YYYY-MM.jsonl files), for invoicing: one
+row per owner and month, with the amount when --price is given. Beancount output (needs --price)
+has one transaction per owner and month, receivable against Income:Api-Usage.
+
+  --format      csv (default), json or beancount
+  --month       only this month (UTC); default: every ledger file
+  --owner       only this owner
+  --price       unit price and currency, e.g. "0.001 USD"
+  --ledger-dir  where the ledger is: default DAYMIND_LEDGER_DIR, else the key store's directory
 `,
   revoke: `Usage: daymind-keys revoke KEY|PREFIX [--json]
 

@@ -1,3 +1,4 @@
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DaymindError } from '../errors';
 import { DEFAULT_STORE_PATH } from '../store/json-file';
@@ -25,13 +26,20 @@ const OPTIONS = {
   expires: { type: 'string' },
   meta: { type: 'string', multiple: true },
   grace: { type: 'string' },
+  'stripe-customer': { type: 'string' },
+  format: { type: 'string' },
+  month: { type: 'string' },
+  price: { type: 'string' },
+  'ledger-dir': { type: 'string' },
   owner: { type: 'string' },
 } as const;
 
 /** Options each command takes besides the global ones, and how many arguments. */
 const COMMANDS: Record<string, { options: string[]; args: string[] }> = {
   list: { options: [], args: [] },
-  create: { options: ['rate-limit', 'expires', 'meta'], args: ['OWNER'] },
+  create: { options: ['rate-limit', 'expires', 'meta', 'stripe-customer'], args: ['OWNER'] },
+  set: { options: ['rate-limit', 'expires', 'stripe-customer'], args: ['KEY|PREFIX'] },
+  export: { options: ['format', 'month', 'owner', 'price', 'ledger-dir'], args: [] },
   revoke: { options: [], args: ['KEY|PREFIX'] },
   show: { options: [], args: ['KEY|PREFIX'] },
   rotate: { options: ['grace'], args: ['KEY|PREFIX'] },
@@ -73,7 +81,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       io.stdout(TOOL_HELP);
       return 0;
     }
-    throw new UsageError('a command is required: list, create, revoke, show, rotate, usage or migrate');
+    throw new UsageError('a command is required: list, create, set, revoke, show, rotate, usage, export or migrate');
   }
   const spec = COMMANDS[command];
   if (!spec) throw new UsageError(`unknown command "${command}"`);
@@ -120,6 +128,15 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     case 'usage':
       await commands.usage(ctx, options);
       break;
+    case 'set':
+      await commands.set(ctx, args[0]!, options);
+      break;
+    case 'export': {
+      const ledgerDir =
+        values['ledger-dir'] ?? setting('DAYMIND_LEDGER_DIR') ?? (location!.kind === 'file' ? dirname(resolve(location!.path)) : 'data');
+      await commands.exportLedger(ctx, options, ledgerDir);
+      break;
+    }
     case 'migrate':
       await commands.migrate(ctx, values.from, values.to, prefix);
       break;
