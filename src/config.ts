@@ -209,7 +209,7 @@ function resolveKeyStoreKind(
   const fromOption = options.keyStore !== undefined;
   const name = fromOption ? 'keyStore' : 'KEY_STORE';
   const kind = options.keyStore ?? (env.KEY_STORE || undefined) ?? (hasKeys ? 'memory' : 'file');
-  if (kind !== 'file' && kind !== 'redis' && kind !== 'memory') throw new ConfigError(name, `must be "file" or "redis", got ${JSON.stringify(kind)}`);
+  if (kind !== 'file' && kind !== 'redis' && kind !== 'memory') throw new ConfigError(name, `must be "file", "redis" or "memory", got ${JSON.stringify(kind)}`);
   if (kind === 'redis' && !hasRedis) throw new ConfigError(name, 'is "redis", but no Redis is configured: set REDIS_URL (or the redis option)');
   if (kind === 'redis' && hasKeys) throw new ConfigError(name, 'is "redis", which cannot be combined with API_KEYS / keys');
   if (kind === 'memory' && !hasKeys) throw new ConfigError(name, 'is "memory", which needs the keys to hold (API_KEYS or the keys option)');

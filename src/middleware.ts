@@ -69,7 +69,7 @@ function createBilling(config: ResolvedConfig): BillingDispatcher | undefined {
 function createRedis(config: ResolvedConfig): { client: RedisClientLike; owned: boolean } | undefined {
   if (config.redis === undefined) return undefined;
   const owned = typeof config.redis === 'string';
-  const client = typeof config.redis === 'string' ? connectRedis(config.redis, 'REDIS_URL', config.redisCommandTimeoutMs) : config.redis;
+  const client = typeof config.redis === 'string' ? connectRedis(config.redis, 'the Redis setting (REDIS_URL or redis)', config.redisCommandTimeoutMs) : config.redis;
   watchRedisHealth(client, config.onError);
   return { client, owned };
 }

@@ -51,7 +51,17 @@ export interface VerifierParts {
  * windows, and usage counting. Never throws: failures of the store or limiter give UNAVAILABLE.
  */
 export class Verifier {
+  /** The last failure reported, so that an outage is reported once, not once per request. */
+  private lastFailure: string | undefined;
+
   constructor(private readonly parts: VerifierParts) {}
+
+  private fail(what: string, err: unknown): void {
+    const message = `${what}: ${describeError(err)}`;
+    if (message === this.lastFailure) return;
+    this.lastFailure = message;
+    this.parts.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', message, { cause: err }));
+  }
 
   /** The rate-limit windows that apply to a key. */
   windowsFor(record: KeyRecord): RateLimitWindow[] {
@@ -75,7 +85,7 @@ export class Verifier {
         record = await store.get(hash);
       }
     } catch (err) {
-      this.parts.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `key store look-up failed: ${describeError(err)}`, { cause: err }));
+      this.fail('key store look-up failed', err);
       return { valid: false, code: 'UNAVAILABLE', limits: [], cost };
     }
     if (!record) return { valid: false, code: 'NOT_FOUND', limits: [], cost };
@@ -91,9 +101,10 @@ export class Verifier {
         if (!result.allowed) return { valid: false, code: 'RATE_LIMITED', record, limits, refusedBy: result, cost };
       }
     } catch (err) {
-      this.parts.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `rate limiter failed: ${describeError(err)}`, { cause: err }));
+      this.fail('rate limiter failed', err);
       return { valid: false, code: 'UNAVAILABLE', record, limits, cost };
     }
+    this.lastFailure = undefined;
     this.parts.recorder.record(record.key_hash, cost, now);
     return { valid: true, code: 'VALID', record, limits, cost };
   }

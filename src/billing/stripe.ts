@@ -34,7 +34,7 @@ function loadStripe(): new (key: string, config: Record<string, unknown>) => Str
   } catch (err) {
     throw new DaymindError(
       'ERR_DAYMIND_MISSING_PEER',
-      `BILLING_MODE=stripe needs the optional peer dependency "stripe", which cannot be loaded (${describeError(err)}); install it: npm install stripe`,
+      `BILLING_MODE=stripe needs the optional peer dependency "stripe", which cannot be loaded (${describeError(err).split('\n')[0]}); install it: npm install stripe`,
       { cause: err },
     );
   }

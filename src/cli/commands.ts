@@ -4,7 +4,7 @@ import { readLedger } from '../billing/ledger';
 import { assertOwner, keyStatus } from '../store/record';
 import { JsonFileKeyStore } from '../store/json-file';
 import type { RedisKeyStore } from '../store/redis';
-import { openAdminStore, type AdminStore } from './open-store';
+import { openAdminStore, redactUrl, type AdminStore } from './open-store';
 import type { KeyChanges, KeyRecord, NewKeyInput } from '../store/types';
 import { utcDay } from '../usage/day';
 import { CommandError, UsageError } from './errors';
@@ -258,8 +258,8 @@ export async function migrate(ctx: CommandContext, from: string | undefined, to:
     await source.close();
   }
   const skipped = records.length - copied;
-  if (ctx.json) return print(ctx, { from, to, prefix, copied, skipped });
-  ctx.out(`Copied ${copied} key(s) from ${from} to ${to} (prefix ${prefix}); ${skipped} were in Redis already and were left as they are.\n`);
+  if (ctx.json) return print(ctx, { from, to: redactUrl(to), prefix, copied, skipped });
+  ctx.out(`Copied ${copied} key(s) from ${from} to ${redactUrl(to)} (prefix ${prefix}); ${skipped} were in Redis already and were left as they are.\n`);
 }
 
 /** Changes a key's limit, expiry or Stripe customer; `default`, `never` and `none` remove them. */

@@ -13,7 +13,12 @@ export interface AdminStore {
 export type StoreLocation = { kind: 'file'; path: string } | { kind: 'redis'; url: string; prefix: string };
 
 export function describeLocation(location: StoreLocation): string {
-  return location.kind === 'file' ? location.path : `${location.url} (prefix ${location.prefix})`;
+  return location.kind === 'file' ? location.path : `${redactUrl(location.url)} (prefix ${location.prefix})`;
+}
+
+/** A Redis URL fit to print: its password replaced by ***. */
+export function redactUrl(url: string): string {
+  return url.replace(/^(rediss?:\/\/[^:@/]*:)[^@/]*@/, '$1***@');
 }
 
 /** Opens a JSON file store (created only when `create`), or connects to a Redis store. */
@@ -28,7 +33,7 @@ export async function openAdminStore(location: StoreLocation, create: boolean): 
     await whenReady(client, 3000);
   } catch (err) {
     client.disconnect();
-    throw new CommandError(`cannot reach Redis at ${location.url}: ${describeError(err)}`);
+    throw new CommandError(`cannot reach Redis at ${redactUrl(location.url)}: ${describeError(err)}`);
   }
   const store = new RedisKeyStore({ client, prefix: location.prefix, pollIntervalMs: 0, onError: () => undefined });
   await store.init();

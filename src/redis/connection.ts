@@ -29,7 +29,7 @@ export function loadIoredis(variable: string): typeof import('ioredis') {
   } catch (err) {
     throw new DaymindError(
       'ERR_DAYMIND_MISSING_PEER',
-      `${variable} asks for Redis, but the optional peer dependency "ioredis" cannot be loaded (${describeError(err)}); install it: npm install ioredis`,
+      `${variable} asks for Redis, but the optional peer dependency "ioredis" cannot be loaded (${describeError(err).split('\n')[0]}); install it: npm install ioredis`,
       { cause: err },
     );
   }

@@ -32,7 +32,8 @@ type Commands = IORedisClient & {
   daymindApplyUsage(...args: Array<string | number>): Promise<number>;
 };
 
-const BATCH_MARKER_TTL_SECONDS = 7 * 86_400;
+/** Retries of a batch come within seconds or minutes of an outage; a day covers them. */
+const BATCH_MARKER_TTL_SECONDS = 86_400;
 const LOAD_CHUNK = 1000;
 
 /**
@@ -43,7 +44,7 @@ const LOAD_CHUNK = 1000;
  *
  * Layout (`{daymind}` by default): `:key:<hash>` a hash per key, `:keys` the set of hashes,
  * `:version` the change counter, `:changes` hash -> version of its last change, `:batch:<id>`
- * markers of applied usage batches (kept 7 days).
+ * markers of applied usage batches (kept a day).
  */
 export class RedisKeyStore implements KeyStore {
   private readonly client: Commands;

@@ -120,6 +120,25 @@ describe('daymind-keys', () => {
     expect(rotateRevoked.stderr).toMatch(/cannot rotate .* revoked/);
   });
 
+  test('set changes a key\'s limit, expiry and Stripe customer; create takes --stripe-customer', async () => {
+    const store = join(tempDir(), 'keys.json');
+    const key = (await cli(['--store', store, 'create', 'acme', '--stripe-customer', 'cus_First1'])).stdout.trim();
+    expect(readStore(store)[0]).toMatchObject({ stripe_customer_id: 'cus_First1' });
+    const updated = await cli(['--store', store, '--json', 'set', key.slice(0, 9), '--stripe-customer', 'cus_Second2', '--rate-limit', '30', '--expires', '7d']);
+    expect(updated.code).toBe(0);
+    expect(JSON.parse(updated.stdout)).toMatchObject({ stripe_customer_id: 'cus_Second2', rate_limit_per_minute: 30 });
+    expect(readStore(store)[0]!.expires_at as number).toBeGreaterThan(Date.now() / 1000 + 6 * 86400);
+    expect((await cli(['--store', store, 'set', key, '--stripe-customer', 'none', '--rate-limit', 'default', '--expires', 'never'])).stdout).toMatch(/^Updated dm_/);
+    const record = readStore(store)[0]!;
+    expect(record).not.toHaveProperty('stripe_customer_id');
+    expect(record).not.toHaveProperty('rate_limit_per_minute');
+    expect(record).not.toHaveProperty('expires_at');
+    const before = readFileSync(store);
+    expect((await cli(['--store', store, 'set', key, '--stripe-customer', 'acct_1'])).code).toBe(2);
+    expect((await cli(['--store', store, 'set', key])).stderr).toMatch(/set needs at least one of/);
+    expect(readFileSync(store).equals(before)).toBe(true);
+  });
+
   test('usage totals per owner and per key', async () => {
     const store = seedStoreCopy();
     await cli(['--store', store, 'create', 'team-alpha']);

@@ -2,6 +2,8 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { tempDir, waitFor } from '../helpers';
+import { startStripeServer } from '../billing/stripe-server';
+import { cli } from '../cli/run';
 
 const SERVER = resolve(__dirname, '../../build/examples/server.js');
 
@@ -41,5 +43,37 @@ describe('examples/server.ts (npm run example)', () => {
     const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
     expect(code).not.toBe(0);
     expect(err).toContain('API_RATE_LIMIT_PER_MINUTE');
+  });
+
+  test('BILLING_MODE=stripe: usage of a key with a Stripe customer reaches Stripe as a meter event', async () => {
+    const stripe = await startStripeServer();
+    const cwd = tempDir();
+    try {
+      const created = await cli(['--store', join(cwd, 'data', 'api_keys.json'), 'create', 'acme', '--stripe-customer', 'cus_Example1']);
+      const key = created.stdout.trim();
+      const env: NodeJS.ProcessEnv = {
+        PATH: process.env.PATH,
+        PORT: '0',
+        BILLING_MODE: 'stripe',
+        STRIPE_SECRET_KEY: 'sk_test_example',
+        STRIPE_API_BASE: `http://127.0.0.1:${stripe.port}`,
+      };
+      const child = spawn(process.execPath, [SERVER], { cwd, env });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.stderr.on('data', (d) => (out += d));
+      const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+      await waitFor(() => /Create another key/.test(out), 10_000);
+      const url = /listening on (http:\/\/localhost:\d+)/.exec(out)![1]!;
+      for (let i = 0; i < 3; i++) expect((await fetch(`${url}/v1/hello`, { headers: { 'x-api-key': key } })).status).toBe(200);
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      const events = stripe.requests.filter((r) => r.status === 200);
+      expect(events.map((r) => [r.form['payload[stripe_customer_id]'], r.form['payload[value]']])).toEqual([['cus_Example1', '3']]);
+      const ledger = readFileSync(join(cwd, 'data', `ledger-${new Date().toISOString().slice(0, 7)}.jsonl`), 'utf8');
+      expect(ledger).toContain(events[0]!.form.identifier);
+    } finally {
+      await stripe.close();
+    }
   });
 });
