@@ -1,7 +1,17 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import request from 'supertest';
-import { daymindAuth, JsonFileKeyStore, readLedger, type DaymindAuth, type DaymindOptions, type UsageReport } from '../../src';
+import {
+  BillingRejection,
+  daymindAuth,
+  JsonFileKeyStore,
+  LocalLedgerProvider,
+  readLedger,
+  StripeBillingProvider,
+  type DaymindAuth,
+  type DaymindOptions,
+  type UsageReport,
+} from '../../src';
 import { Outbox } from '../../src/billing/outbox';
 import { appWith, tempDir, waitFor } from '../helpers';
 import { startStripeServer } from './stripe-server';
@@ -22,7 +32,16 @@ async function setup(keys: Array<{ owner: string; customer?: string }>) {
 }
 
 function start(dir: string, options: DaymindOptions): DaymindAuth {
-  const auth = daymindAuth({ env: {}, storePath: join(dir, 'api_keys.json'), rateLimitPerMinute: 10_000, ipRateLimitPerMinute: false, flushIntervalMs: 60_000, billingIntervalMs: 60_000, ...options });
+  const auth = daymindAuth({
+    env: {},
+    storePath: join(dir, 'api_keys.json'),
+    rateLimitPerMinute: 10_000,
+    ipRateLimitPerMinute: false,
+    flushIntervalMs: 60_000,
+    billingIntervalMs: 60_000,
+    onError: () => undefined,
+    ...options,
+  });
   open.push(auth);
   return auth;
 }
@@ -66,7 +85,6 @@ describe('local mode: the usage ledger', () => {
     const delivered = new Map<string, number>();
     let failures = 2;
     const errors: Error[] = [];
-    const { BillingRejection } = await import('../../src');
     const auth = start(dir, {
       billingIntervalMs: 50,
       onError: (e) => errors.push(e),
@@ -87,7 +105,7 @@ describe('local mode: the usage ledger', () => {
 
     await hit(auth, keys[0]!, 13);
     await auth.flush();
-    await waitFor(() => existsSync(join(dir, 'billing-dead-letter.jsonl')), 3000);
+    await waitFor(() => errors.some((e) => /rejected for good/.test(e.message)), 3000);
     const [letter] = readFileSync(join(dir, 'billing-dead-letter.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(letter).toMatchObject({ reason: 'no such customer', report: { quantity: 13, owner: 'alpha' } });
     expect(errors.some((e) => /rejected for good/.test(e.message) && e.message.includes('billing-dead-letter.jsonl'))).toBe(true);
@@ -149,6 +167,22 @@ describe('Stripe mode through the official SDK', () => {
       expect(accepted).toHaveLength(3);
       expect(new Set(accepted.map((r) => r.form.identifier)).size).toBe(3);
       expect(accepted.reduce((s, r) => s + Number(r.form['payload[value]']), 0)).toBe(11);
+    } finally {
+      await stripe.close();
+    }
+  });
+
+  test("a report older than Stripe's 35-day window is rejected for good without a request", async () => {
+    const stripe = await startStripeServer();
+    try {
+      const ledger = new LocalLedgerProvider(tempDir());
+      const provider = new StripeBillingProvider({ secretKey: 'sk_test_123', apiBase: `http://127.0.0.1:${stripe.port}`, ledger, onError: () => undefined });
+      const old = Date.now() / 1000 - 36 * 86_400;
+      const report = { identifier: 'dmu_old', key_hash: 'a'.repeat(64), key_prefix: 'dm_abcdef', owner: 'alpha', customer_id: 'cus_A1', quantity: 3, window_start: old - 1, window_end: old };
+      await expect(provider.deliver(report)).rejects.toBeInstanceOf(BillingRejection);
+      await expect(provider.deliver(report)).rejects.toThrow(/more than 35 days ago/);
+      await provider.deliver({ ...report, identifier: 'dmu_new', window_start: Date.now() / 1000 - 2, window_end: Date.now() / 1000 - 1 });
+      expect(stripe.requests.map((r) => r.form.identifier)).toEqual(['dmu_new']);
     } finally {
       await stripe.close();
     }

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { tempDir, waitFor } from '../helpers';
+import { readLedger } from '../../src';
 import { startStripeServer } from '../billing/stripe-server';
 import { cli } from '../cli/run';
 
@@ -33,6 +34,9 @@ describe('examples/server.ts (npm run example)', () => {
     expect(out).toContain('usage flushed');
     const [record] = JSON.parse(readFileSync(join(cwd, 'data', 'api_keys.json'), 'utf8'));
     expect(record).toMatchObject({ owner: 'demo', usage_count: 2, requests_today: 2 });
+    // Local billing is on by default: the usage ledger beside the store bills the same 2 units.
+    const ledger = await readLedger(join(cwd, 'data'), [new Date().toISOString().slice(0, 7)]);
+    expect(ledger.map((e) => [e.owner, e.quantity])).toEqual([['demo', 2]]);
   });
 
   test('a bad environment value stops it at start-up, naming the variable', async () => {
