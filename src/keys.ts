@@ -42,8 +42,15 @@ function toBase62(value: bigint, width: number): string {
   return out.padStart(width, '0');
 }
 
+/** CRC32 in base62, 6 characters; plain number arithmetic (it is on every request's path). */
 function checksumOf(body: string): string {
-  return toBase62(BigInt(crc32(body)), CHECKSUM_LENGTH);
+  let value = crc32(body);
+  let out = '';
+  for (let i = 0; i < CHECKSUM_LENGTH; i++) {
+    out = BASE62[value % 62] + out;
+    value = Math.floor(value / 62);
+  }
+  return out;
 }
 
 /** Throws a TypeError unless `prefix` is a valid key prefix (a letter, up to 15 letters/digits, `_`). */

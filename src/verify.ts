@@ -1,5 +1,7 @@
 import { DaymindError, describeError } from './errors';
 import { hasValidChecksum, hashKey, isPlausibleKey } from './keys';
+
+const SEEN_KEYS_LIMIT = 10_000;
 import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
 import { isExpired, isRevoked } from './store/record';
 import type { KeyRecord, KeyStore } from './store/types';
@@ -63,23 +65,46 @@ export class Verifier {
     this.parts.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', message, { cause: err }));
   }
 
+  /** The same window objects for the same limit, so limiters can find theirs by identity. */
+  private readonly windowsByLimit = new Map<number, readonly RateLimitWindow[]>();
+  /** Keys seen recently: their hash and whether they carry a valid checksum (bounded). */
+  private readonly seenKeys = new Map<string, { hash: string; checksummed: boolean }>();
+
   /** The rate-limit windows that apply to a key. */
-  windowsFor(record: KeyRecord): RateLimitWindow[] {
-    return [{ name: 'key', limit: record.rate_limit_per_minute ?? this.parts.defaultRateLimitPerMinute, windowSeconds: 60 }];
+  windowsFor(record: KeyRecord): readonly RateLimitWindow[] {
+    const limit = record.rate_limit_per_minute ?? this.parts.defaultRateLimitPerMinute;
+    let windows = this.windowsByLimit.get(limit);
+    if (!windows) {
+      windows = [{ name: 'key', limit, windowSeconds: 60 }];
+      this.windowsByLimit.set(limit, windows);
+    }
+    return windows;
+  }
+
+  /** Shape check, checksum and hash of a key; remembered for the 10,000 most recent keys. */
+  private inspect(key: string): { hash: string; checksummed: boolean } | undefined {
+    let seen = this.seenKeys.get(key);
+    if (seen) return seen;
+    if (!isPlausibleKey(key)) return undefined;
+    seen = { hash: hashKey(key), checksummed: hasValidChecksum(key, this.parts.keyPrefix) };
+    if (this.seenKeys.size >= SEEN_KEYS_LIMIT) this.seenKeys.clear();
+    this.seenKeys.set(key, seen);
+    return seen;
   }
 
   async verify(key: string | undefined, options: VerifyOptions = {}): Promise<VerifyResult> {
     const cost = options.cost ?? 1;
     if (key === undefined || key === '') return { valid: false, code: 'MISSING', limits: [], cost };
-    if (!isPlausibleKey(key)) return { valid: false, code: 'MALFORMED', limits: [], cost };
+    const seen = this.inspect(key);
+    if (!seen) return { valid: false, code: 'MALFORMED', limits: [], cost };
     const { store } = this.parts;
-    const checksummed = hasValidChecksum(key, this.parts.keyPrefix);
+    const { hash, checksummed } = seen;
     if (!checksummed && !store.hasUnchecksummedKeys?.()) return { valid: false, code: 'MALFORMED', limits: [], cost };
 
     let record: KeyRecord | undefined;
     try {
-      const hash = hashKey(key);
-      record = await store.get(hash);
+      const found = store.get(hash);
+      record = found instanceof Promise ? await found : found;
       if (!record && checksummed && store.refresh) {
         await store.refresh();
         record = await store.get(hash);

@@ -8,6 +8,8 @@ import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './typ
  */
 export abstract class RlfRateLimiter implements RateLimiterAdapter {
   private readonly limiters = new Map<string, RateLimiterAbstract>();
+  /** Fast path: the limiter of a window object seen before (callers reuse their window objects). */
+  private readonly byWindow = new WeakMap<RateLimitWindow, RateLimiterAbstract>();
 
   /** A limiter for `window`; `keyPrefix` keeps its counters apart from other windows'. */
   protected abstract build(window: RateLimitWindow, keyPrefix: string): RateLimiterAbstract;
@@ -17,12 +19,15 @@ export abstract class RlfRateLimiter implements RateLimiterAdapter {
   }
 
   private limiterFor(window: RateLimitWindow): RateLimiterAbstract {
+    let limiter = this.byWindow.get(window);
+    if (limiter) return limiter;
     const id = `${window.name}:${window.limit}:${window.windowSeconds}`;
-    let limiter = this.limiters.get(id);
+    limiter = this.limiters.get(id);
     if (!limiter) {
       limiter = this.build(window, this.keyPrefixFor(window));
       this.limiters.set(id, limiter);
     }
+    this.byWindow.set(window, limiter);
     return limiter;
   }
 

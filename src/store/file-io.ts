@@ -63,7 +63,7 @@ async function fsyncDirectory(dir: string): Promise<void> {
  * of the directory. Readers see the old or the new content, never a mix. Keeps the file's mode
  * (0600 for a new file: key stores hold secrets). Returns the signature of the new file.
  */
-export async function writeAtomic(path: string, text: string): Promise<string> {
+export async function writeAtomic(path: string, text: string | readonly string[]): Promise<string> {
   let mode = 0o600;
   try {
     mode = (await fsp.stat(path)).mode & 0o777;
@@ -74,7 +74,8 @@ export async function writeAtomic(path: string, text: string): Promise<string> {
   const handle = await fsp.open(temp, 'wx', mode);
   let signature: string;
   try {
-    await handle.writeFile(text, 'utf8');
+    // Part by part: each is encoded on its own, so a large document never blocks the event loop long.
+    for (const part of typeof text === 'string' ? [text] : text) await handle.write(part, null, 'utf8');
     await handle.sync();
     signature = signatureOf(await handle.stat({ bigint: true }));
   } catch (err) {

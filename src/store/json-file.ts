@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { StoreError, describeError, type DaymindErrorCode } from '../errors';
 import { DEFAULT_KEY_PREFIX, hasValidChecksum } from '../keys';
 import { coalesced } from './coalesce';
+import { StoreDoc, positionsOf, serializeRecords, yieldToEventLoop } from './json-doc';
 import { acquireLock, createIfMissingSync, readWithSignature, readWithSignatureSync, statSignature, writeAtomic } from './file-io';
 import { addUsage, applyKeyChanges, createdKey, markRevoked, newRawRecord, parseRecords, rawHash, rotateRaw, toKeyRecord, type RawRecord } from './record';
 import type { CreatedKey, KeyChanges, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageBatch, UsageDelta } from './types';
@@ -40,6 +41,9 @@ export class JsonFileKeyStore implements KeyStore {
   private readonly onError: (err: StoreError) => void;
   private readonly hashCache = new Map<string, string>();
   private index = new Map<string, KeyRecord>();
+  /** The document as last read or written, and where each hash sits in it. */
+  private raws: RawRecord[] = [];
+  private positions = new Map<string, number>();
   private unchecksummed = new Set<string>();
   private signature = '';
   /** Bumped by every write of ours, so that a slower concurrent reload never installs older state. */
@@ -107,16 +111,16 @@ export class JsonFileKeyStore implements KeyStore {
   readonly refresh = coalesced(() => this.reloadIfChanged());
 
   async create(input: NewKeyInput): Promise<CreatedKey> {
-    return this.mutate((raws) => {
+    return this.mutate((doc) => {
       const { key, raw } = newRawRecord(input, this.keyPrefix);
-      raws.push(raw);
+      doc.add(raw);
       return createdKey(key, raw, this.keyPrefix);
     });
   }
 
   async revoke(keyHash: string): Promise<KeyRecord | undefined> {
-    return this.mutate((raws) => {
-      const raw = raws.find((r) => rawHash(r, this.hashCache) === keyHash);
+    return this.mutate((doc) => {
+      const raw = doc.edit(keyHash);
       if (!raw) return undefined;
       markRevoked(raw);
       return toKeyRecord(raw, keyHash, this.keyPrefix);
@@ -124,12 +128,19 @@ export class JsonFileKeyStore implements KeyStore {
   }
 
   async rotate(keyHash: string, graceSeconds: number): Promise<RotatedKey | undefined> {
-    return this.mutate((raws) => rotateRaw(raws, (r) => rawHash(r, this.hashCache) === keyHash, keyHash, graceSeconds, this.keyPrefix));
+    return this.mutate((doc) => {
+      const old = doc.edit(keyHash);
+      if (!old) return undefined;
+      const pair = [old];
+      const rotated = rotateRaw(pair, (r) => r === old, keyHash, graceSeconds, this.keyPrefix)!;
+      doc.add(pair[1]!);
+      return rotated;
+    });
   }
 
   async update(keyHash: string, changes: KeyChanges): Promise<KeyRecord | undefined> {
-    return this.mutate((raws) => {
-      const raw = raws.find((r) => rawHash(r, this.hashCache) === keyHash);
+    return this.mutate((doc) => {
+      const raw = doc.edit(keyHash);
       if (!raw) return undefined;
       applyKeyChanges(raw, changes);
       return toKeyRecord(raw, keyHash, this.keyPrefix);
@@ -143,15 +154,10 @@ export class JsonFileKeyStore implements KeyStore {
 
   async applyUsage(deltas: UsageDelta[], batch?: UsageBatch): Promise<void> {
     if (deltas.length === 0) return;
-    const dropped = await this.mutate((raws) => {
-      const byHash = new Map<string, RawRecord>();
-      for (const raw of raws) {
-        const hash = rawHash(raw, this.hashCache);
-        if (!byHash.has(hash)) byHash.set(hash, raw);
-      }
+    const dropped = await this.mutate((doc) => {
       let missing = 0;
       for (const delta of deltas) {
-        const raw = byHash.get(delta.key_hash);
+        const raw = doc.edit(delta.key_hash);
         if (raw) addUsage(raw, delta);
         else missing += delta.units;
       }
@@ -187,6 +193,7 @@ export class JsonFileKeyStore implements KeyStore {
     }
   }
 
+  /** Takes a whole document read from the file as the state. */
   private install(raws: RawRecord[], signature: string): void {
     const index = new Map<string, KeyRecord>();
     const unchecksummed = new Set<string>();
@@ -198,7 +205,29 @@ export class JsonFileKeyStore implements KeyStore {
     }
     this.index = index;
     this.unchecksummed = unchecksummed;
+    this.raws = raws;
+    this.positions = positionsOf(raws, this.hashCache);
     this.signature = signature;
+  }
+
+  /**
+   * Takes a document this process wrote as the state, rebuilding only the records it touched:
+   * built in slices with yields between them, then swapped in at once (so live views never see
+   * half of a batch).
+   */
+  private async installEdits(doc: StoreDoc, signature: string): Promise<void> {
+    this.signature = signature; // first: a reload during the yields must not re-read our own write
+    const positions = new Map(doc.addedPositions());
+    const rebuilt: Array<[string, KeyRecord]> = [];
+    let n = 0;
+    for (const hash of doc.touched) {
+      const at = this.positions.get(hash) ?? positions.get(hash);
+      if (at !== undefined) rebuilt.push([hash, toKeyRecord(doc.raws[at]!, hash, this.keyPrefix)]);
+      if (++n % 5000 === 0) await yieldToEventLoop();
+    }
+    this.raws = doc.raws;
+    doc.commitPositions(this.positions);
+    for (const [hash, record] of rebuilt) this.index.set(hash, record);
   }
 
   private async reloadIfChanged(): Promise<void> {
@@ -216,14 +245,17 @@ export class JsonFileKeyStore implements KeyStore {
     }
   }
 
-  /** Runs `change` on a fresh read of the file under the lock and writes the result atomically. */
-  private mutate<T>(change: (raws: RawRecord[]) => T, onInstalled?: () => void): Promise<T> {
+  /**
+   * Runs `change` on the current document under the lock and writes the result atomically. The
+   * file is re-read only when another writer changed it since this process last read or wrote it.
+   */
+  private mutate<T>(change: (doc: StoreDoc) => T, onInstalled?: () => void): Promise<T> {
     const run = this.writeChain.then(() => this.mutateLocked(change, onInstalled));
     this.writeChain = run.catch(() => undefined);
     return run;
   }
 
-  private async mutateLocked<T>(change: (raws: RawRecord[]) => T, onInstalled?: () => void): Promise<T> {
+  private async mutateLocked<T>(change: (doc: StoreDoc) => T, onInstalled?: () => void): Promise<T> {
     let release: () => Promise<void>;
     try {
       release = await acquireLock(this.path, (err) =>
@@ -233,22 +265,31 @@ export class JsonFileKeyStore implements KeyStore {
       throw this.error('ERR_DAYMIND_STORE_LOCK', `cannot lock the key store ${this.path}: ${describeError(err)}`, err);
     }
     try {
-      let snapshot;
+      let base = this.raws;
+      let positions = this.positions;
+      let reread = false;
       try {
-        snapshot = await readWithSignature(this.path);
+        if ((await statSignature(this.path)) !== this.signature) {
+          const snapshot = await readWithSignature(this.path);
+          base = this.parse(snapshot.text);
+          positions = positionsOf(base, this.hashCache);
+          reread = true;
+        }
       } catch (err) {
+        if (err instanceof StoreError) throw err;
         throw this.error('ERR_DAYMIND_STORE_UNREADABLE', `cannot read the key store ${this.path}: ${describeError(err)}`, err);
       }
-      const raws = this.parse(snapshot.text);
-      const result = change(raws);
+      const doc = new StoreDoc(base, positions, this.hashCache);
+      const result = change(doc);
       let signature: string;
       try {
-        signature = await writeAtomic(this.path, JSON.stringify(raws, null, 2) + '\n');
+        signature = await writeAtomic(this.path, await serializeRecords(doc.raws));
       } catch (err) {
         throw this.error('ERR_DAYMIND_STORE_WRITE', `cannot write the key store ${this.path}: ${describeError(err)}`, err);
       }
       this.generation++;
-      this.install(raws, signature);
+      if (reread) this.install(doc.raws, signature);
+      else await this.installEdits(doc, signature);
       onInstalled?.();
       this.lastProblem = undefined;
       return result;
