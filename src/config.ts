@@ -248,11 +248,16 @@ function resolveBilling(
       throw new ConfigError(options.stripeApiBase !== undefined ? 'stripeApiBase' : 'STRIPE_API_BASE', `must be an http(s)://host[:port] URL, got ${JSON.stringify(apiBase)}`);
     }
     const meterEventName = options.stripeMeterEventName ?? (env.STRIPE_METER_EVENT_NAME || 'api_requests');
-    if (!/^\S{1,100}$/.test(meterEventName)) throw new ConfigError('STRIPE_METER_EVENT_NAME', 'must be 1 to 100 characters without spaces');
+    if (!/^\S{1,100}$/.test(meterEventName)) {
+      throw new ConfigError(options.stripeMeterEventName !== undefined ? 'stripeMeterEventName' : 'STRIPE_METER_EVENT_NAME', 'must be 1 to 100 characters without spaces');
+    }
     stripe = { secretKey, meterEventName, apiBase };
   }
   const storeDir = keyStore === 'file' ? dirname(storePath) : options.store instanceof JsonFileKeyStore ? dirname(options.store.path) : 'data';
   const ledgerDir = options.ledgerDir ?? (env.DAYMIND_LEDGER_DIR || undefined) ?? storeDir;
+  if (typeof ledgerDir !== 'string' || ledgerDir.trim() === '') {
+    throw new ConfigError(options.ledgerDir !== undefined ? 'ledgerDir' : 'DAYMIND_LEDGER_DIR', 'must be a directory path');
+  }
   return {
     billing,
     ledgerDir,

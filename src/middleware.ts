@@ -107,19 +107,11 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     config.rateLimiter ??
     (redis ? new RedisRateLimiter({ client: redis.client, prefix: config.redisPrefix, failureMode: config.redisFailureMode }) : new MemoryRateLimiter());
   const billing = createBilling(config);
-  const recordOf = (hash: string): KeyRecord | undefined => {
-    try {
-      const found = store.get(hash);
-      return found instanceof Promise ? undefined : found;
-    } catch {
-      return undefined;
-    }
-  };
   const recorder = new UsageRecorder(
     store,
     config.flushIntervalMs,
     config.onError,
-    billing && ((batchId, deltas, window) => void billing.enqueue(reportsFor(batchId, deltas, window, recordOf))),
+    billing && ((batchId, deltas, window) => billing.enqueueLater(reportsFor(batchId, deltas, window, (hash) => store.get(hash)))),
   );
   const verifier = new Verifier({
     store,

@@ -28,6 +28,7 @@ export class BillingDispatcher {
   private timer: NodeJS.Timeout | undefined;
   private lastProblem: string | undefined;
   private saving: Promise<void> = Promise.resolve();
+  private readonly preparing = new Set<Promise<void>>();
   /** On close, a round waits for another process's round instead of leaving it the work. */
   private closing = false;
   /** Runs one delivery round; calls during a round share the next one. */
@@ -51,6 +52,13 @@ export class BillingDispatcher {
     return this.save();
   }
 
+  /** Takes reports still being put together (record look-ups); close() waits for them. */
+  enqueueLater(reports: Promise<UsageReport[]>): void {
+    const queued = reports.then((r) => this.enqueue(r));
+    this.preparing.add(queued);
+    void queued.finally(() => this.preparing.delete(queued));
+  }
+
   /** Reports waiting in memory because the outbox could not be written. */
   get unsavedCount(): number {
     return this.unsaved.length;
@@ -61,6 +69,7 @@ export class BillingDispatcher {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     this.closing = true;
+    await Promise.allSettled([...this.preparing]);
     await this.save();
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([this.deliver(), new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);

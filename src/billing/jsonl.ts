@@ -3,9 +3,17 @@ import * as fsp from 'node:fs/promises';
 /** Appends lines to a file and fsyncs it before resolving. */
 export async function appendLines(path: string, lines: string[]): Promise<void> {
   if (lines.length === 0) return;
-  const handle = await fsp.open(path, 'a', 0o600);
+  const handle = await fsp.open(path, 'a+', 0o600);
   try {
-    await handle.appendFile(lines.map((l) => l + '\n').join(''), 'utf8');
+    // A crash can leave a last line cut short; start on a line of our own rather than finish it.
+    const { size } = await handle.stat();
+    let lead = '';
+    if (size > 0) {
+      const last = Buffer.alloc(1);
+      await handle.read(last, 0, 1, size - 1);
+      if (last[0] !== 0x0a) lead = '\n';
+    }
+    await handle.appendFile(lead + lines.map((l) => l + '\n').join(''), 'utf8');
     await handle.sync();
   } finally {
     await handle.close();

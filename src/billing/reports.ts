@@ -7,16 +7,27 @@ export function reportIdentifier(batchId: string, keyHash: string): string {
   return 'dmu_' + createHash('sha256').update(`${batchId}:${keyHash}`).digest('hex').slice(0, 40);
 }
 
-/** One report per key of an applied usage batch. */
-export function reportsFor(
+/**
+ * One report per key of an applied usage batch. A key the store no longer has is not billed (the
+ * store dropped its usage too); when the store cannot answer, the report goes out without owner.
+ */
+export async function reportsFor(
   batchId: string,
   deltas: UsageDelta[],
   window: { start: number; end: number },
-  recordOf: (keyHash: string) => KeyRecord | undefined,
-): UsageReport[] {
-  return deltas.map((delta) => {
-    const record = recordOf(delta.key_hash);
-    return {
+  recordOf: (keyHash: string) => KeyRecord | undefined | Promise<KeyRecord | undefined>,
+): Promise<UsageReport[]> {
+  const reports: UsageReport[] = [];
+  for (const delta of deltas) {
+    let record: KeyRecord | undefined;
+    try {
+      const found = recordOf(delta.key_hash);
+      record = found instanceof Promise ? await found : found;
+      if (!record) continue;
+    } catch {
+      record = undefined;
+    }
+    reports.push({
       identifier: reportIdentifier(batchId, delta.key_hash),
       key_hash: delta.key_hash,
       key_prefix: record?.key_prefix ?? '',
@@ -25,6 +36,7 @@ export function reportsFor(
       quantity: delta.units,
       window_start: window.start,
       window_end: window.end,
-    };
-  });
+    });
+  }
+  return reports;
 }

@@ -51,7 +51,8 @@ export function stripeHostOptions(apiBase: string | undefined): Record<string, u
 /**
  * Stripe metered billing through the official SDK: one Billing Meter Event per report, with the
  * report's identifier as the event identifier and as the idempotency key, so a report delivered
- * again is recorded once. 429, 5xx and network errors are retried from the outbox; other 4xx and
+ * again is recorded once. 429, 5xx, 401/403 (a wrong or rotated secret key) and network errors are
+ * retried from the outbox; other 4xx and
  * events older than Stripe's 35-day window are rejected for good. Keys without a Stripe customer
  * are recorded in the local ledger only.
  */
@@ -84,7 +85,9 @@ export class StripeBillingProvider implements BillingProvider {
         );
       } catch (err) {
         const status = (err as { statusCode?: number }).statusCode;
-        if (status !== undefined && status !== 429 && status >= 400 && status < 500) {
+        // 401/403 are a key or permission problem on our side: kept and retried until it is fixed.
+        const retryable = status === undefined || status === 429 || status === 401 || status === 403 || status >= 500;
+        if (!retryable && status >= 400 && status < 500) {
           throw new BillingRejection(`Stripe answered ${status}: ${describeError(err)}`);
         }
         throw err;

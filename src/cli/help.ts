@@ -16,8 +16,8 @@ Commands:
 Global options:
   --store PATH       a JSON key store (default: API_KEY_STORE_PATH, else data/api_keys.json)
   --redis URL        a Redis key store (redis://host:6379); with KEY_STORE=redis, REDIS_URL is used
-  --env-file FILE    read API_KEY_STORE_PATH, KEY_STORE, REDIS_URL and REDIS_PREFIX from a
-                     systemd-style env file (it wins over the environment)
+  --env-file FILE    read API_KEY_STORE_PATH, KEY_STORE, REDIS_URL, REDIS_PREFIX and
+                     DAYMIND_LEDGER_DIR from a systemd-style env file (it wins over the environment)
   --json             machine-readable JSON on stdout
   -h, --help         this help; "daymind-keys <command> --help" for a command
 
@@ -31,7 +31,7 @@ export const COMMAND_HELP: Record<string, string> = {
 Every key in the store: display prefix, owner, status (active, revoked, expired), created (UTC),
 usage_count, requests today (UTC day), last used (UTC).
 `,
-  create: `Usage: daymind-keys create OWNER [--rate-limit N] [--expires DURATION|DATE] [--meta k=v ...] [--json]
+  create: `Usage: daymind-keys create OWNER [--rate-limit N] [--expires DURATION|DATE] [--meta k=v ...] [--stripe-customer cus_...] [--json]
 
 Creates a key for OWNER and prints it once on stdout (only its hash is stored; it cannot be
 shown again). A running server accepts it on its first request.

@@ -151,11 +151,11 @@ describe('Stripe mode through the official SDK', () => {
     }
   });
 
-  test('500s and 429s are retried: every report arrives once per identifier with the right total', async () => {
+  test('500, 429 and 401 (a key being fixed) are retried: every report arrives once per identifier with the right total', async () => {
     const stripe = await startStripeServer();
     try {
       const { dir, keys } = await setup([{ owner: 'alpha', customer: 'cus_Alpha1' }]);
-      stripe.failNext(500, 500, 429);
+      stripe.failNext(500, 401, 429);
       const auth = start(dir, { billing: 'stripe', stripeSecretKey: 'sk_test_123', stripeApiBase: `http://127.0.0.1:${stripe.port}`, billingIntervalMs: 50 });
       for (const n of [4, 6, 1]) {
         await hit(auth, keys[0]!, n);
@@ -163,7 +163,7 @@ describe('Stripe mode through the official SDK', () => {
       }
       await waitFor(async () => (await outboxPending(dir)).length === 0, 10_000);
       const accepted = stripe.requests.filter((r) => r.status === 200 && !r.replay);
-      expect(stripe.requests.filter((r) => r.status !== 200).map((r) => r.status)).toEqual([500, 500, 429]);
+      expect(stripe.requests.filter((r) => r.status !== 200).map((r) => r.status)).toEqual([500, 401, 429]);
       expect(accepted).toHaveLength(3);
       expect(new Set(accepted.map((r) => r.form.identifier)).size).toBe(3);
       expect(accepted.reduce((s, r) => s + Number(r.form['payload[value]']), 0)).toBe(11);
