@@ -3,8 +3,8 @@ import { promisify } from 'node:util';
 import { join, resolve } from 'node:path';
 
 const run = promisify(execFile);
-const consumer = join(__dirname, 'fixtures', 'consumer');
-const root = resolve(__dirname, '..');
+const consumer = join(__dirname, '..', 'fixtures', 'consumer');
+const root = resolve(__dirname, '../..');
 
 describe('the built package through its exports map', () => {
   test('ESM import serves an authenticated request', async () => {

@@ -1,0 +1,59 @@
+import { execFile } from 'node:child_process';
+import { cpSync, readdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { tempDir } from '../helpers';
+
+const run = promisify(execFile);
+const root = resolve(__dirname, '../..');
+const fixtures = join(__dirname, '..', 'fixtures', 'tarball');
+const npm = (args: string[], cwd: string) => run('npm', args, { cwd, env: { ...process.env, npm_config_fund: 'false', npm_config_audit: 'false' } });
+
+describe('the published package (npm pack), installed in a fresh project', () => {
+  let project: string;
+  let tarball: string;
+
+  beforeAll(async () => {
+    const out = tempDir();
+    const { stdout } = await npm(['pack', '--json', '--pack-destination', out], root);
+    const [packed] = JSON.parse(stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
+    tarball = join(out, packed!.filename);
+    files = packed!.files.map((f) => f.path);
+    project = tempDir();
+    cpSync(fixtures, project, { recursive: true });
+    await npm(['init', '-y'], project);
+    await npm(['install', '--prefer-offline', '--no-save', tarball, 'express@5', 'typescript@5.9', '@types/express@5', '@types/node@20'], project);
+  }, 180_000);
+
+  let files: string[] = [];
+
+  test('ships dist (CJS, ESM, types), README, LICENSE and CHANGELOG, and nothing else', () => {
+    expect(files).toEqual(expect.arrayContaining(['README.md', 'LICENSE', 'CHANGELOG.md', 'package.json', 'dist/cjs/index.js', 'dist/cjs/index.d.ts', 'dist/esm/index.mjs', 'dist/esm/index.d.mts', 'dist/cjs/cli/index.js']));
+    const unexpected = files.filter((f) => !/^dist\//.test(f) && !['README.md', 'LICENSE', 'CHANGELOG.md', 'package.json'].includes(f));
+    expect(unexpected).toEqual([]);
+    expect(files.filter((f) => f.endsWith('.map') || f.startsWith('src/') || f.startsWith('test/') || f.startsWith('data/'))).toEqual([]);
+  });
+
+  test('npx daymind-keys --help and create work from the installed package', async () => {
+    const help = await run('npx', ['--no-install', 'daymind-keys', '--help'], { cwd: project });
+    expect(help.stdout).toMatch(/^Usage: daymind-keys/);
+    const created = await run('npx', ['--no-install', 'daymind-keys', 'create', 'newcomer'], { cwd: project });
+    expect(created.stdout.trim()).toMatch(/^dm_[0-9A-Za-z]{28}$/);
+    expect(readdirSync(join(project, 'data'))).toContain('api_keys.json');
+  }, 60_000);
+
+  test('CommonJS require and ESM import each serve an authenticated request', async () => {
+    const key = (await run('npx', ['--no-install', 'daymind-keys', 'create', 'consumer'], { cwd: project })).stdout.trim();
+    const cjs = await run(process.execPath, ['app.cjs', key], { cwd: project });
+    expect(cjs.stdout.trim()).toBe('200 {"owner":"consumer","via":"cjs"}');
+    const esm = await run(process.execPath, ['app.mjs', key], { cwd: project });
+    expect(esm.stdout).toMatch(/^200 \{"key_prefix":"dm_\w{6}","owner":"consumer","created_at"/);
+  }, 60_000);
+
+  test('a TypeScript consumer type-checks (req.daymind is typed)', async () => {
+    await expect(run(process.execPath, [join(project, 'node_modules/typescript/bin/tsc'), '-p', project], { cwd: project })).resolves.toBeDefined();
+    writeFileSync(join(project, 'wrong.ts'), "import type { Request } from 'express';\nexport const n: number = ({} as Request).daymind!.owner;\n");
+    const wrong = await run(process.execPath, [join(project, 'node_modules/typescript/bin/tsc'), '--noEmit', '--module', 'node16', '--strict', '--types', 'node', 'wrong.ts', 'app.ts'], { cwd: project }).catch((e: { stdout: string }) => e);
+    expect(wrong.stdout).toMatch(/wrong\.ts.*Type 'string' is not assignable to type 'number'/);
+  }, 60_000);
+});
