@@ -9,21 +9,61 @@ export interface FileSnapshot {
   text: string;
   /** inode, size and mtime (ns): changes whenever the file is replaced or rewritten. */
   signature: string;
+  /** The version read, still open (see {@link KnownVersion}). */
+  handle: OpenFile;
+}
+
+/** An open file: a FileHandle, or a plain descriptor from the synchronous API. */
+export type OpenFile = fsp.FileHandle | number;
+
+function closeFile(file: OpenFile): Promise<void> {
+  if (typeof file === 'number') return new Promise((resolve) => fs.close(file, () => resolve()));
+  return file.close().catch(() => undefined);
+}
+
+/**
+ * The version of a file a process knows (last read or written), kept open. While it is open its
+ * inode number cannot be given to another file, so a path whose inode, size and mtime equal ours
+ * really is that version: file systems stamp mtimes coarsely (a few ms), and a freed inode number
+ * is soon reused, so without the open descriptor two versions could look alike.
+ */
+export class KnownVersion {
+  private file: OpenFile | undefined;
+  signature = '';
+
+  /** Takes `file` (now owned) as the known version; closes the previous one. */
+  set(file: OpenFile, signature: string): void {
+    const previous = this.file;
+    this.file = file;
+    this.signature = signature;
+    if (previous !== undefined && previous !== file) void closeFile(previous);
+  }
+
+  async close(): Promise<void> {
+    const file = this.file;
+    this.file = undefined;
+    this.signature = '';
+    if (file !== undefined) await closeFile(file);
+  }
 }
 
 function signatureOf(stat: fs.BigIntStats): string {
   return `${stat.ino}:${stat.size}:${stat.mtimeNs}`;
 }
 
-/** Reads a file and the signature of the very version read (fstat on the open descriptor). */
+/**
+ * Reads a file and the signature of the very version read (fstat on the open descriptor). The
+ * file stays open: the caller keeps it in a KnownVersion or closes it.
+ */
 export async function readWithSignature(path: string): Promise<FileSnapshot> {
   const handle = await fsp.open(path, 'r');
   try {
     const stat = await handle.stat({ bigint: true });
     const text = await handle.readFile('utf8');
-    return { text, signature: signatureOf(stat) };
-  } finally {
+    return { text, signature: signatureOf(stat), handle };
+  } catch (err) {
     await handle.close();
+    throw err;
   }
 }
 
@@ -32,9 +72,10 @@ export function readWithSignatureSync(path: string): FileSnapshot {
   try {
     const stat = fs.fstatSync(fd, { bigint: true });
     const text = fs.readFileSync(fd, 'utf8');
-    return { text, signature: signatureOf(stat) };
-  } finally {
+    return { text, signature: signatureOf(stat), handle: fd };
+  } catch (err) {
     fs.closeSync(fd);
+    throw err;
   }
 }
 
@@ -64,6 +105,16 @@ async function fsyncDirectory(dir: string): Promise<void> {
  * (0600 for a new file: key stores hold secrets). Returns the signature of the new file.
  */
 export async function writeAtomic(path: string, text: string | readonly string[]): Promise<string> {
+  const { signature, handle } = await writeAtomicKeepingOpen(path, text);
+  await handle.close();
+  return signature;
+}
+
+/** writeAtomic, returning the new version still open (for a KnownVersion). */
+export async function writeAtomicKeepingOpen(
+  path: string,
+  text: string | readonly string[],
+): Promise<{ signature: string; handle: fsp.FileHandle }> {
   let mode = 0o600;
   try {
     mode = (await fsp.stat(path)).mode & 0o777;
@@ -78,20 +129,14 @@ export async function writeAtomic(path: string, text: string | readonly string[]
     for (const part of typeof text === 'string' ? [text] : text) await handle.write(part, null, 'utf8');
     await handle.sync();
     signature = signatureOf(await handle.stat({ bigint: true }));
+    await fsp.rename(temp, path);
   } catch (err) {
     await handle.close().catch(() => undefined);
     await fsp.unlink(temp).catch(() => undefined);
     throw err;
   }
-  await handle.close();
-  try {
-    await fsp.rename(temp, path);
-  } catch (err) {
-    await fsp.unlink(temp).catch(() => undefined);
-    throw err;
-  }
   await fsyncDirectory(dirname(path));
-  return signature;
+  return { signature, handle };
 }
 
 /**

@@ -1,14 +1,38 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { StoreError, describeError, type DaymindErrorCode } from '../errors';
 import { DEFAULT_KEY_PREFIX, hasValidChecksum } from '../keys';
 import { coalesced } from './coalesce';
 import { StoreDoc, positionsOf, serializeRecords, yieldToEventLoop } from './json-doc';
-import { acquireLock, createIfMissingSync, readWithSignature, readWithSignatureSync, statSignature, writeAtomic } from './file-io';
-import { addUsage, applyKeyChanges, createdKey, markRevoked, newRawRecord, parseRecords, rawHash, rotateRaw, toKeyRecord, type RawRecord } from './record';
+import {
+  KnownVersion,
+  acquireLock,
+  createIfMissingSync,
+  readWithSignature,
+  readWithSignatureSync,
+  statSignature,
+  writeAtomicKeepingOpen,
+  type OpenFile,
+} from './file-io';
+import {
+  addUsage,
+  applyKeyChanges,
+  createdKey,
+  markRevoked,
+  newRawRecord,
+  parseRecords,
+  rawHash,
+  rotateRaw,
+  toKeyRecord,
+  type RawRecord,
+} from './record';
 import type { CreatedKey, KeyChanges, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageBatch, UsageDelta } from './types';
 
 export const DEFAULT_STORE_PATH = 'data/api_keys.json';
+
+/** A re-read that lost a race with a write of this process: dropped. */
+class StaleRead extends Error {}
 
 export interface JsonFileKeyStoreOptions {
   /** The store file. Default `data/api_keys.json` (relative to the working directory). */
@@ -45,7 +69,8 @@ export class JsonFileKeyStore implements KeyStore {
   private raws: RawRecord[] = [];
   private positions = new Map<string, number>();
   private unchecksummed = new Set<string>();
-  private signature = '';
+  /** The file version the state comes from, held open (see KnownVersion). */
+  private readonly known = new KnownVersion();
   /** Bumped by every write of ours, so that a slower concurrent reload never installs older state. */
   private generation = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -77,7 +102,12 @@ export class JsonFileKeyStore implements KeyStore {
         err,
       );
     }
-    this.install(this.parse(snapshot.text), snapshot.signature);
+    try {
+      this.install(this.parse(snapshot.text), snapshot.handle, snapshot.signature);
+    } catch (err) {
+      if (typeof snapshot.handle === 'number') closeSync(snapshot.handle);
+      throw err;
+    }
   }
 
   async init(): Promise<void> {
@@ -175,6 +205,7 @@ export class JsonFileKeyStore implements KeyStore {
     this.timer = undefined;
     await this.writeChain;
     await this.refresh.idle();
+    await this.known.close();
   }
 
   private error(code: DaymindErrorCode, message: string, cause?: unknown): StoreError {
@@ -194,7 +225,7 @@ export class JsonFileKeyStore implements KeyStore {
   }
 
   /** Takes a whole document read from the file as the state. */
-  private install(raws: RawRecord[], signature: string): void {
+  private install(raws: RawRecord[], file: OpenFile, signature: string): void {
     const index = new Map<string, KeyRecord>();
     const unchecksummed = new Set<string>();
     for (const raw of raws) {
@@ -207,7 +238,7 @@ export class JsonFileKeyStore implements KeyStore {
     this.unchecksummed = unchecksummed;
     this.raws = raws;
     this.positions = positionsOf(raws, this.hashCache);
-    this.signature = signature;
+    this.known.set(file, signature);
   }
 
   /**
@@ -215,8 +246,8 @@ export class JsonFileKeyStore implements KeyStore {
    * built in slices with yields between them, then swapped in at once (so live views never see
    * half of a batch).
    */
-  private async installEdits(doc: StoreDoc, signature: string): Promise<void> {
-    this.signature = signature; // first: a reload during the yields must not re-read our own write
+  private async installEdits(doc: StoreDoc, file: OpenFile, signature: string): Promise<void> {
+    this.known.set(file, signature); // first: a reload during the yields must not re-read our own write
     const positions = new Map(doc.addedPositions());
     const rebuilt: Array<[string, KeyRecord]> = [];
     let n = 0;
@@ -233,15 +264,26 @@ export class JsonFileKeyStore implements KeyStore {
   private async reloadIfChanged(): Promise<void> {
     const generation = this.generation;
     try {
-      if ((await statSignature(this.path)) === this.signature) return;
+      if ((await statSignature(this.path)) === this.known.signature) return;
       const snapshot = await readWithSignature(this.path);
-      if (snapshot.signature === this.signature) return;
-      const raws = this.parse(snapshot.text);
-      if (generation !== this.generation) return;
-      this.install(raws, snapshot.signature);
+      let raws: RawRecord[];
+      try {
+        if (snapshot.signature === this.known.signature || generation !== this.generation) throw new StaleRead();
+        raws = this.parse(snapshot.text);
+        if (generation !== this.generation) throw new StaleRead();
+      } catch (err) {
+        await (snapshot.handle as FileHandle).close();
+        if (err instanceof StaleRead) return;
+        throw err;
+      }
+      this.install(raws, snapshot.handle, snapshot.signature);
       this.lastProblem = undefined;
     } catch (err) {
-      this.report(err instanceof StoreError ? err : this.error('ERR_DAYMIND_STORE_UNREADABLE', `cannot read the key store ${this.path}: ${describeError(err)}`, err));
+      this.report(
+        err instanceof StoreError
+          ? err
+          : this.error('ERR_DAYMIND_STORE_UNREADABLE', `cannot read the key store ${this.path}: ${describeError(err)}`, err),
+      );
     }
   }
 
@@ -269,8 +311,9 @@ export class JsonFileKeyStore implements KeyStore {
       let positions = this.positions;
       let reread = false;
       try {
-        if ((await statSignature(this.path)) !== this.signature) {
+        if ((await statSignature(this.path)) !== this.known.signature) {
           const snapshot = await readWithSignature(this.path);
+          await (snapshot.handle as FileHandle).close(); // the version we write next is the one to hold
           base = this.parse(snapshot.text);
           positions = positionsOf(base, this.hashCache);
           reread = true;
@@ -281,15 +324,15 @@ export class JsonFileKeyStore implements KeyStore {
       }
       const doc = new StoreDoc(base, positions, this.hashCache);
       const result = change(doc);
-      let signature: string;
+      let written: { signature: string; handle: FileHandle };
       try {
-        signature = await writeAtomic(this.path, await serializeRecords(doc.raws));
+        written = await writeAtomicKeepingOpen(this.path, await serializeRecords(doc.raws));
       } catch (err) {
         throw this.error('ERR_DAYMIND_STORE_WRITE', `cannot write the key store ${this.path}: ${describeError(err)}`, err);
       }
       this.generation++;
-      if (reread) this.install(doc.raws, signature);
-      else await this.installEdits(doc, signature);
+      if (reread) this.install(doc.raws, written.handle, written.signature);
+      else await this.installEdits(doc, written.handle, written.signature);
       onInstalled?.();
       this.lastProblem = undefined;
       return result;

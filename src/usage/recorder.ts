@@ -113,11 +113,17 @@ export class UsageRecorder {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.flushing?.catch(() => undefined);
-    await this.flush();
+    // Requests still finishing may count a little more; a few passes write that too.
+    for (let i = 0; i < 5 && (this.pending.size > 0 || this.unsettled); i++) await this.flush();
   }
 
+  /**
+   * Writes a batch waiting for a retry, then what is pending now. Usage counted meanwhile waits
+   * for the next flush: under steady traffic a flush must end.
+   */
   private async flushOnce(): Promise<void> {
-    while (this.unsettled || this.pending.size > 0) {
+    const passes = this.unsettled ? 2 : 1;
+    for (let pass = 0; pass < passes && (this.unsettled || this.pending.size > 0); pass++) {
       if (!this.unsettled) {
         const end = Date.now() / 1000;
         this.unsettled = { id: randomUUID(), deltas: this.pending, window: { start: this.windowStart, end } };

@@ -110,6 +110,26 @@ describe('UsageRecorder', () => {
     expect(recorder.live(store.get(record.key_hash)!, Date.UTC(2026, 10, 23, 23)).requests_today).toBe(4);
   });
 
+  test('a flush ends under steady traffic: usage counted during it waits for the next one', async () => {
+    const inner = new MemoryKeyStore();
+    const { record } = await inner.create({ owner: 'a' });
+    let calls = 0;
+    const traffic = { recorder: undefined as UsageRecorder | undefined };
+    const busy: KeyStore = Object.assign(Object.create(inner) as KeyStore, {
+      applyUsage: async (deltas: UsageDelta[], batch?: UsageBatch) => {
+        calls++;
+        traffic.recorder!.record(record.key_hash, 1, Date.now()); // traffic keeps coming while we write
+        return inner.applyUsage(deltas, batch);
+      },
+    });
+    const recorderRef = new UsageRecorder(busy, 1000, () => undefined);
+    traffic.recorder = recorderRef;
+    recorderRef.record(record.key_hash, 1, Date.now());
+    await recorderRef.flush();
+    expect(calls).toBe(1);
+    expect(recorderRef.unflushedUnits).toBe(1);
+  });
+
   test('utcDay is the UTC calendar day as YYYYMMDD', () => {
     expect(utcDay(Date.UTC(2026, 0, 1, 0, 0, 0))).toBe(20260101);
     expect(utcDay(Date.UTC(2025, 11, 31, 23, 59, 59, 999))).toBe(20251231);
