@@ -6,7 +6,18 @@
  * every request (answer from memory), and `applyUsage` once a second with the usage to add.
  */
 import express from 'express';
-import { daymindAuth, generateKey, hashKey, displayPrefix, type CreatedKey, type KeyRecord, type KeyStore, type NewKeyInput, type UsageBatch, type UsageDelta } from '../src';
+import {
+  daymindAuth,
+  generateKey,
+  hashKey,
+  displayPrefix,
+  type CreatedKey,
+  type KeyRecord,
+  type KeyStore,
+  type NewKeyInput,
+  type UsageBatch,
+  type UsageDelta,
+} from '../src';
 
 export class TtlMapKeyStore implements KeyStore {
   private readonly records = new Map<string, KeyRecord>();

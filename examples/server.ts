@@ -33,7 +33,9 @@ const server = app.listen(port, async () => {
   if (keys.length === 0 && !process.env.API_KEYS) {
     const { key } = await auth.store.create({ owner: 'demo' });
     console.log(`\nThe store was empty, so a demo key was created for owner "demo". It is shown only this once:\n\n  ${key}\n`);
-    console.log(`Try it:\n\n  curl -H "Authorization: Bearer ${key}" ${url}/v1/hello\n  curl -H "Authorization: Bearer ${key}" ${url}/v1/usage\n`);
+    console.log(
+      `Try it:\n\n  curl -H "Authorization: Bearer ${key}" ${url}/v1/hello\n  curl -H "Authorization: Bearer ${key}" ${url}/v1/usage\n`,
+    );
   } else {
     console.log(`\n${keys.length} key(s) in the store. Call it with:\n\n  curl -H "Authorization: Bearer <key>" ${url}/v1/hello\n`);
   }

@@ -14,7 +14,9 @@ execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', pat
 });
 
 const cjs = require(path.join(dist, 'cjs', 'index.js'));
-const names = Object.keys(cjs).filter((n) => n !== 'default' && n !== '__esModule').sort();
+const names = Object.keys(cjs)
+  .filter((n) => n !== 'default' && n !== '__esModule')
+  .sort();
 const esmDir = path.join(dist, 'esm');
 fs.mkdirSync(esmDir, { recursive: true });
 fs.writeFileSync(

@@ -141,7 +141,13 @@ function fromEnvOrOption<T>(
 }
 
 function parseKeys(name: string, value: unknown): string[] {
-  const list = typeof value === 'string' ? value.split(',').map((k) => k.trim()).filter((k) => k !== '') : value;
+  const list =
+    typeof value === 'string'
+      ? value
+          .split(',')
+          .map((k) => k.trim())
+          .filter((k) => k !== '')
+      : value;
   if (!Array.isArray(list) || list.length === 0) throw new ConfigError(name, 'must list at least one key');
   list.forEach((key, i) => {
     if (typeof key !== 'string' || !isPlausibleKey(key) || key.length < 16) {
@@ -209,11 +215,14 @@ function resolveKeyStoreKind(
   const fromOption = options.keyStore !== undefined;
   const name = fromOption ? 'keyStore' : 'KEY_STORE';
   const kind = options.keyStore ?? (env.KEY_STORE || undefined) ?? (hasKeys ? 'memory' : 'file');
-  if (kind !== 'file' && kind !== 'redis' && kind !== 'memory') throw new ConfigError(name, `must be "file", "redis" or "memory", got ${JSON.stringify(kind)}`);
-  if (kind === 'redis' && !hasRedis) throw new ConfigError(name, 'is "redis", but no Redis is configured: set REDIS_URL (or the redis option)');
+  if (kind !== 'file' && kind !== 'redis' && kind !== 'memory')
+    throw new ConfigError(name, `must be "file", "redis" or "memory", got ${JSON.stringify(kind)}`);
+  if (kind === 'redis' && !hasRedis)
+    throw new ConfigError(name, 'is "redis", but no Redis is configured: set REDIS_URL (or the redis option)');
   if (kind === 'redis' && hasKeys) throw new ConfigError(name, 'is "redis", which cannot be combined with API_KEYS / keys');
   if (kind === 'memory' && !hasKeys) throw new ConfigError(name, 'is "memory", which needs the keys to hold (API_KEYS or the keys option)');
-  if (kind === 'file' && hasKeys && (fromOption || env.KEY_STORE)) throw new ConfigError(name, 'is "file", which cannot be combined with API_KEYS / keys');
+  if (kind === 'file' && hasKeys && (fromOption || env.KEY_STORE))
+    throw new ConfigError(name, 'is "file", which cannot be combined with API_KEYS / keys');
   return kind;
 }
 
@@ -235,25 +244,35 @@ function resolveBilling(
     if (mode !== undefined && mode !== 'local' && mode !== 'stripe' && mode !== 'off') {
       throw new ConfigError('BILLING_MODE', `must be "local", "stripe" or "off", got ${JSON.stringify(mode)}`);
     }
-    billing = mode === 'off' ? false : (mode ?? (keyStore === 'memory' ? false : 'local')) as 'local' | 'stripe' | false;
+    billing = mode === 'off' ? false : ((mode ?? (keyStore === 'memory' ? false : 'local')) as 'local' | 'stripe' | false);
   }
   let stripe: ResolvedConfig['stripe'];
   if (billing === 'stripe') {
     const secretKey = options.stripeSecretKey ?? env.STRIPE_SECRET_KEY;
     if (!secretKey) {
-      throw new ConfigError(options.stripeSecretKey !== undefined ? 'stripeSecretKey' : 'STRIPE_SECRET_KEY', 'is required when BILLING_MODE is "stripe"');
+      throw new ConfigError(
+        options.stripeSecretKey !== undefined ? 'stripeSecretKey' : 'STRIPE_SECRET_KEY',
+        'is required when BILLING_MODE is "stripe"',
+      );
     }
     const apiBase = options.stripeApiBase ?? (env.STRIPE_API_BASE || undefined);
     if (apiBase !== undefined && !/^https?:\/\/[^/\s]+\/?$/.test(apiBase)) {
-      throw new ConfigError(options.stripeApiBase !== undefined ? 'stripeApiBase' : 'STRIPE_API_BASE', `must be an http(s)://host[:port] URL, got ${JSON.stringify(apiBase)}`);
+      throw new ConfigError(
+        options.stripeApiBase !== undefined ? 'stripeApiBase' : 'STRIPE_API_BASE',
+        `must be an http(s)://host[:port] URL, got ${JSON.stringify(apiBase)}`,
+      );
     }
     const meterEventName = options.stripeMeterEventName ?? (env.STRIPE_METER_EVENT_NAME || 'api_requests');
     if (!/^\S{1,100}$/.test(meterEventName)) {
-      throw new ConfigError(options.stripeMeterEventName !== undefined ? 'stripeMeterEventName' : 'STRIPE_METER_EVENT_NAME', 'must be 1 to 100 characters without spaces');
+      throw new ConfigError(
+        options.stripeMeterEventName !== undefined ? 'stripeMeterEventName' : 'STRIPE_METER_EVENT_NAME',
+        'must be 1 to 100 characters without spaces',
+      );
     }
     stripe = { secretKey, meterEventName, apiBase };
   }
-  const storeDir = keyStore === 'file' ? dirname(storePath) : options.store instanceof JsonFileKeyStore ? dirname(options.store.path) : 'data';
+  const storeDir =
+    keyStore === 'file' ? dirname(storePath) : options.store instanceof JsonFileKeyStore ? dirname(options.store.path) : 'data';
   const ledgerDir = options.ledgerDir ?? (env.DAYMIND_LEDGER_DIR || undefined) ?? storeDir;
   if (typeof ledgerDir !== 'string' || ledgerDir.trim() === '') {
     throw new ConfigError(options.ledgerDir !== undefined ? 'ledgerDir' : 'DAYMIND_LEDGER_DIR', 'must be a directory path');
@@ -261,7 +280,8 @@ function resolveBilling(
   return {
     billing,
     ledgerDir,
-    billingIntervalMs: options.billingIntervalMs === undefined ? 1000 : positiveInteger('billingIntervalMs', options.billingIntervalMs, 3_600_000),
+    billingIntervalMs:
+      options.billingIntervalMs === undefined ? 1000 : positiveInteger('billingIntervalMs', options.billingIntervalMs, 3_600_000),
     stripe,
   };
 }
@@ -292,10 +312,18 @@ export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
     },
     'open',
   );
-  const redisPrefix = fromEnvOrOption(options.redisPrefix, 'redisPrefix', env, 'REDIS_PREFIX', (name, value) => {
-    if (typeof value !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(value)) throw new ConfigError(name, 'must be 1 to 64 letters, digits or _ . : -');
-    return value;
-  }, 'daymind');
+  const redisPrefix = fromEnvOrOption(
+    options.redisPrefix,
+    'redisPrefix',
+    env,
+    'REDIS_PREFIX',
+    (name, value) => {
+      if (typeof value !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(value))
+        throw new ConfigError(name, 'must be 1 to 64 letters, digits or _ . : -');
+      return value;
+    },
+    'daymind',
+  );
 
   const queryParam = options.queryParam ?? false;
   if (queryParam !== false && (typeof queryParam !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(queryParam))) {
@@ -315,12 +343,25 @@ export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
     store: options.store,
     storePath,
     keys,
-    rateLimitPerMinute: fromEnvOrOption(options.rateLimitPerMinute, 'rateLimitPerMinute', env, 'API_RATE_LIMIT_PER_MINUTE', positiveInteger, DEFAULTS.rateLimitPerMinute),
+    rateLimitPerMinute: fromEnvOrOption(
+      options.rateLimitPerMinute,
+      'rateLimitPerMinute',
+      env,
+      'API_RATE_LIMIT_PER_MINUTE',
+      positiveInteger,
+      DEFAULTS.rateLimitPerMinute,
+    ),
     ipRateLimitPerMinute,
     keyPrefix,
     queryParam,
-    flushIntervalMs: options.flushIntervalMs === undefined ? DEFAULTS.flushIntervalMs : positiveInteger('flushIntervalMs', options.flushIntervalMs, 3_600_000),
-    reloadIntervalMs: options.reloadIntervalMs === undefined ? DEFAULTS.reloadIntervalMs : positiveInteger('reloadIntervalMs', options.reloadIntervalMs, 60_000),
+    flushIntervalMs:
+      options.flushIntervalMs === undefined
+        ? DEFAULTS.flushIntervalMs
+        : positiveInteger('flushIntervalMs', options.flushIntervalMs, 3_600_000),
+    reloadIntervalMs:
+      options.reloadIntervalMs === undefined
+        ? DEFAULTS.reloadIntervalMs
+        : positiveInteger('reloadIntervalMs', options.reloadIntervalMs, 60_000),
     rateLimiter: options.rateLimiter,
     redis,
     keyStore,

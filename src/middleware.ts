@@ -56,7 +56,9 @@ function createBilling(config: ResolvedConfig): BillingDispatcher | undefined {
         ? new StripeBillingProvider({ ...config.stripe!, ledger: new LocalLedgerProvider(dir), onError: config.onError })
         : new LocalLedgerProvider(dir);
   const outbox = new Outbox(join(dir, 'billing-outbox.jsonl'), (line) =>
-    config.onError(new DaymindError('ERR_DAYMIND_BILLING', `line ${line} of ${join(dir, 'billing-outbox.jsonl')} is damaged and was skipped`)),
+    config.onError(
+      new DaymindError('ERR_DAYMIND_BILLING', `line ${line} of ${join(dir, 'billing-outbox.jsonl')} is damaged and was skipped`),
+    ),
   );
   return new BillingDispatcher(outbox, provider, {
     intervalMs: config.billingIntervalMs,
@@ -69,7 +71,10 @@ function createBilling(config: ResolvedConfig): BillingDispatcher | undefined {
 function createRedis(config: ResolvedConfig): { client: RedisClientLike; owned: boolean } | undefined {
   if (config.redis === undefined) return undefined;
   const owned = typeof config.redis === 'string';
-  const client = typeof config.redis === 'string' ? connectRedis(config.redis, 'the Redis setting (REDIS_URL or redis)', config.redisCommandTimeoutMs) : config.redis;
+  const client =
+    typeof config.redis === 'string'
+      ? connectRedis(config.redis, 'the Redis setting (REDIS_URL or redis)', config.redisCommandTimeoutMs)
+      : config.redis;
   watchRedisHealth(client, config.onError);
   return { client, owned };
 }
@@ -105,7 +110,9 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
   const store = createStore(config, redis?.client);
   const limiter: RateLimiterAdapter =
     config.rateLimiter ??
-    (redis ? new RedisRateLimiter({ client: redis.client, prefix: config.redisPrefix, failureMode: config.redisFailureMode }) : new MemoryRateLimiter());
+    (redis
+      ? new RedisRateLimiter({ client: redis.client, prefix: config.redisPrefix, failureMode: config.redisFailureMode })
+      : new MemoryRateLimiter());
   const billing = createBilling(config);
   const recorder = new UsageRecorder(
     store,

@@ -8,15 +8,7 @@ import type { KeyRecord, KeyStore } from './store/types';
 import type { UsageRecorder } from './usage/recorder';
 
 /** Why a key was accepted or refused (after Unkey's verification codes). */
-export type VerifyCode =
-  | 'VALID'
-  | 'MISSING'
-  | 'MALFORMED'
-  | 'NOT_FOUND'
-  | 'REVOKED'
-  | 'EXPIRED'
-  | 'RATE_LIMITED'
-  | 'UNAVAILABLE';
+export type VerifyCode = 'VALID' | 'MISSING' | 'MALFORMED' | 'NOT_FOUND' | 'REVOKED' | 'EXPIRED' | 'RATE_LIMITED' | 'UNAVAILABLE';
 
 /** The result of {@link Verifier.verify}. New fields may be added; existing ones keep their meaning. */
 export interface VerifyResult {

@@ -76,7 +76,10 @@ describe('configuration', () => {
   test('key sources: options win over the environment; contradictions at one level are refused', () => {
     const keys = ['k'.repeat(20)];
     expect(resolveConfig({ env: { API_KEY_STORE_PATH: '/tmp/a.json' }, keys }).keys).toEqual(keys);
-    expect(resolveConfig({ env: { API_KEYS: keys[0] }, storePath: '/tmp/b.json' })).toMatchObject({ keys: undefined, storePath: '/tmp/b.json' });
+    expect(resolveConfig({ env: { API_KEYS: keys[0] }, storePath: '/tmp/b.json' })).toMatchObject({
+      keys: undefined,
+      storePath: '/tmp/b.json',
+    });
     expect(() => resolveConfig({ env: {}, keys, storePath: '/tmp/b.json' })).toThrow(/^keys: cannot be combined with storePath/);
     const store = new MemoryKeyStore();
     expect(() => resolveConfig({ env: {}, store, keys })).toThrow(/^keys: cannot be combined with the store option/);
@@ -84,20 +87,37 @@ describe('configuration', () => {
   });
 
   test('Redis settings: REDIS_URL switches the limiters; KEY_STORE=redis the store; failure mode and prefix', () => {
-    const config = resolveConfig({ env: { REDIS_URL: 'redis://127.0.0.1:6379', KEY_STORE: 'redis', REDIS_FAILURE_MODE: 'closed', REDIS_PREFIX: 'acme' } });
+    const config = resolveConfig({
+      env: { REDIS_URL: 'redis://127.0.0.1:6379', KEY_STORE: 'redis', REDIS_FAILURE_MODE: 'closed', REDIS_PREFIX: 'acme' },
+    });
     expect(config).toMatchObject({ redis: 'redis://127.0.0.1:6379', keyStore: 'redis', redisFailureMode: 'closed', redisPrefix: 'acme' });
-    expect(resolveConfig({ env: { REDIS_URL: 'rediss://cache:6380' } })).toMatchObject({ keyStore: 'file', redisFailureMode: 'open', redisPrefix: 'daymind' });
-    expect(() => resolveConfig({ env: { REDIS_URL: 'redis://x:1', KEY_STORE: 'redis', API_KEYS: 'k'.repeat(20) } })).toThrow(/^KEY_STORE: /);
+    expect(resolveConfig({ env: { REDIS_URL: 'rediss://cache:6380' } })).toMatchObject({
+      keyStore: 'file',
+      redisFailureMode: 'open',
+      redisPrefix: 'daymind',
+    });
+    expect(() => resolveConfig({ env: { REDIS_URL: 'redis://x:1', KEY_STORE: 'redis', API_KEYS: 'k'.repeat(20) } })).toThrow(
+      /^KEY_STORE: /,
+    );
   });
 
   test('billing: local by default (off for keys in memory), stripe needs STRIPE_SECRET_KEY, the ledger beside the store', () => {
-    expect(resolveConfig({ env: { API_KEY_STORE_PATH: '/srv/keys/api.json' } })).toMatchObject({ billing: 'local', ledgerDir: '/srv/keys' });
+    expect(resolveConfig({ env: { API_KEY_STORE_PATH: '/srv/keys/api.json' } })).toMatchObject({
+      billing: 'local',
+      ledgerDir: '/srv/keys',
+    });
     expect(resolveConfig({ env: { API_KEYS: 'k'.repeat(20) } }).billing).toBe(false);
     expect(resolveConfig({ env: { BILLING_MODE: 'off' } }).billing).toBe(false);
     expect(resolveConfig({ env: { DAYMIND_LEDGER_DIR: '/var/ledger' } }).ledgerDir).toBe('/var/ledger');
-    expect(() => resolveConfig({ env: { BILLING_MODE: 'stripe' } })).toThrow(/^STRIPE_SECRET_KEY: is required when BILLING_MODE is "stripe"/);
-    expect(() => resolveConfig({ env: { BILLING_MODE: 'stripe', STRIPE_SECRET_KEY: 'sk_test_x', STRIPE_API_BASE: 'localhost:12111' } })).toThrow(/^STRIPE_API_BASE: /);
-    expect(resolveConfig({ env: { BILLING_MODE: 'stripe', STRIPE_SECRET_KEY: 'sk_test_x', STRIPE_API_BASE: 'http://localhost:12111' } }).stripe).toEqual({
+    expect(() => resolveConfig({ env: { BILLING_MODE: 'stripe' } })).toThrow(
+      /^STRIPE_SECRET_KEY: is required when BILLING_MODE is "stripe"/,
+    );
+    expect(() =>
+      resolveConfig({ env: { BILLING_MODE: 'stripe', STRIPE_SECRET_KEY: 'sk_test_x', STRIPE_API_BASE: 'localhost:12111' } }),
+    ).toThrow(/^STRIPE_API_BASE: /);
+    expect(
+      resolveConfig({ env: { BILLING_MODE: 'stripe', STRIPE_SECRET_KEY: 'sk_test_x', STRIPE_API_BASE: 'http://localhost:12111' } }).stripe,
+    ).toEqual({
       secretKey: 'sk_test_x',
       meterEventName: 'api_requests',
       apiBase: 'http://localhost:12111',
@@ -112,7 +132,9 @@ describe('configuration', () => {
       });
       // eslint-disable-next-line @typescript-eslint/no-require-imports
       const { daymindAuth: isolated } = require('../src') as typeof import('../src');
-      expect(() => isolated({ env: { REDIS_URL: 'redis://127.0.0.1:6379' } })).toThrow(/optional peer dependency "ioredis".*npm install ioredis/);
+      expect(() => isolated({ env: { REDIS_URL: 'redis://127.0.0.1:6379' } })).toThrow(
+        /optional peer dependency "ioredis".*npm install ioredis/,
+      );
       jest.dontMock('ioredis');
     });
   });

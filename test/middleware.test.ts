@@ -1,7 +1,15 @@
 import request from 'supertest';
 import express from 'express';
 import { join } from 'node:path';
-import { daymindAuth, MemoryKeyStore, JsonFileKeyStore, type DaymindAuth, type KeyRecord, type KeyStore, type RateLimiterAdapter } from '../src';
+import {
+  daymindAuth,
+  MemoryKeyStore,
+  JsonFileKeyStore,
+  type DaymindAuth,
+  type KeyRecord,
+  type KeyStore,
+  type RateLimiterAdapter,
+} from '../src';
 import { appWith, tempDir } from './helpers';
 
 const open: DaymindAuth[] = [];
@@ -126,7 +134,9 @@ describe('daymindAuth() answers', () => {
       expires_at: null,
     });
     expect(res.body.last_used).toBeGreaterThan(Date.now() / 1000 - 5);
-    expect(res.body.rate_limits).toEqual([{ policy: 'key', limit: 100, remaining: 99, reset_seconds: expect.any(Number), window_seconds: 60 }]);
+    expect(res.body.rate_limits).toEqual([
+      { policy: 'key', limit: 100, remaining: 99, reset_seconds: expect.any(Number), window_seconds: 60 },
+    ]);
     expect(res.body).not.toHaveProperty('key');
   });
 
@@ -159,7 +169,7 @@ describe('per-IP limit', () => {
     expect(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(1);
   });
 
-  test("honours trust proxy and groups IPv6 by /64", async () => {
+  test('honours trust proxy and groups IPv6 by /64', async () => {
     const store = new MemoryKeyStore();
     const a = auth({ store, ipRateLimitPerMinute: 2 });
     const app = appWith(a);
@@ -200,7 +210,9 @@ describe('failures answer 503, never crash or leak a stack', () => {
   test('a store whose get() rejects', async () => {
     const store = new MemoryKeyStore();
     const { key } = await store.create({ owner: 'x' });
-    const rejecting = Object.assign(Object.create(store) as KeyStore, { get: async (): Promise<KeyRecord> => Promise.reject(new Error('timeout')) });
+    const rejecting = Object.assign(Object.create(store) as KeyStore, {
+      get: async (): Promise<KeyRecord> => Promise.reject(new Error('timeout')),
+    });
     const a = auth({ store: rejecting });
     expectJsonError(await request(appWith(a)).get('/v1/hello').set('X-API-Key', key), 503, 'service_unavailable');
   });

@@ -18,7 +18,9 @@ describe('several processes on one store file', () => {
     const before = JSON.parse(readFileSync(path, 'utf8')) as Array<Record<string, unknown>>;
     const perWorker = 300;
     const outputs = await Promise.all(
-      Array.from({ length: 4 }, () => run(process.execPath, [fixture('worker.js'), path, String(perWorker), keys.join(',')], { timeout: 60_000 })),
+      Array.from({ length: 4 }, () =>
+        run(process.execPath, [fixture('worker.js'), path, String(perWorker), keys.join(',')], { timeout: 60_000 }),
+      ),
     );
     const allowed = new Map<string, number>(keys.map((k) => [k, 0]));
     for (const { stdout } of outputs) {
@@ -29,8 +31,7 @@ describe('several processes on one store file', () => {
     expect([...allowed.values()].reduce((a, b) => a + b)).toBe(4 * perWorker);
 
     const after = JSON.parse(readFileSync(path, 'utf8')) as Array<Record<string, unknown>>;
-    const byHash = (doc: Array<Record<string, unknown>>, key: string) =>
-      doc.find((r) => r.key === key || r.key_hash === hashKey(key))!;
+    const byHash = (doc: Array<Record<string, unknown>>, key: string) => doc.find((r) => r.key === key || r.key_hash === hashKey(key))!;
     for (const key of keys) {
       expect(byHash(after, key).usage_count).toBe((byHash(before, key).usage_count as number) + allowed.get(key)!);
       expect(byHash(after, key).requests_today).toBe(allowed.get(key));
@@ -61,7 +62,16 @@ describe('several processes on one store file', () => {
       // Another tool adding a plain old-format key: it takes the store's lock, as every writer must.
       const release = await lockfile.lock(path, { realpath: false, retries: 50 });
       const doc = JSON.parse(readFileSync(path, 'utf8'));
-      doc.push({ key: 'dm_HandAddedLegacyKey0000001', owner: 'by-hand', created_at: 1, usage_count: 0, requests_today: 0, requests_day: 0, last_used: null, revoked: false });
+      doc.push({
+        key: 'dm_HandAddedLegacyKey0000001',
+        owner: 'by-hand',
+        created_at: 1,
+        usage_count: 0,
+        requests_today: 0,
+        requests_day: 0,
+        last_used: null,
+        revoked: false,
+      });
       writeFileSync(path + '.hand', JSON.stringify(doc, null, 2));
       renameSync(path + '.hand', path);
       await release();

@@ -11,7 +11,8 @@ describe('an existing-format store mounted unchanged', () => {
     const auth = daymindAuth({ env: { API_KEY_STORE_PATH: path } });
     const app = appWith(auth);
 
-    for (let i = 0; i < 3; i++) expect((await request(app).get('/v1/hello').set('Authorization', `Bearer ${SEED_KEYS.alpha}`)).status).toBe(200);
+    for (let i = 0; i < 3; i++)
+      expect((await request(app).get('/v1/hello').set('Authorization', `Bearer ${SEED_KEYS.alpha}`)).status).toBe(200);
     const beta = await request(app).get('/v1/hello').set('X-API-Key', SEED_KEYS.beta);
     expect(beta.status).toBe(200);
     expect(beta.body).toEqual({ owner: 'team-beta', prefix: 'dm_Qm3Wv9' });
@@ -20,7 +21,13 @@ describe('an existing-format store mounted unchanged', () => {
     expect(revoked.body.error.code).toBe('revoked_api_key');
 
     const usage = await request(app).get('/v1/usage').set('Authorization', `Bearer ${SEED_KEYS.alpha}`);
-    expect(usage.body).toMatchObject({ owner: 'team-alpha', key_prefix: 'dm_8fJq2L', usage_count: 1249, requests_today: 4, created_at: 1731300000 });
+    expect(usage.body).toMatchObject({
+      owner: 'team-alpha',
+      key_prefix: 'dm_8fJq2L',
+      usage_count: 1249,
+      requests_today: 4,
+      created_at: 1731300000,
+    });
     const start = Date.now() / 1000;
     await auth.close();
 

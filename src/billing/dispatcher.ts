@@ -90,7 +90,13 @@ export class BillingDispatcher {
       await this.outbox.add(batch);
     } catch (err) {
       this.unsaved.unshift(...batch);
-      this.report(new DaymindError('ERR_DAYMIND_BILLING', `cannot write the billing outbox ${this.outbox.path}; ${this.unsaved.length} report(s) kept in memory: ${describeError(err)}`, { cause: err }));
+      this.report(
+        new DaymindError(
+          'ERR_DAYMIND_BILLING',
+          `cannot write the billing outbox ${this.outbox.path}; ${this.unsaved.length} report(s) kept in memory: ${describeError(err)}`,
+          { cause: err },
+        ),
+      );
     }
   }
 
@@ -129,7 +135,13 @@ export class BillingDispatcher {
           }
           const attempts = (wait?.attempts ?? 0) + 1;
           this.backoff.set(report.identifier, { attempts, next: Date.now() + Math.min(500 * 2 ** (attempts - 1), MAX_BACKOFF_MS) });
-          this.report(new DaymindError('ERR_DAYMIND_BILLING', `billing provider "${this.provider.name}" failed, retrying with backoff: ${describeError(err)}`, { cause: err }));
+          this.report(
+            new DaymindError(
+              'ERR_DAYMIND_BILLING',
+              `billing provider "${this.provider.name}" failed, retrying with backoff: ${describeError(err)}`,
+              { cause: err },
+            ),
+          );
           break;
         }
       }
@@ -151,7 +163,10 @@ export class BillingDispatcher {
     await this.outbox.settle([report.identifier], 'dead');
     this.backoff.delete(report.identifier);
     this.options.onError(
-      new DaymindError('ERR_DAYMIND_BILLING', `usage report ${report.identifier} (${report.quantity} unit(s) of ${report.key_prefix}) was rejected for good and written to ${this.options.deadLetterPath}: ${reason}`),
+      new DaymindError(
+        'ERR_DAYMIND_BILLING',
+        `usage report ${report.identifier} (${report.quantity} unit(s) of ${report.key_prefix}) was rejected for good and written to ${this.options.deadLetterPath}: ${reason}`,
+      ),
     );
   }
 

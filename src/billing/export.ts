@@ -57,7 +57,13 @@ function csvCell(value: string | number): string {
 
 export function toCsv(totals: OwnerTotal[], price?: Price): string {
   const header = ['month', 'owner', 'keys', 'quantity', ...(price ? ['unit_price', 'amount', 'currency'] : [])];
-  const rows = totals.map((t) => [t.month, t.owner, t.keys, t.quantity, ...(price ? [price.text, amountOf(t.quantity, price), price.currency] : [])]);
+  const rows = totals.map((t) => [
+    t.month,
+    t.owner,
+    t.keys,
+    t.quantity,
+    ...(price ? [price.text, amountOf(t.quantity, price), price.currency] : []),
+  ]);
   return [header, ...rows].map((r) => r.map(csvCell).join(',')).join('\n') + '\n';
 }
 
@@ -67,7 +73,11 @@ export function toJson(totals: OwnerTotal[], price?: Price): unknown[] {
 
 /** A Beancount account name component for an owner: letters, digits and dashes, starting with a capital. */
 export function accountComponent(owner: string): string {
-  const cleaned = owner.normalize('NFKD').replace(/[^A-Za-z0-9-]+/g, '-').replace(/-+/g, '-').replace(/^-|-$/g, '');
+  const cleaned = owner
+    .normalize('NFKD')
+    .replace(/[^A-Za-z0-9-]+/g, '-')
+    .replace(/-+/g, '-')
+    .replace(/^-|-$/g, '');
   if (cleaned === '') return 'Unknown';
   const first = cleaned[0]!.toUpperCase();
   return /[A-Z]/.test(first) ? first + cleaned.slice(1) : `X-${cleaned}`;
@@ -80,7 +90,12 @@ function lastDayOf(month: string): string {
 
 /** A Beancount ledger: one transaction per owner and month, receivable against usage income. */
 export function toBeancount(totals: OwnerTotal[], price: Price): string {
-  const lines = ['; API usage exported by daymind-keys', `option "title" "API usage"`, `option "operating_currency" "${price.currency}"`, ''];
+  const lines = [
+    '; API usage exported by daymind-keys',
+    `option "title" "API usage"`,
+    `option "operating_currency" "${price.currency}"`,
+    '',
+  ];
   const opened = new Set<string>();
   const first = totals[0]?.month ?? new Date().toISOString().slice(0, 7);
   const openDate = `${first}-01`;

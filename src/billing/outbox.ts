@@ -30,11 +30,21 @@ export class Outbox {
   }
 
   async add(reports: UsageReport[]): Promise<void> {
-    await this.locked(() => appendLines(this.path, reports.map((report) => JSON.stringify({ report }))));
+    await this.locked(() =>
+      appendLines(
+        this.path,
+        reports.map((report) => JSON.stringify({ report })),
+      ),
+    );
   }
 
   async settle(identifiers: string[], how: 'ack' | 'dead'): Promise<void> {
-    await this.locked(() => appendLines(this.path, identifiers.map((id) => JSON.stringify({ [how]: id }))));
+    await this.locked(() =>
+      appendLines(
+        this.path,
+        identifiers.map((id) => JSON.stringify({ [how]: id })),
+      ),
+    );
   }
 
   /** Reports not yet settled, oldest first, one per identifier; and how many lines are settled. */

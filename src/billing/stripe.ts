@@ -64,7 +64,12 @@ export class StripeBillingProvider implements BillingProvider {
 
   constructor(private readonly options: StripeBillingOptions) {
     const Stripe = loadStripe();
-    this.stripe = new Stripe(options.secretKey, { maxNetworkRetries: 0, timeout: 10_000, telemetry: false, ...stripeHostOptions(options.apiBase) });
+    this.stripe = new Stripe(options.secretKey, {
+      maxNetworkRetries: 0,
+      timeout: 10_000,
+      telemetry: false,
+      ...stripeHostOptions(options.apiBase),
+    });
     this.eventName = options.meterEventName ?? 'api_requests';
   }
 
@@ -95,7 +100,10 @@ export class StripeBillingProvider implements BillingProvider {
     } else if (!this.warned.has(report.key_hash)) {
       this.warned.add(report.key_hash);
       this.options.onError(
-        new DaymindError('ERR_DAYMIND_BILLING', `key ${report.key_prefix} (${report.owner}) has no stripe_customer_id: its usage goes to the local ledger only`),
+        new DaymindError(
+          'ERR_DAYMIND_BILLING',
+          `key ${report.key_prefix} (${report.owner}) has no stripe_customer_id: its usage goes to the local ledger only`,
+        ),
       );
     }
     await this.options.ledger.deliver(report);

@@ -76,7 +76,11 @@ async function withStore<T>(ctx: CommandContext, create: boolean, run: (store: A
 
 export async function list(ctx: CommandContext): Promise<void> {
   const records = await withStore(ctx, false, (s) => s.list());
-  if (ctx.json) return print(ctx, records.map((r) => recordJson(r, ctx.now)));
+  if (ctx.json)
+    return print(
+      ctx,
+      records.map((r) => recordJson(r, ctx.now)),
+    );
   ctx.out(
     renderTable(
       ['PREFIX', 'OWNER', 'STATUS', 'CREATED (UTC)', 'USAGE', 'TODAY', 'LAST USED (UTC)'],
@@ -195,7 +199,9 @@ export async function rotate(ctx: CommandContext, name: string, options: Command
   const old = rotated.previous;
   ctx.note(
     `Created ${rotated.record.key_prefix} for ${rotated.record.owner}; the key above is shown only this once.\n` +
-      (grace === 0 ? `Revoked ${old.key_prefix} now.\n` : `${old.key_prefix} keeps working until ${formatTime(old.revoke_at)} UTC, then is revoked.\n`),
+      (grace === 0
+        ? `Revoked ${old.key_prefix} now.\n`
+        : `${old.key_prefix} keeps working until ${formatTime(old.revoke_at)} UTC, then is revoked.\n`),
   );
 }
 
@@ -228,7 +234,12 @@ export async function usage(ctx: CommandContext, options: CommandOptions): Promi
       })),
     });
   }
-  ctx.out(renderTable(['OWNER', 'KEYS', 'USAGE', 'TODAY'], ownerRows.map((o) => [o.owner, String(o.keys), String(o.usage_count), String(o.requests_today)])));
+  ctx.out(
+    renderTable(
+      ['OWNER', 'KEYS', 'USAGE', 'TODAY'],
+      ownerRows.map((o) => [o.owner, String(o.keys), String(o.usage_count), String(o.requests_today)]),
+    ),
+  );
   ctx.out('\n');
   ctx.out(
     renderTable(
@@ -251,7 +262,8 @@ export async function migrate(ctx: CommandContext, from: string | undefined, to:
   let copied = 0;
   try {
     for (const record of records) {
-      if (await (target.store as RedisKeyStore).importRecord({ ...record }, record.key_hash, source.isUnchecksummed(record.key_hash))) copied++;
+      if (await (target.store as RedisKeyStore).importRecord({ ...record }, record.key_hash, source.isUnchecksummed(record.key_hash)))
+        copied++;
     }
   } finally {
     await target.close();
@@ -259,7 +271,9 @@ export async function migrate(ctx: CommandContext, from: string | undefined, to:
   }
   const skipped = records.length - copied;
   if (ctx.json) return print(ctx, { from, to: redactUrl(to), prefix, copied, skipped });
-  ctx.out(`Copied ${copied} key(s) from ${from} to ${redactUrl(to)} (prefix ${prefix}); ${skipped} were in Redis already and were left as they are.\n`);
+  ctx.out(
+    `Copied ${copied} key(s) from ${from} to ${redactUrl(to)} (prefix ${prefix}); ${skipped} were in Redis already and were left as they are.\n`,
+  );
 }
 
 /** Changes a key's limit, expiry or Stripe customer; `default`, `never` and `none` remove them. */
@@ -267,7 +281,8 @@ export async function set(ctx: CommandContext, name: string, options: CommandOpt
   const changes: KeyChanges = {};
   const limit = options['rate-limit'];
   if (limit !== undefined) changes.rate_limit_per_minute = limit === 'default' ? null : parseRateLimit(limit)!;
-  if (options.expires !== undefined) changes.expires_at = options.expires === 'never' ? null : parseExpiry(options.expires, '--expires', ctx.now);
+  if (options.expires !== undefined)
+    changes.expires_at = options.expires === 'never' ? null : parseExpiry(options.expires, '--expires', ctx.now);
   const customer = options['stripe-customer'];
   if (customer !== undefined) changes.stripe_customer_id = customer === 'none' ? null : parseCustomer(customer);
   if (Object.keys(changes).length === 0) throw new UsageError('set needs at least one of --rate-limit, --expires, --stripe-customer');
@@ -284,8 +299,10 @@ export async function set(ctx: CommandContext, name: string, options: CommandOpt
 /** Per-owner totals of the usage ledger, for invoicing. */
 export async function exportLedger(ctx: CommandContext, options: CommandOptions, ledgerDir: string): Promise<void> {
   const format = options.format ?? (ctx.json ? 'json' : 'csv');
-  if (format !== 'csv' && format !== 'json' && format !== 'beancount') throw new UsageError(`--format: "${format}" is not csv, json or beancount`);
-  if (options.month !== undefined && !/^\d{4}-(0[1-9]|1[0-2])$/.test(options.month)) throw new UsageError(`--month: "${options.month}" is not YYYY-MM`);
+  if (format !== 'csv' && format !== 'json' && format !== 'beancount')
+    throw new UsageError(`--format: "${format}" is not csv, json or beancount`);
+  if (options.month !== undefined && !/^\d{4}-(0[1-9]|1[0-2])$/.test(options.month))
+    throw new UsageError(`--month: "${options.month}" is not YYYY-MM`);
   let price: Price | undefined;
   if (options.price !== undefined) {
     const [amount = '', currency = '', ...rest] = options.price.trim().split(/\s+/);

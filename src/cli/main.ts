@@ -93,7 +93,10 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     if (!GLOBAL.includes(name) && !spec.options.includes(name)) throw new UsageError(`${command} does not take --${name}`);
   }
   if (args.length < spec.args.length) throw new UsageError(`${command} needs ${spec.args.join(' ')}`);
-  if (args.length > spec.args.length) throw new UsageError(`${command} takes ${spec.args.length === 0 ? 'no arguments' : `only ${spec.args.join(' ')}`}, got "${args.join(' ')}"`);
+  if (args.length > spec.args.length)
+    throw new UsageError(
+      `${command} takes ${spec.args.length === 0 ? 'no arguments' : `only ${spec.args.join(' ')}`}, got "${args.join(' ')}"`,
+    );
 
   const fileEnv = values['env-file'] !== undefined ? readEnvFile(values['env-file']) : {};
   const setting = (name: string): string | undefined => fileEnv[name] || io.env[name] || undefined;
@@ -154,8 +157,13 @@ function redisUrl(value: string, name: string): string {
  * says (--env-file first, then the environment): KEY_STORE=redis with REDIS_URL, or
  * API_KEY_STORE_PATH, else data/api_keys.json.
  */
-function locateStore(values: { store?: string; redis?: string }, setting: (name: string) => string | undefined, prefix: string): StoreLocation {
-  if (values.store !== undefined && values.redis !== undefined) throw new UsageError('--store and --redis name two different stores; give one');
+function locateStore(
+  values: { store?: string; redis?: string },
+  setting: (name: string) => string | undefined,
+  prefix: string,
+): StoreLocation {
+  if (values.store !== undefined && values.redis !== undefined)
+    throw new UsageError('--store and --redis name two different stores; give one');
   if (values.redis !== undefined) return { kind: 'redis', url: redisUrl(values.redis, '--redis'), prefix };
   if (values.store !== undefined) {
     if (values.store.trim() === '') throw new UsageError('--store: the path is empty');

@@ -37,7 +37,9 @@ export class RedisRateLimiter extends RlfRateLimiter {
       keyPrefix,
       rejectIfRedisNotReady: true,
       insuranceLimiter:
-        this.options.failureMode === 'closed' ? undefined : new RateLimiterMemory({ points: window.limit, duration: window.windowSeconds, keyPrefix }),
+        this.options.failureMode === 'closed'
+          ? undefined
+          : new RateLimiterMemory({ points: window.limit, duration: window.windowSeconds, keyPrefix }),
     });
   }
 }

@@ -43,7 +43,14 @@ export abstract class RlfRateLimiter implements RateLimiterAdapter {
   async peek(window: RateLimitWindow, id: string): Promise<RateLimitResult> {
     const res = await this.limiterFor(window).get(id);
     if (!res) {
-      return { policy: window.name, allowed: true, limit: window.limit, remaining: window.limit, resetMs: window.windowSeconds * 1000, windowSeconds: window.windowSeconds };
+      return {
+        policy: window.name,
+        allowed: true,
+        limit: window.limit,
+        remaining: window.limit,
+        resetMs: window.windowSeconds * 1000,
+        windowSeconds: window.windowSeconds,
+      };
     }
     return toResult(window, res, res.consumedPoints <= window.limit);
   }

@@ -46,11 +46,19 @@ export function connectRedis(url: string, variable: string, commandTimeoutMs: nu
  * keeps ioredis' 'error' events from crashing the process for want of a listener.
  */
 export function watchRedisHealth(client: RedisClientLike, onError: (err: Error) => void): { readonly healthy: boolean } {
-  const state = { healthy: client.status === 'ready' || client.status === 'connecting' || client.status === 'connect' || client.status === 'wait' };
+  const state = {
+    healthy: client.status === 'ready' || client.status === 'connecting' || client.status === 'connect' || client.status === 'wait',
+  };
   client.on('error', (err: Error) => {
     if (!state.healthy) return;
     state.healthy = false;
-    onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `Redis is unavailable (${describeError(err)}); falling back as configured until it returns`, { cause: err }));
+    onError(
+      new DaymindError(
+        'ERR_DAYMIND_UNAVAILABLE',
+        `Redis is unavailable (${describeError(err)}); falling back as configured until it returns`,
+        { cause: err },
+      ),
+    );
   });
   client.on('ready', () => {
     state.healthy = true;

@@ -73,7 +73,10 @@ export async function serializeRecords(raws: readonly RawRecord[]): Promise<stri
   const parts: string[] = [];
   for (let i = 0; i < raws.length; i += CHUNK) {
     if (i > 0) await yieldToEventLoop();
-    const body = raws.slice(i, i + CHUNK).map((r) => '  ' + JSON.stringify(r)).join(',\n');
+    const body = raws
+      .slice(i, i + CHUNK)
+      .map((r) => '  ' + JSON.stringify(r))
+      .join(',\n');
     parts.push((i === 0 ? '[\n' : ',\n') + body);
   }
   parts.push('\n]\n');

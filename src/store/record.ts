@@ -139,8 +139,7 @@ const num = (v: unknown, fallback = 0): number => (typeof v === 'number' ? v : f
 export function toKeyRecord(raw: RawRecord, hash: string, prefix: string = DEFAULT_KEY_PREFIX): KeyRecord {
   const record: KeyRecord = {
     key_hash: hash,
-    key_prefix:
-      typeof raw.key_prefix === 'string' ? raw.key_prefix : displayPrefix(typeof raw.key === 'string' ? raw.key : '', prefix),
+    key_prefix: typeof raw.key_prefix === 'string' ? raw.key_prefix : displayPrefix(typeof raw.key === 'string' ? raw.key : '', prefix),
     owner: typeof raw.owner === 'string' ? raw.owner : '',
     created_at: num(raw.created_at),
     usage_count: num(raw.usage_count),

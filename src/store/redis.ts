@@ -88,7 +88,9 @@ export class RedisKeyStore implements KeyStore {
       await whenReady(this.client, this.readyTimeoutMs);
       await this.loadAll();
     } catch (err) {
-      this.report(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `Redis key store not loaded yet, retrying: ${describeError(err)}`, { cause: err }));
+      this.report(
+        new DaymindError('ERR_DAYMIND_UNAVAILABLE', `Redis key store not loaded yet, retrying: ${describeError(err)}`, { cause: err }),
+      );
     }
     if (!this.timer && this.pollIntervalMs > 0) {
       this.timer = setInterval(() => void this.refresh(), this.pollIntervalMs);
@@ -98,7 +100,8 @@ export class RedisKeyStore implements KeyStore {
 
   get(keyHash: string): KeyRecord | undefined {
     if (!this.loaded) throw new DaymindError('ERR_DAYMIND_UNAVAILABLE', 'the Redis key store has not been loaded yet');
-    if (this.failClosed && this.client.status !== 'ready') throw new DaymindError('ERR_DAYMIND_UNAVAILABLE', `Redis is ${this.client.status}`);
+    if (this.failClosed && this.client.status !== 'ready')
+      throw new DaymindError('ERR_DAYMIND_UNAVAILABLE', `Redis is ${this.client.status}`);
     return this.cache.get(keyHash);
   }
 
@@ -161,8 +164,23 @@ export class RedisKeyStore implements KeyStore {
       : { revoke_at: String(rotated.previous.revoke_at) };
     const [keysKey, versionKey, changesKey] = this.metaKeys;
     const multi = this.client.multi();
-    (multi as unknown as Commands).daymindWriteRecord(this.recordKey(rotated.record.key_hash), keysKey, versionKey, changesKey, ...writeArgs(rotated.record.key_hash, 'create', fresh));
-    (multi as unknown as Commands).daymindWriteRecord(this.recordKey(keyHash), keysKey, versionKey, changesKey, keyHash, 'update', 0, ...Object.entries(oldFields).flat());
+    (multi as unknown as Commands).daymindWriteRecord(
+      this.recordKey(rotated.record.key_hash),
+      keysKey,
+      versionKey,
+      changesKey,
+      ...writeArgs(rotated.record.key_hash, 'create', fresh),
+    );
+    (multi as unknown as Commands).daymindWriteRecord(
+      this.recordKey(keyHash),
+      keysKey,
+      versionKey,
+      changesKey,
+      keyHash,
+      'update',
+      0,
+      ...Object.entries(oldFields).flat(),
+    );
     const replies = (await multi.exec()) ?? [];
     for (const [err] of replies) if (err) throw err;
     this.cache.set(rotated.record.key_hash, rotated.record);
@@ -213,7 +231,9 @@ export class RedisKeyStore implements KeyStore {
     }
     batch?.onApplied();
     if (missing > 0) {
-      this.report(new DaymindError('ERR_DAYMIND_USAGE_FLUSH', `${missing} usage unit(s) belong to keys no longer in Redis; they were not recorded`));
+      this.report(
+        new DaymindError('ERR_DAYMIND_USAGE_FLUSH', `${missing} usage unit(s) belong to keys no longer in Redis; they were not recorded`),
+      );
     }
   }
 
@@ -225,7 +245,13 @@ export class RedisKeyStore implements KeyStore {
 
   private async write(hash: string, mode: 'create' | 'update' | 'absent', raw: RawRecord): Promise<number> {
     const [keysKey, versionKey, changesKey] = this.metaKeys;
-    const result = await this.client.daymindWriteRecord(this.recordKey(hash), keysKey, versionKey, changesKey, ...writeArgs(hash, mode, raw));
+    const result = await this.client.daymindWriteRecord(
+      this.recordKey(hash),
+      keysKey,
+      versionKey,
+      changesKey,
+      ...writeArgs(hash, mode, raw),
+    );
     if (mode === 'create' && result === -1) throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', 'a key with this hash exists already');
     return result;
   }
@@ -233,7 +259,17 @@ export class RedisKeyStore implements KeyStore {
   /** Sets some fields of an existing record (and deletes `remove`), publishing the change. */
   private async writeFields(hash: string, fields: Record<string, string>, remove: string[] = []): Promise<void> {
     const [keysKey, versionKey, changesKey] = this.metaKeys;
-    await this.client.daymindWriteRecord(this.recordKey(hash), keysKey, versionKey, changesKey, hash, 'update', remove.length, ...remove, ...Object.entries(fields).flat());
+    await this.client.daymindWriteRecord(
+      this.recordKey(hash),
+      keysKey,
+      versionKey,
+      changesKey,
+      hash,
+      'update',
+      remove.length,
+      ...remove,
+      ...Object.entries(fields).flat(),
+    );
   }
 
   private async loadAll(): Promise<void> {
@@ -290,7 +326,9 @@ export class RedisKeyStore implements KeyStore {
       this.version = version;
       this.lastProblem = undefined;
     } catch (err) {
-      this.report(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `cannot fetch key changes from Redis: ${describeError(err)}`, { cause: err }));
+      this.report(
+        new DaymindError('ERR_DAYMIND_UNAVAILABLE', `cannot fetch key changes from Redis: ${describeError(err)}`, { cause: err }),
+      );
     }
   }
 

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import request from 'supertest';
 import {
@@ -65,7 +65,9 @@ describe('local mode: the usage ledger', () => {
     await auth.close();
     const ledger = await readLedger(dir, [month()]);
     const total = (owner: string) => ledger.filter((e) => e.owner === owner).reduce((s, e) => s + e.quantity, 0);
-    const counts = Object.fromEntries((JSON.parse(readFileSync(path, 'utf8')) as Array<{ owner: string; usage_count: number }>).map((r) => [r.owner, r.usage_count]));
+    const counts = Object.fromEntries(
+      (JSON.parse(readFileSync(path, 'utf8')) as Array<{ owner: string; usage_count: number }>).map((r) => [r.owner, r.usage_count]),
+    );
     expect(total('alpha')).toBe(7);
     expect(total('beta')).toBe(2);
     expect(counts).toEqual({ alpha: 7, beta: 2 });
@@ -106,7 +108,10 @@ describe('local mode: the usage ledger', () => {
     await hit(auth, keys[0]!, 13);
     await auth.flush();
     await waitFor(() => errors.some((e) => /rejected for good/.test(e.message)), 3000);
-    const [letter] = readFileSync(join(dir, 'billing-dead-letter.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const [letter] = readFileSync(join(dir, 'billing-dead-letter.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(letter).toMatchObject({ reason: 'no such customer', report: { quantity: 13, owner: 'alpha' } });
     expect(errors.some((e) => /rejected for good/.test(e.message) && e.message.includes('billing-dead-letter.jsonl'))).toBe(true);
     await waitFor(async () => (await outboxPending(dir)).length === 0, 3000);
@@ -117,7 +122,11 @@ describe('Stripe mode through the official SDK', () => {
   test('one meter event per customer and window, with the exact fields, identifier and idempotency key', async () => {
     const stripe = await startStripeServer();
     try {
-      const { dir, keys } = await setup([{ owner: 'alpha', customer: 'cus_Alpha1' }, { owner: 'beta', customer: 'cus_Beta2' }, { owner: 'nocust' }]);
+      const { dir, keys } = await setup([
+        { owner: 'alpha', customer: 'cus_Alpha1' },
+        { owner: 'beta', customer: 'cus_Beta2' },
+        { owner: 'nocust' },
+      ]);
       const errors: Error[] = [];
       const auth = start(dir, {
         billing: 'stripe',
@@ -131,7 +140,11 @@ describe('Stripe mode through the official SDK', () => {
       await auth.flush();
       await auth.deliverBilling();
       const ledger = await readLedger(dir, [month()]);
-      expect(ledger.map((e) => [e.owner, e.quantity]).sort()).toEqual([['alpha', 3], ['beta', 2], ['nocust', 1]]);
+      expect(ledger.map((e) => [e.owner, e.quantity]).sort()).toEqual([
+        ['alpha', 3],
+        ['beta', 2],
+        ['nocust', 1],
+      ]);
       expect(stripe.requests).toHaveLength(2);
       for (const req of stripe.requests) {
         const entry = ledger.find((e) => e.customer_id === req.form['payload[stripe_customer_id]'])!;
@@ -156,7 +169,12 @@ describe('Stripe mode through the official SDK', () => {
     try {
       const { dir, keys } = await setup([{ owner: 'alpha', customer: 'cus_Alpha1' }]);
       stripe.failNext(500, 401, 429);
-      const auth = start(dir, { billing: 'stripe', stripeSecretKey: 'sk_test_123', stripeApiBase: `http://127.0.0.1:${stripe.port}`, billingIntervalMs: 50 });
+      const auth = start(dir, {
+        billing: 'stripe',
+        stripeSecretKey: 'sk_test_123',
+        stripeApiBase: `http://127.0.0.1:${stripe.port}`,
+        billingIntervalMs: 50,
+      });
       for (const n of [4, 6, 1]) {
         await hit(auth, keys[0]!, n);
         await auth.flush();
@@ -176,9 +194,23 @@ describe('Stripe mode through the official SDK', () => {
     const stripe = await startStripeServer();
     try {
       const ledger = new LocalLedgerProvider(tempDir());
-      const provider = new StripeBillingProvider({ secretKey: 'sk_test_123', apiBase: `http://127.0.0.1:${stripe.port}`, ledger, onError: () => undefined });
+      const provider = new StripeBillingProvider({
+        secretKey: 'sk_test_123',
+        apiBase: `http://127.0.0.1:${stripe.port}`,
+        ledger,
+        onError: () => undefined,
+      });
       const old = Date.now() / 1000 - 36 * 86_400;
-      const report = { identifier: 'dmu_old', key_hash: 'a'.repeat(64), key_prefix: 'dm_abcdef', owner: 'alpha', customer_id: 'cus_A1', quantity: 3, window_start: old - 1, window_end: old };
+      const report = {
+        identifier: 'dmu_old',
+        key_hash: 'a'.repeat(64),
+        key_prefix: 'dm_abcdef',
+        owner: 'alpha',
+        customer_id: 'cus_A1',
+        quantity: 3,
+        window_start: old - 1,
+        window_end: old,
+      };
       await expect(provider.deliver(report)).rejects.toBeInstanceOf(BillingRejection);
       await expect(provider.deliver(report)).rejects.toThrow(/more than 35 days ago/);
       await provider.deliver({ ...report, identifier: 'dmu_new', window_start: Date.now() / 1000 - 2, window_end: Date.now() / 1000 - 1 });
@@ -194,7 +226,12 @@ describe('Stripe mode through the official SDK', () => {
       const { dir, keys } = await setup([{ owner: 'alpha', customer: 'cus_Gone' }]);
       stripe.failNext(400);
       const errors: Error[] = [];
-      const auth = start(dir, { billing: 'stripe', stripeSecretKey: 'sk_test_123', stripeApiBase: `http://127.0.0.1:${stripe.port}`, onError: (e) => errors.push(e) });
+      const auth = start(dir, {
+        billing: 'stripe',
+        stripeSecretKey: 'sk_test_123',
+        stripeApiBase: `http://127.0.0.1:${stripe.port}`,
+        onError: (e) => errors.push(e),
+      });
       await hit(auth, keys[0]!, 2);
       await auth.flush();
       await auth.deliverBilling();
@@ -222,7 +259,12 @@ describe('Stripe mode through the official SDK', () => {
       expect(stripe.requests.every((r) => r.status === 503)).toBe(true);
 
       stripe.reset();
-      const second = start(dir, { billing: 'stripe', stripeSecretKey: 'sk_test_123', stripeApiBase: `http://127.0.0.1:${stripe.port}`, billingIntervalMs: 50 });
+      const second = start(dir, {
+        billing: 'stripe',
+        stripeSecretKey: 'sk_test_123',
+        stripeApiBase: `http://127.0.0.1:${stripe.port}`,
+        billingIntervalMs: 50,
+      });
       await second.ready;
       await waitFor(async () => (await outboxPending(dir)).length === 0, 20_000, 50);
       const accepted = stripe.requests.filter((r) => r.status === 200 && !r.replay);

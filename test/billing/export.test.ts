@@ -11,12 +11,26 @@ const execFileP = promisify(execFile);
 function writeLedger(dir: string): void {
   mkdirSync(dir, { recursive: true });
   const line = (owner: string, quantity: number, end: number, id: string, hash = owner.padEnd(64, '0')) =>
-    JSON.stringify({ time: end + 1, window_start: end - 1, window_end: end, key_prefix: 'dm_abcdef', key_hash: hash, owner, customer_id: null, quantity, identifier: id });
+    JSON.stringify({
+      time: end + 1,
+      window_start: end - 1,
+      window_end: end,
+      key_prefix: 'dm_abcdef',
+      key_hash: hash,
+      owner,
+      customer_id: null,
+      quantity,
+      identifier: id,
+    });
   const oct = Date.UTC(2026, 9, 15) / 1000;
   const nov = Date.UTC(2026, 10, 20) / 1000;
   writeFileSync(
     join(dir, 'ledger-2026-10.jsonl'),
-    [line('team-alpha', 1000, oct, 'dmu_1'), line('team-alpha', 245, oct + 60, 'dmu_2', 'b'.repeat(64)), line('beta & co, "ltd"', 7, oct, 'dmu_3')].join('\n') + '\n',
+    [
+      line('team-alpha', 1000, oct, 'dmu_1'),
+      line('team-alpha', 245, oct + 60, 'dmu_2', 'b'.repeat(64)),
+      line('beta & co, "ltd"', 7, oct, 'dmu_3'),
+    ].join('\n') + '\n',
   );
   writeFileSync(
     join(dir, 'ledger-2026-11.jsonl'),
@@ -40,7 +54,9 @@ describe('daymind-keys export', () => {
         '',
       ].join('\n'),
     );
-    const json = JSON.parse((await cli(['export', '--ledger-dir', dir, '--format', 'json', '--month', '2026-10', '--owner', 'team-alpha'])).stdout);
+    const json = JSON.parse(
+      (await cli(['export', '--ledger-dir', dir, '--format', 'json', '--month', '2026-10', '--owner', 'team-alpha'])).stdout,
+    );
     expect(json).toEqual([{ month: '2026-10', owner: 'team-alpha', keys: 2, quantity: 1245 }]);
   });
 

@@ -35,12 +35,24 @@ export async function startStripeServer(): Promise<{
       const form = Object.fromEntries(new URLSearchParams(body));
       const idempotencyKey = req.headers['idempotency-key'] as string | undefined;
       const record = (status: number, replay = false) =>
-        requests.push({ method: req.method!, path: req.url!, authorization: req.headers.authorization, idempotencyKey, form, status, replay });
+        requests.push({
+          method: req.method!,
+          path: req.url!,
+          authorization: req.headers.authorization,
+          idempotencyKey,
+          form,
+          status,
+          replay,
+        });
       res.setHeader('Content-Type', 'application/json');
       res.setHeader('Request-Id', `req_${requests.length}`);
       if (req.method !== 'POST' || req.url !== '/v1/billing/meter_events') {
         record(404);
-        res.writeHead(404).end(JSON.stringify({ error: { type: 'invalid_request_error', message: `Unrecognized request URL (${req.method}: ${req.url})` } }));
+        res
+          .writeHead(404)
+          .end(
+            JSON.stringify({ error: { type: 'invalid_request_error', message: `Unrecognized request URL (${req.method}: ${req.url})` } }),
+          );
         return;
       }
       if (idempotencyKey && answered.has(idempotencyKey)) {

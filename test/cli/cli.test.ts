@@ -24,7 +24,20 @@ describe('daymind-keys', () => {
 
   test('create prints the key once, stores only its hash, and the key works', async () => {
     const store = join(tempDir(), 'sub', 'keys.json');
-    const run = await cli(['--store', store, 'create', 'acme', '--rate-limit', '10', '--expires', '30d', '--meta', 'plan=pro', '--meta', 'region=eu']);
+    const run = await cli([
+      '--store',
+      store,
+      'create',
+      'acme',
+      '--rate-limit',
+      '10',
+      '--expires',
+      '30d',
+      '--meta',
+      'plan=pro',
+      '--meta',
+      'region=eu',
+    ]);
     expect(run.code).toBe(0);
     const key = run.stdout.trim();
     expect(key).toMatch(/^dm_[0-9A-Za-z]{28}$/);
@@ -103,7 +116,13 @@ describe('daymind-keys', () => {
     expect(now.stderr).toContain(`Revoked ${first.slice(0, 9)} now`);
     const doc = readStore(store);
     expect(doc[0]).toMatchObject({ revoked: true });
-    expect(doc[1]).toMatchObject({ owner: 'acme', rate_limit_per_minute: 7, meta: { plan: 'pro' }, key_hash: hashKey(second), rotated_from: hashKey(first) });
+    expect(doc[1]).toMatchObject({
+      owner: 'acme',
+      rate_limit_per_minute: 7,
+      meta: { plan: 'pro' },
+      key_hash: hashKey(second),
+      rotated_from: hashKey(first),
+    });
 
     const graced = JSON.parse((await cli(['--store', store, '--json', 'rotate', second, '--grace', '1h'])).stdout);
     const third = graced.key as string;
@@ -120,15 +139,29 @@ describe('daymind-keys', () => {
     expect(rotateRevoked.stderr).toMatch(/cannot rotate .* revoked/);
   });
 
-  test('set changes a key\'s limit, expiry and Stripe customer; create takes --stripe-customer', async () => {
+  test("set changes a key's limit, expiry and Stripe customer; create takes --stripe-customer", async () => {
     const store = join(tempDir(), 'keys.json');
     const key = (await cli(['--store', store, 'create', 'acme', '--stripe-customer', 'cus_First1'])).stdout.trim();
     expect(readStore(store)[0]).toMatchObject({ stripe_customer_id: 'cus_First1' });
-    const updated = await cli(['--store', store, '--json', 'set', key.slice(0, 9), '--stripe-customer', 'cus_Second2', '--rate-limit', '30', '--expires', '7d']);
+    const updated = await cli([
+      '--store',
+      store,
+      '--json',
+      'set',
+      key.slice(0, 9),
+      '--stripe-customer',
+      'cus_Second2',
+      '--rate-limit',
+      '30',
+      '--expires',
+      '7d',
+    ]);
     expect(updated.code).toBe(0);
     expect(JSON.parse(updated.stdout)).toMatchObject({ stripe_customer_id: 'cus_Second2', rate_limit_per_minute: 30 });
     expect(readStore(store)[0]!.expires_at as number).toBeGreaterThan(Date.now() / 1000 + 6 * 86400);
-    expect((await cli(['--store', store, 'set', key, '--stripe-customer', 'none', '--rate-limit', 'default', '--expires', 'never'])).stdout).toMatch(/^Updated dm_/);
+    expect(
+      (await cli(['--store', store, 'set', key, '--stripe-customer', 'none', '--rate-limit', 'default', '--expires', 'never'])).stdout,
+    ).toMatch(/^Updated dm_/);
     const record = readStore(store)[0]!;
     expect(record).not.toHaveProperty('stripe_customer_id');
     expect(record).not.toHaveProperty('rate_limit_per_minute');
@@ -201,9 +234,19 @@ describe('daymind-keys', () => {
       ['a bad meta pair', (s) => ['--store', s, 'create', 'x', '--meta', 'novalue'], 2, /--meta/],
       ['an extra argument', (s) => ['--store', s, 'revoke', 'dm_8fJ', 'dm_Qm3'], 2, /takes only KEY\|PREFIX/],
       ['an unknown key', (s) => ['--store', s, 'revoke', 'dm_nothere'], 1, /no key matches "dm_nothere"/],
-      ['an ambiguous prefix', (s) => ['--store', s, 'revoke', 'dm_'], 1, /"dm_" matches 3 keys: dm_8fJq2L \(team-alpha.*dm_Qm3Wv9 \(team-beta.*dm_Zz0Hh4/],
+      [
+        'an ambiguous prefix',
+        (s) => ['--store', s, 'revoke', 'dm_'],
+        1,
+        /"dm_" matches 3 keys: dm_8fJq2L \(team-alpha.*dm_Qm3Wv9 \(team-beta.*dm_Zz0Hh4/,
+      ],
       ['a missing store', (s) => ['--store', s + '.missing', 'list'], 1, /there is no key store at .*\.missing/],
-      ['an unwritable path', (s) => ['--store', join(s, 'below-a-file.json'), 'create', 'x'], 1, /cannot create the key store .*below-a-file\.json/],
+      [
+        'an unwritable path',
+        (s) => ['--store', join(s, 'below-a-file.json'), 'create', 'x'],
+        1,
+        /cannot create the key store .*below-a-file\.json/,
+      ],
       ['a corrupt store', (s) => ['--store', s, 'create', 'x'], 1, /is corrupt/, corrupt],
       ['a corrupt store, read', (s) => ['--store', s, 'list'], 1, /is corrupt/, corrupt],
       ['an unreadable env file', (s) => ['--env-file', s, 'list'], 2, /:1: not a NAME=value line/],
@@ -250,11 +293,15 @@ describe('daymind-keys beside a running server on the same file', () => {
       for (let i = 0; i < 20; i++) if ((await hit(key)) === 200) newcomerAllowed++;
 
       await cli(['--store', store, 'revoke', key.slice(0, 9)]);
-      const elapsed = await waitFor(async () => {
-        const status = await hit(key);
-        if (status === 200) newcomerAllowed++;
-        return status === 401;
-      }, 1000, 20);
+      const elapsed = await waitFor(
+        async () => {
+          const status = await hit(key);
+          if (status === 200) newcomerAllowed++;
+          return status === 401;
+        },
+        1000,
+        20,
+      );
       expect(elapsed).toBeLessThan(1000);
       expect((await cli(['--store', store, 'create', 'another'])).code).toBe(0);
       await new Promise((r) => setTimeout(r, 300));
@@ -276,4 +323,3 @@ describe('daymind-keys beside a running server on the same file', () => {
     }
   });
 });
-

@@ -22,4 +22,3 @@ export async function cli(args: string[], env: Record<string, string> = {}): Pro
     return { code: e.code, stdout: e.stdout, stderr: e.stderr };
   }
 }
-

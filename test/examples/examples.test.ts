@@ -5,7 +5,11 @@ import { tempDir, waitFor } from '../helpers';
 
 const built = (name: string) => resolve(__dirname, `../../build/examples/${name}.js`);
 
-async function run(name: string, env: Record<string, string>, ready: RegExp): Promise<{ child: ChildProcess; out: () => string; stop(): Promise<number | null> }> {
+async function run(
+  name: string,
+  env: Record<string, string>,
+  ready: RegExp,
+): Promise<{ child: ChildProcess; out: () => string; stop(): Promise<number | null> }> {
   const child = spawn(process.execPath, [built(name)], { cwd: tempDir(), env: { PATH: process.env.PATH, PORT: '0', ...env } });
   let out = '';
   child.stdout!.on('data', (d) => (out += d));

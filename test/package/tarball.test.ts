@@ -7,7 +7,8 @@ import { tempDir } from '../helpers';
 const run = promisify(execFile);
 const root = resolve(__dirname, '../..');
 const fixtures = join(__dirname, '..', 'fixtures', 'tarball');
-const npm = (args: string[], cwd: string) => run('npm', args, { cwd, env: { ...process.env, npm_config_fund: 'false', npm_config_audit: 'false' } });
+const npm = (args: string[], cwd: string) =>
+  run('npm', args, { cwd, env: { ...process.env, npm_config_fund: 'false', npm_config_audit: 'false' } });
 
 describe('the published package (npm pack), installed in a fresh project', () => {
   let project: string;
@@ -22,13 +23,28 @@ describe('the published package (npm pack), installed in a fresh project', () =>
     project = tempDir();
     cpSync(fixtures, project, { recursive: true });
     await npm(['init', '-y'], project);
-    await npm(['install', '--prefer-offline', '--no-save', tarball, 'express@5', 'typescript@5.9', '@types/express@5', '@types/node@20'], project);
+    await npm(
+      ['install', '--prefer-offline', '--no-save', tarball, 'express@5', 'typescript@5.9', '@types/express@5', '@types/node@20'],
+      project,
+    );
   }, 180_000);
 
   let files: string[] = [];
 
   test('ships dist (CJS, ESM, types), README, LICENSE and CHANGELOG, and nothing else', () => {
-    expect(files).toEqual(expect.arrayContaining(['README.md', 'LICENSE', 'CHANGELOG.md', 'package.json', 'dist/cjs/index.js', 'dist/cjs/index.d.ts', 'dist/esm/index.mjs', 'dist/esm/index.d.mts', 'dist/cjs/cli/index.js']));
+    expect(files).toEqual(
+      expect.arrayContaining([
+        'README.md',
+        'LICENSE',
+        'CHANGELOG.md',
+        'package.json',
+        'dist/cjs/index.js',
+        'dist/cjs/index.d.ts',
+        'dist/esm/index.mjs',
+        'dist/esm/index.d.mts',
+        'dist/cjs/cli/index.js',
+      ]),
+    );
     const unexpected = files.filter((f) => !/^dist\//.test(f) && !['README.md', 'LICENSE', 'CHANGELOG.md', 'package.json'].includes(f));
     expect(unexpected).toEqual([]);
     expect(files.filter((f) => f.endsWith('.map') || f.startsWith('src/') || f.startsWith('test/') || f.startsWith('data/'))).toEqual([]);
@@ -51,9 +67,28 @@ describe('the published package (npm pack), installed in a fresh project', () =>
   }, 60_000);
 
   test('a TypeScript consumer type-checks (req.daymind is typed)', async () => {
-    await expect(run(process.execPath, [join(project, 'node_modules/typescript/bin/tsc'), '-p', project], { cwd: project })).resolves.toBeDefined();
-    writeFileSync(join(project, 'wrong.ts'), "import type { Request } from 'express';\nexport const n: number = ({} as Request).daymind!.owner;\n");
-    const wrong = await run(process.execPath, [join(project, 'node_modules/typescript/bin/tsc'), '--noEmit', '--module', 'node16', '--strict', '--types', 'node', 'wrong.ts', 'app.ts'], { cwd: project }).catch((e: { stdout: string }) => e);
+    await expect(
+      run(process.execPath, [join(project, 'node_modules/typescript/bin/tsc'), '-p', project], { cwd: project }),
+    ).resolves.toBeDefined();
+    writeFileSync(
+      join(project, 'wrong.ts'),
+      "import type { Request } from 'express';\nexport const n: number = ({} as Request).daymind!.owner;\n",
+    );
+    const wrong = await run(
+      process.execPath,
+      [
+        join(project, 'node_modules/typescript/bin/tsc'),
+        '--noEmit',
+        '--module',
+        'node16',
+        '--strict',
+        '--types',
+        'node',
+        'wrong.ts',
+        'app.ts',
+      ],
+      { cwd: project },
+    ).catch((e: { stdout: string }) => e);
     expect(wrong.stdout).toMatch(/wrong\.ts.*Type 'string' is not assignable to type 'number'/);
   }, 60_000);
 });

@@ -54,7 +54,12 @@ describe('daymind-keys on a Redis store', () => {
     const second = await cli(['migrate', '--from', file, '--to', redis.url], env);
     expect(second.stdout).toMatch(/Copied 0 key\(s\).*3 were in Redis already/);
     const alpha = await admin.hgetall(`{mig}:key:${hashKey(SEED_KEYS.alpha)}`);
-    expect(alpha).toMatchObject({ owner: 'team-alpha', usage_count: '1246', requests_day: expect.stringMatching(/^20\d{6}$/), revoked: '0' });
+    expect(alpha).toMatchObject({
+      owner: 'team-alpha',
+      usage_count: '1246',
+      requests_day: expect.stringMatching(/^20\d{6}$/),
+      revoked: '0',
+    });
     expect(JSON.stringify(alpha)).not.toContain(SEED_KEYS.alpha);
     expect(await admin.hgetall(`{mig}:key:${hashKey(SEED_KEYS.revoked)}`)).toMatchObject({ usage_count: '98765', revoked: '1' });
   });

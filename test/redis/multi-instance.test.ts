@@ -101,50 +101,54 @@ describe('several app instances on one Redis', () => {
   test.each([
     ['open', 200],
     ['closed', 503],
-  ] as const)('Redis stopped during traffic (failure mode %s): every request answered, no count lost', async (mode, duringOutage) => {
-    const ns = `outage${++prefix}`;
-    const key = await newKey(ns);
-    const app = await startApp({
-      REDIS_URL: redis.url,
-      KEY_STORE: 'redis',
-      REDIS_PREFIX: ns,
-      REDIS_FAILURE_MODE: mode,
-      API_RATE_LIMIT_PER_MINUTE: '100000',
-      IP_RATE_LIMIT_PER_MINUTE: 'off',
-      BILLING_MODE: 'off',
-    });
-    const seen = new Map<number, number>();
-    let slowest = 0;
-    let running = true;
-    const traffic = (async () => {
-      while (running) {
-        const t0 = Date.now();
-        const res = await fetch(app.url, { headers: { authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(5000) });
-        await res.arrayBuffer();
-        slowest = Math.max(slowest, Date.now() - t0);
-        seen.set(res.status, (seen.get(res.status) ?? 0) + 1);
-        await new Promise((r) => setTimeout(r, 5));
+  ] as const)(
+    'Redis stopped during traffic (failure mode %s): every request answered, no count lost',
+    async (mode, duringOutage) => {
+      const ns = `outage${++prefix}`;
+      const key = await newKey(ns);
+      const app = await startApp({
+        REDIS_URL: redis.url,
+        KEY_STORE: 'redis',
+        REDIS_PREFIX: ns,
+        REDIS_FAILURE_MODE: mode,
+        API_RATE_LIMIT_PER_MINUTE: '100000',
+        IP_RATE_LIMIT_PER_MINUTE: 'off',
+        BILLING_MODE: 'off',
+      });
+      const seen = new Map<number, number>();
+      let slowest = 0;
+      let running = true;
+      const traffic = (async () => {
+        while (running) {
+          const t0 = Date.now();
+          const res = await fetch(app.url, { headers: { authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(5000) });
+          await res.arrayBuffer();
+          slowest = Math.max(slowest, Date.now() - t0);
+          seen.set(res.status, (seen.get(res.status) ?? 0) + 1);
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      })();
+      try {
+        await new Promise((r) => setTimeout(r, 500));
+        await redis.stop();
+        const before = new Map(seen);
+        await new Promise((r) => setTimeout(r, 1500));
+        const during = (seen.get(duringOutage) ?? 0) - (before.get(duringOutage) ?? 0);
+        expect(during).toBeGreaterThan(10);
+        expect(app.proc.exitCode).toBeNull();
+        await redis.start();
+        await new Promise((r) => setTimeout(r, 2500));
+        running = false;
+        await traffic;
+      } finally {
+        running = false;
       }
-    })();
-    try {
-      await new Promise((r) => setTimeout(r, 500));
-      await redis.stop();
-      const before = new Map(seen);
-      await new Promise((r) => setTimeout(r, 1500));
-      const during = (seen.get(duringOutage) ?? 0) - (before.get(duringOutage) ?? 0);
-      expect(during).toBeGreaterThan(10);
-      expect(app.proc.exitCode).toBeNull();
-      await redis.start();
-      await new Promise((r) => setTimeout(r, 2500));
-      running = false;
-      await traffic;
-    } finally {
-      running = false;
-    }
-    expect(await app.stop()).toBe(0);
-    expect(slowest).toBeLessThan(2000);
-    expect([...seen.keys()].every((s) => s === 200 || s === duringOutage)).toBe(true);
-    expect(await usageOf(ns, key)).toBe(seen.get(200));
-    expect(app.stderr()).toContain('Redis is unavailable');
-  }, 60_000);
+      expect(await app.stop()).toBe(0);
+      expect(slowest).toBeLessThan(2000);
+      expect([...seen.keys()].every((s) => s === 200 || s === duringOutage)).toBe(true);
+      expect(await usageOf(ns, key)).toBe(seen.get(200));
+      expect(app.stderr()).toContain('Redis is unavailable');
+    },
+    60_000,
+  );
 });

@@ -29,7 +29,12 @@ async function store(same = false): Promise<RedisKeyStore> {
   return s;
 }
 
-const delta = (key_hash: string, units: number, day = 20261124): UsageDelta => ({ key_hash, units, last_used: 1795550000.5, days: [{ day, units }] });
+const delta = (key_hash: string, units: number, day = 20261124): UsageDelta => ({
+  key_hash,
+  units,
+  last_used: 1795550000.5,
+  days: [{ day, units }],
+});
 
 describe('RedisKeyStore', () => {
   test('creates, lists, revokes and rotates keys; only hashes are stored', async () => {
@@ -51,7 +56,7 @@ describe('RedisKeyStore', () => {
     expect(fresh.get(record.key_hash)!.revoke_at).toBeCloseTo(rotated.previous.revoke_at!, 3);
   });
 
-  test("another instance sees new keys and revocations within a second, without a KEYS scan", async () => {
+  test('another instance sees new keys and revocations within a second, without a KEYS scan', async () => {
     const a = await store();
     const b = await store(true);
     const { record } = await a.create({ owner: 'late' });
@@ -70,11 +75,29 @@ describe('RedisKeyStore', () => {
       b.applyUsage([delta(record.key_hash, 4)], { batchId: 'two', onApplied: () => undefined }),
     ]);
     await a.applyUsage([delta(record.key_hash, 3)], { batchId: 'one', onApplied: () => undefined });
-    await a.applyUsage([{ key_hash: record.key_hash, units: 5, last_used: 1795600000, days: [{ day: 20261124, units: 1 }, { day: 20261125, units: 4 }] }], {
-      batchId: 'three',
-      onApplied: () => undefined,
+    await a.applyUsage(
+      [
+        {
+          key_hash: record.key_hash,
+          units: 5,
+          last_used: 1795600000,
+          days: [
+            { day: 20261124, units: 1 },
+            { day: 20261125, units: 4 },
+          ],
+        },
+      ],
+      {
+        batchId: 'three',
+        onApplied: () => undefined,
+      },
+    );
+    expect(await a.fetch(record.key_hash)).toMatchObject({
+      usage_count: 12,
+      requests_today: 4,
+      requests_day: 20261125,
+      last_used: 1795600000,
     });
-    expect(await a.fetch(record.key_hash)).toMatchObject({ usage_count: 12, requests_today: 4, requests_day: 20261125, last_used: 1795600000 });
   });
 
   test('behind the middleware: a key created on another instance works on its first request', async () => {

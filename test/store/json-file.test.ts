@@ -85,7 +85,17 @@ describe('JsonFileKeyStore', () => {
     const store = new JsonFileKeyStore({ path });
     const { record } = await store.create({ owner: 'acme' });
     await store.applyUsage([delta(record.key_hash, 7, 20261123)]);
-    await store.applyUsage([{ key_hash: record.key_hash, units: 5, last_used: 1795600000, days: [{ day: 20261123, units: 2 }, { day: 20261124, units: 3 }] }]);
+    await store.applyUsage([
+      {
+        key_hash: record.key_hash,
+        units: 5,
+        last_used: 1795600000,
+        days: [
+          { day: 20261123, units: 2 },
+          { day: 20261124, units: 3 },
+        ],
+      },
+    ]);
     await store.applyUsage([delta(record.key_hash, 1, 20261122)]);
     const [raw] = JSON.parse(readFileSync(path, 'utf8'));
     expect(raw).toMatchObject({ usage_count: 13, requests_today: 3, requests_day: 20261124, last_used: 1795600000 });
@@ -98,7 +108,16 @@ describe('JsonFileKeyStore', () => {
     const doc = JSON.parse(readFileSync(path, 'utf8'));
     doc[0].custom_field = { anything: [1, 2] };
     doc[0].revoked = true;
-    doc.push({ key: 'dm_legacyKeyAddedByHand00000', owner: 'hand', created_at: 1, usage_count: 0, requests_today: 0, requests_day: 0, last_used: null, revoked: false });
+    doc.push({
+      key: 'dm_legacyKeyAddedByHand00000',
+      owner: 'hand',
+      created_at: 1,
+      usage_count: 0,
+      requests_today: 0,
+      requests_day: 0,
+      last_used: null,
+      revoked: false,
+    });
     writeFileSync(path, JSON.stringify(doc));
     await a.applyUsage([delta(record.key_hash, 2)]);
     const after = JSON.parse(readFileSync(path, 'utf8'));
@@ -115,7 +134,11 @@ describe('JsonFileKeyStore', () => {
     ['a record without a key', '[{"owner": "a"}]', /record 0 has neither "key" nor "key_hash"/],
     ['a counter of the wrong type', '[{"key": "dm_x", "usage_count": "12"}]', /record 0 has a non-numeric "usage_count"/],
     ['a key that is not a string', '[{"key": 1}]', /record 0 has a non-string "key"/],
-    ['a per-key limit of 0', '[{"key": "dm_x"}, {"key": "dm_y", "rate_limit_per_minute": 0}]', /record 1 has a "rate_limit_per_minute" that is not a whole number/],
+    [
+      'a per-key limit of 0',
+      '[{"key": "dm_x"}, {"key": "dm_y", "rate_limit_per_minute": 0}]',
+      /record 1 has a "rate_limit_per_minute" that is not a whole number/,
+    ],
   ])('a corrupt file (%s) is a start-up error naming it, and is left untouched', (_what, text, detail) => {
     const path = join(tempDir(), 'keys.json');
     writeFileSync(path, text);
