@@ -1,0 +1,254 @@
+'use strict';
+// Turns the raw measurements into medians, ratios and target verdicts; prints the tables and
+// writes bench/results/latest.json and docs/performance.md.
+const fs = require('node:fs');
+const path = require('node:path');
+
+const SCENARIO_NOTES = {
+  bare: 'Express alone',
+  default: 'daymindAuth, JSON file store (1 key), memory limiters',
+  keys10: 'the same, 10 keys in the store',
+  keys100k: 'the same, 100,000 keys in the store',
+  redis: 'daymindAuth, Redis store + Redis limiters',
+  erl: 'express-rate-limit alone (memory)',
+  erl_apikey: 'express-rate-limit + a Map look-up of the Bearer key',
+};
+
+/** Each target: the figure it reads, the comparison and the goal. */
+const TARGETS = [
+  { id: 'default_vs_bare', label: 'default throughput vs bare Express', figure: 'ratios.default_vs_bare', op: '>=', goal: 0.92, unit: 'x' },
+  {
+    id: 'keys100k_vs_keys10',
+    label: 'keys100k throughput vs keys10',
+    figure: 'ratios.keys100k_vs_keys10',
+    op: '>=',
+    goal: 0.95,
+    unit: 'x',
+  },
+  {
+    id: 'keys100k_p99_vs_keys10',
+    label: 'keys100k p99 latency vs keys10',
+    figure: 'ratios.keys100k_p99_vs_keys10',
+    op: '<=',
+    goal: 1.5,
+    unit: 'x',
+  },
+  { id: 'redis_vs_bare', label: 'redis throughput vs bare Express', figure: 'ratios.redis_vs_bare', op: '>=', goal: 0.75, unit: 'x' },
+  {
+    id: 'default_vs_erl',
+    label: 'default throughput vs express-rate-limit',
+    figure: 'ratios.default_vs_erl',
+    op: '>=',
+    goal: 1.0,
+    unit: 'x',
+  },
+  {
+    id: 'verify_ops',
+    label: 'verify() on one core (memory store)',
+    figure: 'micro.verify_memory_ops_per_sec',
+    op: '>=',
+    goal: 400_000,
+    unit: 'ops/s',
+  },
+  { id: 'store_load_time', label: 'load a 100,000-key JSON store', figure: 'scale.store_load_ms', op: '<=', goal: 1000, unit: 'ms' },
+  {
+    id: 'store_load_rss',
+    label: 'RSS growth loading 100,000 keys',
+    figure: 'scale.store_load_rss_growth_mb',
+    op: '<=',
+    goal: 150,
+    unit: 'MB',
+  },
+  {
+    id: 'flush_stall',
+    label: 'max event-loop stall, flush of 100k store',
+    figure: 'scale.flush_max_stall_ms',
+    op: '<=',
+    goal: 50,
+    unit: 'ms',
+  },
+];
+
+const median = (xs) => {
+  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return null;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+const round = (x, digits = 3) => (x == null ? null : Number(x.toFixed(digits)));
+const get = (obj, dotted) => dotted.split('.').reduce((o, k) => (o == null ? undefined : o[k]), obj);
+
+/** Per-round ratios a/b (NaN where either did not run cleanly). */
+const ratiosOf = (rounds, a, b, field = 'rps') => rounds.map((r) => (r[a] && r[b] && r[b][field] > 0 ? r[a][field] / r[b][field] : NaN));
+
+/** Median over rounds of a per-round ratio a/b. */
+function roundRatio(rounds, a, b, field = 'rps') {
+  return round(median(ratiosOf(rounds, a, b, field)));
+}
+
+/** Lowest and highest per-round ratio a/b: how much the rounds disagree. */
+function ratioRange(rounds, a, b) {
+  const xs = ratiosOf(rounds, a, b).filter(Number.isFinite);
+  return xs.length ? [round(Math.min(...xs)), round(Math.max(...xs))] : null;
+}
+
+/** raw: { meta, scenarios: [names], rounds: [{ name: summary|{error} }], micro, scale, notes } */
+function summarize(raw) {
+  const { rounds } = raw;
+  const scenarios = {};
+  for (const name of raw.scenarios) {
+    const runs = rounds.map((r) => r[name]).filter(Boolean);
+    const clean = runs.filter((s) => !s.error);
+    scenarios[name] = {
+      description: SCENARIO_NOTES[name],
+      median_rps: round(median(clean.map((s) => s.rps)), 0),
+      median_p50_ms: median(clean.map((s) => s.p50Ms)),
+      median_p99_ms: median(clean.map((s) => s.p99Ms)),
+      ratio_to_bare: roundRatio(rounds, name, 'bare'),
+      ratio_to_bare_range: ratioRange(rounds, name, 'bare'),
+      non2xx: clean.reduce((n, s) => n + s.non2xx, 0),
+      errors: clean.reduce((n, s) => n + s.errors + s.timeouts, 0),
+      failed_rounds: runs.length - clean.length,
+      rounds: runs,
+    };
+  }
+  const ratios = {};
+  for (const name of raw.scenarios) if (name !== 'bare') ratios[`${name}_vs_bare`] = scenarios[name].ratio_to_bare;
+  ratios.keys100k_vs_keys10 = roundRatio(rounds, 'keys100k', 'keys10');
+  ratios.keys100k_p99_vs_keys10 = roundRatio(rounds, 'keys100k', 'keys10', 'p99Ms');
+  ratios.default_vs_erl = roundRatio(rounds, 'default', 'erl');
+  ratios.default_vs_erl_apikey = roundRatio(rounds, 'default', 'erl_apikey');
+
+  const results = { meta: raw.meta, scenarios, ratios, micro: raw.micro, scale: raw.scale, notes: [...raw.notes] };
+  results.targets = TARGETS.map((t) => {
+    const figure = get(results, t.figure);
+    const status = figure == null ? 'skipped' : (t.op === '>=' ? figure >= t.goal : figure <= t.goal) ? 'met' : 'missed';
+    return { id: t.id, label: t.label, figure_name: t.figure, figure: figure ?? null, op: t.op, goal: t.goal, unit: t.unit, status };
+  });
+  for (const [name, s] of Object.entries(scenarios)) {
+    if (s.non2xx || s.errors)
+      results.notes.push(`${name}: ${s.non2xx} non-2xx responses and ${s.errors} errors/timeouts (figures suspect)`);
+    if (s.failed_rounds) results.notes.push(`${name}: ${s.failed_rounds} round(s) failed: ${s.rounds.find((r) => r.error).error}`);
+  }
+  return results;
+}
+
+const fmtInt = (x) => (x == null ? 'n/a' : Math.round(x).toLocaleString('en-US'));
+const fmt = (x, d = 2) => (x == null ? 'n/a' : x.toFixed(d));
+const fmtFigure = (t) =>
+  t.figure == null
+    ? 'n/a'
+    : t.unit === 'x'
+      ? `${fmt(t.figure, 3)}x`
+      : t.unit === 'ops/s'
+        ? `${fmtInt(t.figure)} ops/s`
+        : `${fmt(t.figure, t.unit === 'ms' ? 0 : 1)} ${t.unit}`;
+const fmtGoal = (t) => `${t.op} ${t.unit === 'ops/s' ? fmtInt(t.goal) : t.goal}${t.unit === 'x' ? 'x' : ` ${t.unit}`}`;
+
+/** The tables as header + rows, shared by the text and the Markdown rendering. */
+function tables(results) {
+  const scen = [['scenario', 'req/s (median)', 'x bare', 'rounds range', 'p50 ms', 'p99 ms', 'non-2xx/err', 'what']];
+  for (const [name, s] of Object.entries(results.scenarios)) {
+    const range = s.ratio_to_bare_range ? `${fmt(s.ratio_to_bare_range[0])}-${fmt(s.ratio_to_bare_range[1])}` : 'n/a';
+    scen.push([
+      name,
+      fmtInt(s.median_rps),
+      fmt(s.ratio_to_bare),
+      range,
+      fmt(s.median_p50_ms, 0),
+      fmt(s.median_p99_ms, 0),
+      `${s.non2xx}/${s.errors}`,
+      s.description,
+    ]);
+  }
+  const m = results.micro ?? {};
+  const sc = results.scale ?? {};
+  const figures = [
+    ['figure', 'value'],
+    ['verify() ops/s, memory store, 1 core', fmtInt(m.verify_memory_ops_per_sec)],
+    [
+      'verify() ops/s, JSON store, 1 core',
+      m.verify_json_ops_per_sec == null && results.meta.mode === 'quick' ? 'full runs only' : fmtInt(m.verify_json_ops_per_sec),
+    ],
+    ['load 100k-key store: time', sc.store_load_ms == null ? 'n/a' : `${fmt(sc.store_load_ms, 0)} ms`],
+    [
+      'load 100k-key store: RSS growth (peak)',
+      sc.store_load_rss_growth_mb == null
+        ? 'n/a'
+        : `${fmt(sc.store_load_rss_growth_mb, 1)} MB (${fmt(sc.store_load_peak_rss_growth_mb, 1)} MB)`,
+    ],
+    ['flush of 100k store: keys in the batch', fmtInt(sc.flush_batch_keys ?? sc.flush_counted_keys)],
+    [
+      'flush: max event-loop stall (no flush)',
+      sc.flush_max_stall_ms == null ? 'n/a' : `${fmt(sc.flush_max_stall_ms, 1)} ms (${fmt(sc.flush_baseline_max_stall_ms, 1)} ms)`,
+    ],
+    [
+      'flush: batch written in (under load)',
+      sc.flush_ms == null ? 'n/a' : sc.flush_finished === false ? `> ${fmt(sc.flush_ms, 0)} ms (unfinished)` : `${fmt(sc.flush_ms, 0)} ms`,
+    ],
+    [
+      'p99 keys100k vs keys10',
+      `${fmt(results.scenarios.keys100k?.median_p99_ms, 0)} ms vs ${fmt(results.scenarios.keys10?.median_p99_ms, 0)} ms`,
+    ],
+  ];
+  const targets = [['target', 'figure', 'goal', 'result']];
+  for (const t of results.targets) {
+    const lowerBound = t.id === 'flush_stall' && sc.flush_finished === false && t.figure != null ? ' (flush unfinished: at least)' : '';
+    targets.push([t.label, fmtFigure(t) + lowerBound, fmtGoal(t), t.status.toUpperCase()]);
+  }
+  return { scen, figures, targets };
+}
+
+function renderText(rows) {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
+  const left = (i) => i === 0 || (i === rows[0].length - 1 && rows[0].length > 4);
+  const line = (r) =>
+    r
+      .map((c, i) => (left(i) ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i])))
+      .join('  ')
+      .trimEnd();
+  return [line(rows[0]), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.slice(1).map(line)].join('\n');
+}
+
+function renderMarkdown(rows) {
+  const line = (r) => `| ${r.join(' | ')} |`;
+  const align = rows[0].map((_, i) => (i === 0 || (i === rows[0].length - 1 && rows[0].length > 4) ? '---' : '---:'));
+  return [line(rows[0]), line(align), ...rows.slice(1).map(line)].join('\n');
+}
+
+function headline(meta) {
+  const p = meta.plan;
+  return (
+    `${meta.mode} run, ${meta.date}: ${p.rounds} rounds x ${p.durationS} s per scenario (${p.warmupS} s warm-up), ` +
+    `${p.connections} connections, pipelining 1; ${meta.machine.cpu}, ${meta.machine.cores} cores, Node.js ${meta.machine.node}; ` +
+    (meta.pinned ? 'servers on core 0, load generator on core 1' : 'NOT pinned (taskset unavailable)')
+  );
+}
+
+function printText(results) {
+  const t = tables(results);
+  const out = [
+    `daymind-auth benchmark: ${headline(results.meta)}`,
+    '',
+    renderText(t.scen),
+    '',
+    renderText(t.figures),
+    '',
+    renderText(t.targets),
+  ];
+  if (results.notes.length) out.push('', 'Notes:', ...results.notes.map((n) => `- ${n}`));
+  console.log(out.join('\n'));
+}
+
+function writeJson(results, file) {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, JSON.stringify(results, null, 2) + '\n');
+}
+
+function writeDocs(results, file) {
+  const t = tables(results);
+  const notes = results.notes.length ? `\n**Notes from this run**\n\n${results.notes.map((n) => `- ${n}`).join('\n')}\n` : '';
+  fs.writeFileSync(file, require('./docs-template')({ headline: headline(results.meta), ...t, render: renderMarkdown, notes }));
+}
+
+module.exports = { summarize, printText, writeJson, writeDocs };

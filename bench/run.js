@@ -1,0 +1,326 @@
+'use strict';
+// The benchmark: `node bench/run.js [--quick]` (after `npm run build`; `npm run bench` does both).
+// Interleaves the HTTP scenarios over rounds, then runs the verify micro-benchmark and the
+// 100k-store figures, and reports (bench/report.js). Missed targets never fail the run.
+const fs = require('node:fs');
+const http = require('node:http');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const { spawnSync } = require('node:child_process');
+const { canPin, spawnPinned, nodeChild, nextMessage, ask, payload, stop, killAll } = require('./proc');
+
+const ROOT = path.resolve(__dirname, '..');
+const QUICK = process.argv.includes('--quick');
+const PLAN = QUICK
+  ? {
+      rounds: 2,
+      durationS: 2,
+      warmupS: 0.3,
+      connections: 50,
+      microS: 1,
+      microWarmupS: 0.3,
+      stallLeadMs: 500,
+      stallBaselineMs: 500,
+      stallTimeoutMs: 5_000,
+    }
+  : {
+      rounds: 5,
+      durationS: 5,
+      warmupS: 1,
+      connections: 50,
+      microS: 2,
+      microWarmupS: 1,
+      stallLeadMs: 1000,
+      stallBaselineMs: 1000,
+      stallTimeoutMs: 30_000,
+    };
+const STORE_KEYS = 100_000;
+const FLUSH_KEYS = 10_000;
+
+let tmp;
+let snapshot;
+const t0 = Date.now();
+const progress = (msg) => process.stderr.write(`[bench ${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}\n`);
+
+function cleanup() {
+  killAll();
+  for (const dir of [tmp, snapshot]) if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  tmp = snapshot = undefined;
+}
+
+/**
+ * Copies dist/cjs for the whole run (children load it through bench/lib.js), so that every
+ * scenario measures the same build even when dist/ is rebuilt meanwhile. The copy sits under
+ * node_modules/.cache so that the library still finds its dependencies.
+ */
+function snapshotLibrary() {
+  const dist = path.join(ROOT, 'dist', 'cjs');
+  if (!fs.existsSync(path.join(dist, 'index.js'))) {
+    throw new Error('dist/cjs is missing: run `npm run build` first (or `npm run bench`, which builds)');
+  }
+  const cache = path.join(ROOT, 'node_modules', '.cache');
+  fs.mkdirSync(cache, { recursive: true });
+  snapshot = fs.mkdtempSync(path.join(cache, 'daymind-bench-'));
+  fs.cpSync(dist, path.join(snapshot, 'cjs'), { recursive: true });
+  process.env.DAYMIND_BENCH_LIB = path.join(snapshot, 'cjs');
+  require('./lib');
+}
+process.on('exit', cleanup);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    progress(`${signal}: stopping all child processes`);
+    cleanup();
+    process.exit(130);
+  });
+}
+
+function meta() {
+  const git = (args) => spawnSync('git', args, { cwd: ROOT, encoding: 'utf8' }).stdout?.trim() || null;
+  return {
+    date: new Date().toISOString(),
+    mode: QUICK ? 'quick' : 'full',
+    machine: {
+      cpu: os.cpus()[0]?.model ?? 'unknown',
+      cores: os.cpus().length,
+      node: process.version,
+      platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+      memoryGB: Math.round(os.totalmem() / 2 ** 30),
+    },
+    library: {
+      version: require('../package.json').version,
+      commit: git(['rev-parse', '--short', 'HEAD']),
+      srcModified: Boolean(git(['status', '--porcelain', 'src'])),
+      builtAt: fs.statSync(path.join(ROOT, 'dist', 'cjs', 'index.js')).mtime.toISOString(),
+    },
+    pinned: canPin(),
+    plan: PLAN,
+  };
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+function redisPing(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.write('PING\r\n'));
+    socket.setTimeout(500, () => socket.destroy());
+    socket.on('data', (data) => {
+      socket.destroy();
+      resolve(data.toString().startsWith('+PONG'));
+    });
+    socket.on('error', () => resolve(false));
+    socket.on('close', () => resolve(false));
+  });
+}
+
+/** A private redis-server on a free port (core 0, with the servers). */
+async function startRedis(dir) {
+  const port = await freePort();
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
+  const child = spawnPinned(0, 'redis-server', args);
+  for (let i = 0; i < 50; i++) {
+    if (child.exitCode !== null) break;
+    if (await redisPing(port)) return { child, url: `redis://127.0.0.1:${port}` };
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await stop(child);
+  throw new Error(`redis-server did not answer on port ${port}`);
+}
+
+/** One request before the load: 200 and the expected body, else the scenario is broken. */
+function check(url, headers) {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { headers }, (res) => {
+        let body = '';
+        res.on('data', (chunk) => (body += chunk));
+        res.on('end', () =>
+          res.statusCode === 200 && body === '{"hello":"world"}'
+            ? resolve()
+            : reject(new Error(`GET /hello gave ${res.statusCode} ${body}`)),
+        );
+      })
+      .on('error', reject);
+  });
+}
+
+/** Runs one scenario once: fresh server (and store copy), check, warm-up and measured load. */
+async function runScenario(load, name, config, runDir) {
+  const server = nodeChild(0, 'server.js', [name, JSON.stringify(config)]);
+  try {
+    const ready = await nextMessage(server, 'ready');
+    const url = `http://127.0.0.1:${ready.port}/hello`;
+    const headers = { authorization: `Bearer ${ready.key}` };
+    await check(url, headers);
+    const run = { type: 'run', url, headers, connections: PLAN.connections, duration: PLAN.durationS, warmup: PLAN.warmupS };
+    return payload(await ask(load, run, 'result', (PLAN.durationS + PLAN.warmupS) * 1000 + 60_000));
+  } finally {
+    await stop(server);
+    fs.rmSync(runDir, { recursive: true, force: true });
+  }
+}
+
+async function micro(kind, extra = []) {
+  const child = nodeChild(0, 'micro.js', [kind, String(PLAN.microS), String(PLAN.microWarmupS), ...extra]);
+  try {
+    return (await nextMessage(child, 'result', 60_000)).opsPerSec;
+  } finally {
+    await stop(child);
+  }
+}
+
+const dec = (x, digits = 1) => (x == null ? x : Number(x.toFixed(digits)));
+
+/** Runs `fn`, returning its value, or undefined with a note when it fails. */
+async function attempt(what, notes, fn) {
+  try {
+    return await fn();
+  } catch (err) {
+    notes.push(`${what} failed: ${err.message}`);
+    progress(`${what} FAILED: ${err.message}`);
+    return undefined;
+  }
+}
+
+async function main() {
+  snapshotLibrary();
+  const { writeStore, copyStore } = require('./fixtures');
+  const { storeLoad, flushStall } = require('./scale');
+  const report = require('./report');
+  const notes = [];
+  const info = meta();
+  if (!info.pinned) notes.push('taskset unavailable (or fewer than 2 cores): processes were not pinned, figures are noisier');
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'daymind-bench-'));
+
+  progress(`${info.mode} run: writing store files (${STORE_KEYS.toLocaleString('en-US')} keys) in ${tmp}`);
+  const fixtures = path.join(tmp, 'fixtures');
+  const store = (name, count, keep) => ({
+    file: path.join(fixtures, `${name}.json`),
+    keys: writeStore(path.join(fixtures, `${name}.json`), count, keep),
+  });
+  const defaultStore = store('default', 1);
+  const keys10Store = store('keys10', 10);
+  const bigStore = store('keys100k', STORE_KEYS, FLUSH_KEYS + 1);
+  const flushKeysFile = path.join(fixtures, 'flush-keys.json');
+  fs.writeFileSync(flushKeysFile, JSON.stringify(bigStore.keys.slice(1)));
+
+  let redis;
+  if (spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status !== 0)
+    notes.push('redis scenario skipped: redis-server is not on PATH');
+  else redis = await attempt('starting redis-server (redis scenario skipped)', notes, () => startRedis(tmp));
+  const scenarios = ['bare', 'default', 'keys10', 'keys100k', ...(redis ? ['redis'] : []), 'erl', 'erl_apikey'];
+  let runs = 0;
+  const configFor = (name) => {
+    const runDir = path.join(tmp, `run-${++runs}`);
+    const fromStore = (s) => ({ storePath: copyStore(s.file, runDir), key: s.keys[0] });
+    const config = {
+      default: () => fromStore(defaultStore),
+      keys10: () => fromStore(keys10Store),
+      keys100k: () => fromStore(bigStore),
+      redis: () => ({ redisUrl: redis.url }),
+    }[name]?.() ?? { key: defaultStore.keys[0] };
+    return { config, runDir };
+  };
+
+  const load = nodeChild(1, 'load.js');
+  await nextMessage(load, 'ready', 30_000);
+
+  const rounds = [];
+  for (let r = 0; r < PLAN.rounds; r++) {
+    const round = {};
+    for (const name of scenarios) {
+      const { config, runDir } = configFor(name);
+      round[name] = await runScenario(load, name, config, runDir).catch((err) => {
+        progress(`round ${r + 1} ${name} FAILED: ${err.message}`);
+        return { error: err.message };
+      });
+      if (round[name].rps)
+        progress(`round ${r + 1}/${PLAN.rounds} ${name}: ${Math.round(round[name].rps)} req/s, p99 ${round[name].p99Ms} ms`);
+    }
+    rounds.push(round);
+  }
+
+  progress('verify() micro-benchmark');
+  const microResults = {
+    verify_memory_ops_per_sec: dec(await attempt('verify micro-benchmark (memory)', notes, () => micro('memory')), 0),
+    // The JSON-store variant only in full runs (it keeps --quick under a minute).
+    verify_json_ops_per_sec: QUICK
+      ? null
+      : dec(
+          await attempt('verify micro-benchmark (json)', notes, () =>
+            micro('json', [copyStore(defaultStore.file, path.join(tmp, 'micro-json')), defaultStore.keys[0]]),
+          ),
+          0,
+        ),
+  };
+
+  progress('100k store: load time and RSS');
+  const loaded = (await attempt('100k store load', notes, () => storeLoad(bigStore.file))) ?? {};
+  progress('100k store: event-loop stall of a flush under load');
+  const stall =
+    (await attempt('100k flush stall', notes, () =>
+      flushStall({
+        load,
+        storePath: copyStore(bigStore.file, path.join(tmp, 'flush')),
+        keysFile: flushKeysFile,
+        key: bigStore.keys[0],
+        connections: PLAN.connections,
+        baselineMs: PLAN.stallBaselineMs,
+        leadMs: PLAN.stallLeadMs,
+        timeoutMs: PLAN.stallTimeoutMs,
+      }),
+    )) ?? {};
+  if (loaded.keys !== undefined && loaded.keys !== STORE_KEYS) notes.push(`the 100k store loaded ${loaded.keys} keys`);
+  if (stall.flushFinished === false) {
+    notes.push(
+      `the flush of the 100k store was not written within ${PLAN.stallTimeoutMs / 1000} s under load; its stall figure covers those ${PLAN.stallTimeoutMs / 1000} s`,
+    );
+  }
+  if (stall.load && (stall.load.non2xx || stall.load.errors))
+    notes.push(`flush stall run: ${stall.load.non2xx} non-2xx, ${stall.load.errors} errors`);
+
+  await stop(load);
+  if (redis) await stop(redis.child);
+
+  const results = report.summarize({
+    meta: info,
+    scenarios,
+    rounds,
+    micro: microResults,
+    scale: {
+      store_keys: loaded.keys,
+      store_load_ms: dec(loaded.loadMs),
+      store_load_rss_growth_mb: dec(loaded.rssGrowthMB),
+      store_load_peak_rss_growth_mb: dec(loaded.peakRssGrowthMB),
+      store_load_heap_growth_mb: dec(loaded.heapGrowthMB),
+      flush_counted_keys: stall.countedKeys,
+      flush_batch_keys: stall.flushBatchKeys,
+      flush_max_stall_ms: dec(stall.flushMaxStallMs),
+      flush_baseline_max_stall_ms: dec(stall.baselineMaxStallMs),
+      flush_ms: dec(stall.flushMs),
+      flush_finished: stall.flushFinished,
+      flush_load: stall.load,
+    },
+    notes,
+  });
+  report.printText(results);
+  report.writeJson(results, path.join(__dirname, 'results', 'latest.json'));
+  report.writeDocs(results, path.join(ROOT, 'docs', 'performance.md'));
+  progress('wrote bench/results/latest.json and docs/performance.md');
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(`[bench] failed: ${err.stack ?? err}`);
+    process.exit(1);
+  },
+);

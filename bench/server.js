@@ -1,0 +1,140 @@
+'use strict';
+// One benchmark server: `node bench/server.js <scenario> '<json config>'`. Listens on a free
+// port of 127.0.0.1 and sends { type: 'ready', port, key } to the parent; GET /hello answers
+// { hello: 'world' } behind the scenario's middleware.
+const http = require('node:http');
+const fs = require('node:fs');
+const { monitorEventLoopDelay } = require('node:perf_hooks');
+const express = require('express');
+const { rateLimit } = require('express-rate-limit');
+const { daymindAuth } = require('./lib');
+const { exitWithParent } = require('./proc');
+
+const [scenario, rawConfig = '{}'] = process.argv.slice(2);
+const config = JSON.parse(rawConfig);
+
+const HUGE = 1e9;
+const onError = (err) => console.error(`[bench ${scenario}] ${err.message}`);
+
+function daymind(options) {
+  return daymindAuth({ env: {}, billing: false, rateLimitPerMinute: HUGE, ipRateLimitPerMinute: HUGE, onError, ...options });
+}
+
+const erl = () => rateLimit({ windowMs: 60_000, limit: HUGE, standardHeaders: 'draft-8', legacyHeaders: false });
+
+/** A hand-rolled API-key check: a Map look-up of the Bearer token, 401 otherwise. */
+function mapKeyCheck(keys) {
+  const known = new Map(keys.map((key) => [key, { owner: 'bench' }]));
+  return (req, res, next) => {
+    const header = req.headers.authorization;
+    const owner = header?.startsWith('Bearer ') ? known.get(header.slice(7)) : undefined;
+    if (owner) next();
+    else res.status(401).json({ error: 'unauthorized' });
+  };
+}
+
+/** The scenario's middleware (in order), the key to request with, and its daymindAuth if any. */
+async function setup() {
+  switch (scenario) {
+    case 'bare':
+      return { middleware: [], key: config.key };
+    case 'erl':
+      return { middleware: [erl()], key: config.key };
+    case 'erl_apikey':
+      return { middleware: [erl(), mapKeyCheck([config.key])], key: config.key };
+    case 'default':
+    case 'keys10':
+    case 'keys100k':
+    case 'flush100k': {
+      const auth = daymind({ storePath: config.storePath, flushIntervalMs: config.flushIntervalMs });
+      await auth.ready;
+      return { middleware: [auth], key: config.key, auth };
+    }
+    case 'redis': {
+      const auth = daymind({ redis: config.redisUrl, keyStore: 'redis' });
+      await auth.ready;
+      const { key } = await auth.store.create({ owner: 'bench' });
+      return { middleware: [auth], key, auth };
+    }
+    default:
+      throw new Error(`unknown scenario "${scenario}"`);
+  }
+}
+
+/**
+ * flush100k: counts usage for many keys of the 100k store (verify, no HTTP) so that the measured
+ * flush has real work, then on request (measureFlush) gives the longest event-loop stall under
+ * load: first for `baselineMs` without a flush, then from `auth.flush()` until that batch is
+ * written (or `timeoutMs` passed).
+ */
+async function countUsage(auth) {
+  const keys = JSON.parse(fs.readFileSync(config.keysFile, 'utf8'));
+  for (const key of keys) {
+    const result = await auth.verify(key);
+    if (!result.valid) throw new Error(`verify of a stored key gave ${result.code}`);
+  }
+  return keys.length;
+}
+
+/** Resolves after `ms`, without keeping the process alive. */
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms).unref());
+
+/**
+ * Resolves with { keys, ms } when the next `store.applyUsage` call ends. auth.flush() writes batch
+ * after batch while usage keeps coming (so under load it may not resolve for long); the first
+ * batch is the one holding the counted keys, so that is the flush measured.
+ */
+function nextBatch(store) {
+  const original = store.applyUsage;
+  return new Promise((resolve, reject) => {
+    store.applyUsage = function (deltas, batch) {
+      store.applyUsage = original;
+      const started = process.hrtime.bigint();
+      const written = original.call(store, deltas, batch);
+      written.then(() => resolve({ keys: deltas.length, ms: Number(process.hrtime.bigint() - started) / 1e6 }), reject);
+      return written;
+    };
+  });
+}
+
+async function measureFlush(auth, baselineMs, timeoutMs) {
+  const histogram = monitorEventLoopDelay({ resolution: 1 });
+  histogram.enable();
+  await sleep(baselineMs);
+  histogram.disable();
+  const baselineMaxMs = histogram.max / 1e6;
+  histogram.reset();
+  const batch = nextBatch(auth.store);
+  batch.catch(() => undefined); // a failure after the timeout is not this measurement's
+  histogram.enable();
+  const started = process.hrtime.bigint();
+  auth.flush().catch((err) => onError(err));
+  const written = await Promise.race([batch, sleep(timeoutMs).then(() => undefined)]);
+  const flushMs = Number(process.hrtime.bigint() - started) / 1e6;
+  histogram.disable();
+  return { baselineMaxMs, flushMaxMs: histogram.max / 1e6, flushMs, flushFinished: written !== undefined, batchKeys: written?.keys };
+}
+
+async function main() {
+  exitWithParent();
+  const { middleware, key, auth } = await setup();
+  const app = express();
+  for (const m of middleware) app.use(m);
+  app.get('/hello', (req, res) => res.json({ hello: 'world' }));
+  const countedKeys = scenario === 'flush100k' ? await countUsage(auth) : undefined;
+  const server = http.createServer(app);
+  server.listen(0, '127.0.0.1', () => process.send({ type: 'ready', port: server.address().port, key, countedKeys }));
+  process.on('message', (msg) => {
+    if (msg?.type !== 'measure-flush') return;
+    measureFlush(auth, msg.baselineMs, msg.timeoutMs).then(
+      (figures) => process.send({ type: 'flush-measured', ...figures }),
+      (err) => process.send({ type: 'error', message: `flush: ${err.message}` }),
+    );
+  });
+}
+
+main().catch((err) => {
+  process.send?.({ type: 'error', message: `${scenario} server: ${err.stack ?? err}` });
+  process.exitCode = 1;
+  setTimeout(() => process.exit(1), 100);
+});
