@@ -107,7 +107,14 @@ function createStore(config: ResolvedConfig, redis: RedisClientLike | undefined)
 export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
   const config = resolveConfig(options);
   const redis = createRedis(config);
-  const store = createStore(config, redis?.client);
+  let store: KeyStore;
+  try {
+    store = createStore(config, redis?.client);
+  } catch (err) {
+    // A store that cannot start (a corrupt file) must not leave a Redis connection keeping the process alive.
+    if (redis?.owned) (redis.client as unknown as { disconnect(): void }).disconnect();
+    throw err;
+  }
   const limiter: RateLimiterAdapter =
     config.rateLimiter ??
     (redis
