@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 import * as lockfile from 'proper-lockfile';
 
 /** The content of a file together with the identity of the exact version that was read. */
@@ -13,12 +14,19 @@ export interface FileSnapshot {
   handle: OpenFile;
 }
 
-/** An open file: a FileHandle, or a plain descriptor from the synchronous API. */
-export type OpenFile = fsp.FileHandle | number;
+/**
+ * An open file descriptor. Plain numbers, not FileHandles: a store dropped without close() then
+ * leaks a descriptor instead of having Node close a FileHandle on garbage collection (deprecated,
+ * and announced to become an error).
+ */
+export type OpenFile = number;
+
+const openFd = promisify(fs.open);
+const fstatFd = promisify(fs.fstat) as (fd: number, options: { bigint: true }) => Promise<fs.BigIntStats>;
+const readFd = promisify(fs.readFile) as (fd: number, encoding: 'utf8') => Promise<string>;
 
 function closeFile(file: OpenFile): Promise<void> {
-  if (typeof file === 'number') return new Promise((resolve) => fs.close(file, () => resolve()));
-  return file.close().catch(() => undefined);
+  return new Promise((resolve) => fs.close(file, () => resolve()));
 }
 
 /**
@@ -56,15 +64,20 @@ function signatureOf(stat: fs.BigIntStats): string {
  * file stays open: the caller keeps it in a KnownVersion or closes it.
  */
 export async function readWithSignature(path: string): Promise<FileSnapshot> {
-  const handle = await fsp.open(path, 'r');
+  const fd = await openFd(path, 'r');
   try {
-    const stat = await handle.stat({ bigint: true });
-    const text = await handle.readFile('utf8');
-    return { text, signature: signatureOf(stat), handle };
+    const stat = await fstatFd(fd, { bigint: true });
+    const text = await readFd(fd, 'utf8');
+    return { text, signature: signatureOf(stat), handle: fd };
   } catch (err) {
-    await handle.close();
+    await closeFile(fd);
     throw err;
   }
+}
+
+/** Closes a file opened by this module (a snapshot's handle not kept). */
+export function closeOpenFile(file: OpenFile): Promise<void> {
+  return closeFile(file);
 }
 
 export function readWithSignatureSync(path: string): FileSnapshot {
@@ -106,15 +119,18 @@ async function fsyncDirectory(dir: string): Promise<void> {
  */
 export async function writeAtomic(path: string, text: string | readonly string[]): Promise<string> {
   const { signature, handle } = await writeAtomicKeepingOpen(path, text);
-  await handle.close();
+  await closeFile(handle);
   return signature;
 }
+
+const writeFd = promisify(fs.write) as (fd: number, text: string, position: null, encoding: 'utf8') => Promise<unknown>;
+const fsyncFd = promisify(fs.fsync);
 
 /** writeAtomic, returning the new version still open (for a KnownVersion). */
 export async function writeAtomicKeepingOpen(
   path: string,
   text: string | readonly string[],
-): Promise<{ signature: string; handle: fsp.FileHandle }> {
+): Promise<{ signature: string; handle: OpenFile }> {
   let mode = 0o600;
   try {
     mode = (await fsp.stat(path)).mode & 0o777;
@@ -122,21 +138,21 @@ export async function writeAtomicKeepingOpen(
     // New file: keep 0600.
   }
   const temp = tempPathFor(path);
-  const handle = await fsp.open(temp, 'wx', mode);
+  const fd = await openFd(temp, 'wx', mode);
   let signature: string;
   try {
     // Part by part: each is encoded on its own, so a large document never blocks the event loop long.
-    for (const part of typeof text === 'string' ? [text] : text) await handle.write(part, null, 'utf8');
-    await handle.sync();
-    signature = signatureOf(await handle.stat({ bigint: true }));
+    for (const part of typeof text === 'string' ? [text] : text) await writeFd(fd, part, null, 'utf8');
+    await fsyncFd(fd);
+    signature = signatureOf(await fstatFd(fd, { bigint: true }));
     await fsp.rename(temp, path);
   } catch (err) {
-    await handle.close().catch(() => undefined);
+    await closeFile(fd);
     await fsp.unlink(temp).catch(() => undefined);
     throw err;
   }
   await fsyncDirectory(dirname(path));
-  return { signature, handle };
+  return { signature, handle: fd };
 }
 
 /**

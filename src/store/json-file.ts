@@ -1,5 +1,4 @@
 import { closeSync, mkdirSync } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { StoreError, describeError, type DaymindErrorCode } from '../errors';
 import { DEFAULT_KEY_PREFIX, hasValidChecksum } from '../keys';
@@ -7,6 +6,7 @@ import { coalesced } from './coalesce';
 import { StoreDoc, positionsOf, serializeRecords, yieldToEventLoop } from './json-doc';
 import {
   KnownVersion,
+  closeOpenFile,
   acquireLock,
   createIfMissingSync,
   readWithSignature,
@@ -105,7 +105,7 @@ export class JsonFileKeyStore implements KeyStore {
     try {
       this.install(this.parse(snapshot.text), snapshot.handle, snapshot.signature);
     } catch (err) {
-      if (typeof snapshot.handle === 'number') closeSync(snapshot.handle);
+      closeSync(snapshot.handle);
       throw err;
     }
   }
@@ -272,7 +272,7 @@ export class JsonFileKeyStore implements KeyStore {
         raws = this.parse(snapshot.text);
         if (generation !== this.generation) throw new StaleRead();
       } catch (err) {
-        await (snapshot.handle as FileHandle).close();
+        await closeOpenFile(snapshot.handle);
         if (err instanceof StaleRead) return;
         throw err;
       }
@@ -313,7 +313,7 @@ export class JsonFileKeyStore implements KeyStore {
       try {
         if ((await statSignature(this.path)) !== this.known.signature) {
           const snapshot = await readWithSignature(this.path);
-          await (snapshot.handle as FileHandle).close(); // the version we write next is the one to hold
+          await closeOpenFile(snapshot.handle); // the version we write next is the one to hold
           base = this.parse(snapshot.text);
           positions = positionsOf(base, this.hashCache);
           reread = true;
@@ -324,7 +324,7 @@ export class JsonFileKeyStore implements KeyStore {
       }
       const doc = new StoreDoc(base, positions, this.hashCache);
       const result = change(doc);
-      let written: { signature: string; handle: FileHandle };
+      let written: { signature: string; handle: OpenFile };
       try {
         written = await writeAtomicKeepingOpen(this.path, await serializeRecords(doc.raws));
       } catch (err) {
