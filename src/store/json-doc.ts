@@ -65,19 +65,34 @@ const CHUNK = 2000;
 export const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
- * The store document as text parts, one record per line, serialised in chunks of 2,000 records
- * with a yield to the event loop between them, so that a large store never stalls requests.
+ * The store document as text parts, one record per line. Lines of records not changed since the
+ * last write come from `lines` (records are replaced, never changed, so identity tells); the
+ * others are serialised in slices of 2,000 with a yield to the event loop between them, so that a
+ * large store neither stalls requests nor costs a full JSON.stringify on every flush.
  */
-export async function serializeRecords(raws: readonly RawRecord[]): Promise<string[]> {
+export async function serializeRecords(raws: readonly RawRecord[], lines: WeakMap<RawRecord, string>): Promise<string[]> {
   if (raws.length === 0) return ['[]\n'];
   const parts: string[] = [];
+  let fresh = 0;
   for (let i = 0; i < raws.length; i += CHUNK) {
-    if (i > 0) await yieldToEventLoop();
-    const body = raws
-      .slice(i, i + CHUNK)
-      .map((r) => '  ' + JSON.stringify(r))
+    const slice = raws.slice(i, i + CHUNK);
+    const body = slice
+      .map((raw) => {
+        let line = lines.get(raw);
+        if (line === undefined) {
+          line = '  ' + JSON.stringify(raw);
+          lines.set(raw, line);
+          fresh++;
+        }
+        return line;
+      })
       .join(',\n');
     parts.push((i === 0 ? '[\n' : ',\n') + body);
+    // Yield after a slice's worth of JSON.stringify, and every 10 slices of cached lines.
+    if (fresh >= CHUNK || (i / CHUNK) % 10 === 9) {
+      fresh = 0;
+      await yieldToEventLoop();
+    }
   }
   parts.push('\n]\n');
   return parts;

@@ -68,6 +68,8 @@ export class JsonFileKeyStore implements KeyStore {
   /** The document as last read or written, and where each hash sits in it. */
   private raws: RawRecord[] = [];
   private positions = new Map<string, number>();
+  /** Serialised lines of the records as last written, by record identity. */
+  private readonly lines = new WeakMap<RawRecord, string>();
   private unchecksummed = new Set<string>();
   /** The file version the state comes from, held open (see KnownVersion). */
   private readonly known = new KnownVersion();
@@ -326,7 +328,7 @@ export class JsonFileKeyStore implements KeyStore {
       const result = change(doc);
       let written: { signature: string; handle: OpenFile };
       try {
-        written = await writeAtomicKeepingOpen(this.path, await serializeRecords(doc.raws));
+        written = await writeAtomicKeepingOpen(this.path, await serializeRecords(doc.raws, this.lines));
       } catch (err) {
         throw this.error('ERR_DAYMIND_STORE_WRITE', `cannot write the key store ${this.path}: ${describeError(err)}`, err);
       }
