@@ -132,6 +132,7 @@ describe('daymindAuth() answers', () => {
       requests_today: 4,
       revoked: false,
       expires_at: null,
+      revoke_at: null,
     });
     expect(res.body.last_used).toBeGreaterThan(Date.now() / 1000 - 5);
     expect(res.body.rate_limits).toEqual([

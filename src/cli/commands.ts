@@ -325,7 +325,11 @@ export async function exportLedger(ctx: CommandContext, options: CommandOptions,
   const bad: string[] = [];
   let entries = await readLedger(ledgerDir, months, (file, line) => bad.push(`${file}:${line}`));
   if (bad.length > 0) ctx.note(`skipped ${bad.length} damaged ledger line(s): ${bad.slice(0, 5).join(', ')}\n`);
-  if (options.owner !== undefined) entries = entries.filter((e) => e.owner === options.owner);
+  if (options.owner !== undefined) {
+    entries = entries.filter((e) => e.owner === options.owner);
+    if (entries.length === 0)
+      throw new CommandError(`the ledger has no usage of "${options.owner}"${options.month ? ` in ${options.month}` : ''}`);
+  }
   const totals = totalsByOwner(entries);
   if (format === 'json') return print(ctx, toJson(totals, price));
   ctx.out(format === 'csv' ? toCsv(totals, price) : toBeancount(totals, price!));

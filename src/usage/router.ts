@@ -32,6 +32,7 @@ export function createUsageRouter({ store, recorder, ensureAuthenticated }: Usag
         last_used: live.last_used,
         revoked: record.revoked,
         expires_at: record.expires_at ?? null,
+        revoke_at: record.revoke_at ?? null,
         rate_limits: info.limits.map((l) => ({
           policy: l.policy,
           limit: l.limit,

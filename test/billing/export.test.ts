@@ -88,6 +88,15 @@ describe('daymind-keys export', () => {
     expect(check.code).toBe(0);
   }, 30_000);
 
+  test('an owner without usage is an error, as for usage --owner', async () => {
+    const dir = tempDir();
+    writeLedger(dir);
+    const run = await cli(['export', '--ledger-dir', dir, '--owner', 'nobody']);
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/the ledger has no usage of "nobody"/);
+    expect(run.stdout).toBe('');
+  });
+
   test.each([
     [['export', '--format', 'xml'], /--format: "xml" is not csv, json or beancount/],
     [['export', '--month', '2026-13'], /--month: "2026-13" is not YYYY-MM/],
