@@ -309,11 +309,17 @@ export class JsonFileKeyStore implements KeyStore {
       throw this.error('ERR_DAYMIND_STORE_LOCK', `cannot lock the key store ${this.path}: ${describeError(err)}`, err);
     }
     try {
-      let base = this.raws;
-      let positions = this.positions;
+      let base: RawRecord[];
+      let positions: Map<string, number>;
       let reread = false;
       try {
-        if ((await statSignature(this.path)) !== this.known.signature) {
+        const current = await statSignature(this.path);
+        // Compare and take the state in one synchronous step: a reload finishing during the stat
+        // may have installed a newer version, and the deltas must go onto what the file holds.
+        if (current === this.known.signature) {
+          base = this.raws;
+          positions = this.positions;
+        } else {
           const snapshot = await readWithSignature(this.path);
           await closeOpenFile(snapshot.handle); // the version we write next is the one to hold
           base = this.parse(snapshot.text);

@@ -185,6 +185,24 @@ describe('JsonFileKeyStore', () => {
     await store.close();
   });
 
+  test('two writers on one file with fast reloads lose no count (a reload racing a write)', async () => {
+    const path = join(tempDir(), 'keys.json');
+    const a = new JsonFileKeyStore({ path, reloadIntervalMs: 1 });
+    const b = new JsonFileKeyStore({ path, reloadIntervalMs: 1 });
+    await a.init();
+    await b.init();
+    const { record } = await a.create({ owner: 'acme' });
+    const writes: Promise<void>[] = [];
+    for (let i = 0; i < 300; i++) {
+      writes.push(a.applyUsage([delta(record.key_hash, 1)]), b.applyUsage([delta(record.key_hash, 1)]));
+      if (i % 10 === 0) await new Promise((r) => setTimeout(r, 1));
+    }
+    await Promise.all(writes);
+    await a.close();
+    await b.close();
+    expect(JSON.parse(readFileSync(path, 'utf8'))[0].usage_count).toBe(600);
+  }, 60_000);
+
   test('picks up changes by others on its own within a second', async () => {
     const path = join(tempDir(), 'keys.json');
     const store = new JsonFileKeyStore({ path });
