@@ -11,6 +11,18 @@ export interface DispatcherOptions {
   intervalMs: number;
   deadLetterPath: string;
   onError: (err: Error) => void;
+  /** Longest wait for one `deliver()`; past it the report is retried later. Default 30 s. */
+  deliverTimeoutMs?: number;
+}
+
+/** `promise`, or a rejection after `ms`: a provider that never answers must not stop delivery. */
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 const MAX_BACKOFF_MS = 60_000;
@@ -123,7 +135,7 @@ export class BillingDispatcher {
         const wait = this.backoff.get(report.identifier);
         if (wait && wait.next > now) continue;
         try {
-          await this.provider.deliver(report);
+          await withTimeout(this.provider.deliver(report), this.options.deliverTimeoutMs ?? 30_000, `deliver() of "${this.provider.name}"`);
           delivered.push(report.identifier);
           this.backoff.delete(report.identifier);
           this.lastProblem = undefined;

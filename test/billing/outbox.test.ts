@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { appendLines, readJsonl } from '../../src/billing/jsonl';
 import { Outbox } from '../../src/billing/outbox';
+import { BillingDispatcher } from '../../src/billing/dispatcher';
 import { tempDir } from '../helpers';
 
 const report = (identifier: string, quantity = 1) => ({
@@ -48,5 +49,30 @@ describe('billing outbox', () => {
     const bad: number[] = [];
     expect(await readJsonl(path, (n) => bad.push(n))).toEqual([{ a: 1 }, { a: 2 }]);
     expect(bad).toEqual([2]);
+  });
+
+  test('a provider that never answers times out and the report is retried, not lost', async () => {
+    const dir = tempDir();
+    const outbox = new Outbox(join(dir, 'billing-outbox.jsonl'));
+    const delivered: string[] = [];
+    let hang = true;
+    const errors: Error[] = [];
+    const dispatcher = new BillingDispatcher(
+      outbox,
+      {
+        name: 'stuck',
+        deliver: (r) => (hang ? new Promise<void>(() => undefined) : Promise.resolve(void delivered.push(r.identifier))),
+      },
+      { intervalMs: 60_000, deadLetterPath: join(dir, 'dead.jsonl'), onError: (e) => errors.push(e), deliverTimeoutMs: 50 },
+    );
+    await dispatcher.enqueue([report('dmu_1')]);
+    await dispatcher.deliver();
+    expect(errors[0]!.message).toMatch(/deliver\(\) of "stuck" did not answer within 50 ms/);
+    expect((await outbox.read()).pending).toHaveLength(1);
+    hang = false;
+    await new Promise((r) => setTimeout(r, 600)); // past the first backoff
+    await dispatcher.deliver();
+    expect(delivered).toEqual(['dmu_1']);
+    expect((await outbox.read()).pending).toHaveLength(0);
   });
 });
