@@ -1,4 +1,5 @@
 import { DaymindError, describeError } from './errors';
+import { OnceReporter } from './report-once';
 import { hasValidChecksum, hashKey, isPlausibleKey } from './keys';
 
 const SEEN_KEYS_LIMIT = 10_000;
@@ -45,16 +46,15 @@ export interface VerifierParts {
  * windows, and usage counting. Never throws: failures of the store or limiter give UNAVAILABLE.
  */
 export class Verifier {
-  /** The last failure reported, so that an outage is reported once, not once per request. */
-  private lastFailure: string | undefined;
+  /** An outage is reported once, not once per request. */
+  private readonly failures: OnceReporter;
 
-  constructor(private readonly parts: VerifierParts) {}
+  constructor(private readonly parts: VerifierParts) {
+    this.failures = new OnceReporter(parts.onError);
+  }
 
   private fail(what: string, err: unknown): void {
-    const message = `${what}: ${describeError(err)}`;
-    if (message === this.lastFailure) return;
-    this.lastFailure = message;
-    this.parts.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', message, { cause: err }));
+    this.failures.report(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `${what}: ${describeError(err)}`, { cause: err }));
   }
 
   /** The same window objects for the same limit, so limiters can find theirs by identity. */
@@ -121,7 +121,7 @@ export class Verifier {
       this.fail('rate limiter failed', err);
       return { valid: false, code: 'UNAVAILABLE', record, limits, cost };
     }
-    this.lastFailure = undefined;
+    this.failures.clear();
     this.parts.recorder.record(record.key_hash, cost, now);
     return { valid: true, code: 'VALID', record, limits, cost };
   }

@@ -1,5 +1,6 @@
 import * as lockfile from 'proper-lockfile';
 import { DaymindError, describeError } from '../errors';
+import { OnceReporter } from '../report-once';
 import { coalesced } from '../store/coalesce';
 import { appendLines } from './jsonl';
 import type { Outbox } from './outbox';
@@ -38,7 +39,7 @@ export class BillingDispatcher {
   private unsaved: UsageReport[] = [];
   private readonly backoff = new Map<string, { attempts: number; next: number }>();
   private timer: NodeJS.Timeout | undefined;
-  private lastProblem: string | undefined;
+  private readonly problems: OnceReporter;
   private saving: Promise<void> = Promise.resolve();
   private readonly preparing = new Set<Promise<void>>();
   /** On close, a round waits for another process's round instead of leaving it the work. */
@@ -50,7 +51,9 @@ export class BillingDispatcher {
     private readonly outbox: Outbox,
     private readonly provider: BillingProvider,
     private readonly options: DispatcherOptions,
-  ) {}
+  ) {
+    this.problems = new OnceReporter(options.onError);
+  }
 
   start(): void {
     if (this.timer) return;
@@ -102,7 +105,7 @@ export class BillingDispatcher {
       await this.outbox.add(batch);
     } catch (err) {
       this.unsaved.unshift(...batch);
-      this.report(
+      this.problems.report(
         new DaymindError(
           'ERR_DAYMIND_BILLING',
           `cannot write the billing outbox ${this.outbox.path}; ${this.unsaved.length} report(s) kept in memory: ${describeError(err)}`,
@@ -138,7 +141,7 @@ export class BillingDispatcher {
           await withTimeout(this.provider.deliver(report), this.options.deliverTimeoutMs ?? 30_000, `deliver() of "${this.provider.name}"`);
           delivered.push(report.identifier);
           this.backoff.delete(report.identifier);
-          this.lastProblem = undefined;
+          this.problems.clear();
         } catch (err) {
           if (err instanceof BillingRejection) {
             await this.deadLetter(report, err.message);
@@ -147,7 +150,7 @@ export class BillingDispatcher {
           }
           const attempts = (wait?.attempts ?? 0) + 1;
           this.backoff.set(report.identifier, { attempts, next: Date.now() + Math.min(500 * 2 ** (attempts - 1), MAX_BACKOFF_MS) });
-          this.report(
+          this.problems.report(
             new DaymindError(
               'ERR_DAYMIND_BILLING',
               `billing provider "${this.provider.name}" failed, retrying with backoff: ${describeError(err)}`,
@@ -163,7 +166,7 @@ export class BillingDispatcher {
         await this.outbox.compact();
       }
     } catch (err) {
-      this.report(new DaymindError('ERR_DAYMIND_BILLING', `billing delivery round failed: ${describeError(err)}`, { cause: err }));
+      this.problems.report(new DaymindError('ERR_DAYMIND_BILLING', `billing delivery round failed: ${describeError(err)}`, { cause: err }));
     } finally {
       await release().catch(() => undefined);
     }
@@ -180,11 +183,5 @@ export class BillingDispatcher {
         `usage report ${report.identifier} (${report.quantity} unit(s) of ${report.key_prefix}) was rejected for good and written to ${this.options.deadLetterPath}: ${reason}`,
       ),
     );
-  }
-
-  private report(err: Error): void {
-    if (err.message === this.lastProblem) return;
-    this.lastProblem = err.message;
-    this.options.onError(err);
   }
 }

@@ -2,6 +2,7 @@ import { closeSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { StoreError, describeError, type DaymindErrorCode } from '../errors';
 import { DEFAULT_KEY_PREFIX, hasValidChecksum } from '../keys';
+import { OnceReporter } from '../report-once';
 import { coalesced } from './coalesce';
 import { StoreDoc, positionsOf, serializeRecords, yieldToEventLoop } from './json-doc';
 import {
@@ -62,7 +63,6 @@ export class JsonFileKeyStore implements KeyStore {
   readonly path: string;
   private readonly reloadIntervalMs: number;
   private readonly keyPrefix: string;
-  private readonly onError: (err: StoreError) => void;
   private readonly hashCache = new Map<string, string>();
   private index = new Map<string, KeyRecord>();
   /** The document as last read or written, and where each hash sits in it. */
@@ -77,14 +77,15 @@ export class JsonFileKeyStore implements KeyStore {
   private generation = 0;
   private timer: NodeJS.Timeout | undefined;
   private writeChain: Promise<unknown> = Promise.resolve();
-  private lastProblem: string | undefined;
+  /** Background problems, reported once while they last, not on every poll. */
+  private readonly problems: OnceReporter<StoreError>;
 
   /** Loads the file synchronously; throws a {@link StoreError} naming it when it is unusable. */
   constructor(options: JsonFileKeyStoreOptions = {}) {
     this.path = resolve(options.path ?? DEFAULT_STORE_PATH);
     this.reloadIntervalMs = options.reloadIntervalMs ?? 500;
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
-    this.onError = options.onError ?? ((err) => console.error(`[daymind-auth] ${err.message}`));
+    this.problems = new OnceReporter(options.onError ?? ((err) => console.error(`[daymind-auth] ${err.message}`)));
     if (options.create !== false) {
       try {
         mkdirSync(dirname(this.path), { recursive: true });
@@ -196,7 +197,7 @@ export class JsonFileKeyStore implements KeyStore {
       return missing;
     }, batch?.onApplied);
     if (dropped > 0) {
-      this.report(
+      this.problems.report(
         this.error('ERR_DAYMIND_USAGE_FLUSH', `${dropped} usage unit(s) belong to keys no longer in ${this.path}; they were not recorded`),
       );
     }
@@ -279,9 +280,9 @@ export class JsonFileKeyStore implements KeyStore {
         throw err;
       }
       this.install(raws, snapshot.handle, snapshot.signature);
-      this.lastProblem = undefined;
+      this.problems.clear();
     } catch (err) {
-      this.report(
+      this.problems.report(
         err instanceof StoreError
           ? err
           : this.error('ERR_DAYMIND_STORE_UNREADABLE', `cannot read the key store ${this.path}: ${describeError(err)}`, err),
@@ -303,7 +304,7 @@ export class JsonFileKeyStore implements KeyStore {
     let release: () => Promise<void>;
     try {
       release = await acquireLock(this.path, (err) =>
-        this.report(this.error('ERR_DAYMIND_STORE_LOCK', `lost the lock on ${this.path}: ${err.message}`, err)),
+        this.problems.report(this.error('ERR_DAYMIND_STORE_LOCK', `lost the lock on ${this.path}: ${err.message}`, err)),
       );
     } catch (err) {
       throw this.error('ERR_DAYMIND_STORE_LOCK', `cannot lock the key store ${this.path}: ${describeError(err)}`, err);
@@ -342,17 +343,10 @@ export class JsonFileKeyStore implements KeyStore {
       if (reread) this.install(doc.raws, written.handle, written.signature);
       else await this.installEdits(doc, written.handle, written.signature);
       onInstalled?.();
-      this.lastProblem = undefined;
+      this.problems.clear();
       return result;
     } finally {
       await release().catch(() => undefined);
     }
-  }
-
-  /** Passes a background problem to onError once, not on every poll while it lasts. */
-  private report(err: StoreError): void {
-    if (err.message === this.lastProblem) return;
-    this.lastProblem = err.message;
-    this.onError(err);
   }
 }

@@ -3,6 +3,7 @@ import { DEFAULT_KEY_PREFIX } from '../keys';
 import { whenReady, type IORedisClient } from '../redis/connection';
 import type { RedisClientLike } from '../redis/types';
 import { addUsage, applyKeyChanges, markRevoked, newRawRecord, rotateRaw, type RawRecord } from './record';
+import { OnceReporter } from '../report-once';
 import { coalesced } from './coalesce';
 import { decodeRecord, encodeRecord } from './redis-codec';
 import { APPLY_USAGE, WRITE_RECORD } from './redis-scripts';
@@ -53,13 +54,13 @@ export class RedisKeyStore implements KeyStore {
   private readonly failClosed: boolean;
   private readonly keyPrefix: string;
   private readonly readyTimeoutMs: number;
-  private readonly onError: (err: Error) => void;
   private cache = new Map<string, KeyRecord>();
   private legacy = new Set<string>();
   private loaded = false;
   private version = 0;
   private timer: NodeJS.Timeout | undefined;
-  private lastProblem: string | undefined;
+  /** Background problems, reported once while they last, not on every poll. */
+  private readonly problems: OnceReporter<Error>;
 
   constructor(options: RedisKeyStoreOptions) {
     this.client = options.client as Commands;
@@ -68,7 +69,7 @@ export class RedisKeyStore implements KeyStore {
     this.failClosed = options.failureMode === 'closed';
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
     this.readyTimeoutMs = options.readyTimeoutMs ?? 2000;
-    this.onError = options.onError ?? ((err) => console.error(`[daymind-auth] ${err.message}`));
+    this.problems = new OnceReporter(options.onError ?? ((err) => console.error(`[daymind-auth] ${err.message}`)));
     if (typeof this.client.daymindWriteRecord !== 'function') {
       this.client.defineCommand('daymindWriteRecord', { numberOfKeys: 4, lua: WRITE_RECORD });
       this.client.defineCommand('daymindApplyUsage', { lua: APPLY_USAGE });
@@ -77,6 +78,11 @@ export class RedisKeyStore implements KeyStore {
 
   private recordKey(hash: string): string {
     return `${this.ns}:key:${hash}`;
+  }
+
+  /** The record as Redis has it now (one HGETALL), or undefined. */
+  private async read(hash: string): Promise<KeyRecord | undefined> {
+    return decodeRecord(hash, await this.client.hgetall(this.recordKey(hash)));
   }
 
   private get metaKeys(): [string, string, string] {
@@ -88,7 +94,7 @@ export class RedisKeyStore implements KeyStore {
       await whenReady(this.client, this.readyTimeoutMs);
       await this.loadAll();
     } catch (err) {
-      this.report(
+      this.problems.report(
         new DaymindError('ERR_DAYMIND_UNAVAILABLE', `Redis key store not loaded yet, retrying: ${describeError(err)}`, { cause: err }),
       );
     }
@@ -108,7 +114,7 @@ export class RedisKeyStore implements KeyStore {
   /** The record as Redis has it now, counters included; the cached one when Redis does not answer. */
   async fetch(keyHash: string): Promise<KeyRecord | undefined> {
     try {
-      const record = decodeRecord(keyHash, await this.client.hgetall(this.recordKey(keyHash)));
+      const record = await this.read(keyHash);
       if (record) this.cache.set(keyHash, record);
       return record;
     } catch {
@@ -143,7 +149,7 @@ export class RedisKeyStore implements KeyStore {
   }
 
   async revoke(keyHash: string): Promise<KeyRecord | undefined> {
-    const current = decodeRecord(keyHash, await this.client.hgetall(this.recordKey(keyHash)));
+    const current = await this.read(keyHash);
     if (!current) return undefined;
     const changed: RawRecord = { ...current };
     markRevoked(changed);
@@ -154,7 +160,7 @@ export class RedisKeyStore implements KeyStore {
   }
 
   async rotate(keyHash: string, graceSeconds: number): Promise<RotatedKey | undefined> {
-    const current = decodeRecord(keyHash, await this.client.hgetall(this.recordKey(keyHash)));
+    const current = await this.read(keyHash);
     if (!current) return undefined;
     const old: RawRecord = { ...current };
     const rotated = rotateRaw([old], (r) => r === old, keyHash, graceSeconds, this.keyPrefix)!;
@@ -189,7 +195,7 @@ export class RedisKeyStore implements KeyStore {
   }
 
   async update(keyHash: string, changes: KeyChanges): Promise<KeyRecord | undefined> {
-    const current = decodeRecord(keyHash, await this.client.hgetall(this.recordKey(keyHash)));
+    const current = await this.read(keyHash);
     if (!current) return undefined;
     const raw: RawRecord = { ...current };
     applyKeyChanges(raw, changes);
@@ -200,7 +206,7 @@ export class RedisKeyStore implements KeyStore {
       else set[field] = String(raw[field]);
     }
     await this.writeFields(keyHash, set, remove);
-    const record = decodeRecord(keyHash, await this.client.hgetall(this.recordKey(keyHash)))!;
+    const record = (await this.read(keyHash))!;
     this.cache.set(keyHash, record);
     return { ...record };
   }
@@ -231,7 +237,7 @@ export class RedisKeyStore implements KeyStore {
     }
     batch?.onApplied();
     if (missing > 0) {
-      this.report(
+      this.problems.report(
         new DaymindError('ERR_DAYMIND_USAGE_FLUSH', `${missing} usage unit(s) belong to keys no longer in Redis; they were not recorded`),
       );
     }
@@ -296,7 +302,7 @@ export class RedisKeyStore implements KeyStore {
     this.legacy = legacy;
     this.version = version;
     this.loaded = true;
-    this.lastProblem = undefined;
+    this.problems.clear();
   }
 
   private async poll(): Promise<void> {
@@ -324,18 +330,12 @@ export class RedisKeyStore implements KeyStore {
         if (h.legacy_format === '1') this.legacy.add(hash);
       });
       this.version = version;
-      this.lastProblem = undefined;
+      this.problems.clear();
     } catch (err) {
-      this.report(
+      this.problems.report(
         new DaymindError('ERR_DAYMIND_UNAVAILABLE', `cannot fetch key changes from Redis: ${describeError(err)}`, { cause: err }),
       );
     }
-  }
-
-  private report(err: Error): void {
-    if (err.message === this.lastProblem) return;
-    this.lastProblem = err.message;
-    this.onError(err);
   }
 }
 

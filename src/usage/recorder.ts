@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { DaymindError, describeError } from '../errors';
+import { OnceReporter } from '../report-once';
 import { addUsage } from '../store/record';
 import type { KeyRecord, KeyStore, UsageDelta } from '../store/types';
 import { utcDay } from './day';
@@ -34,7 +35,8 @@ export class UsageRecorder {
   private unsettled: Batch | undefined;
   private flushing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private lastFailure: string | undefined;
+  /** While one problem lasts it is reported once, not on every flush. */
+  private readonly failures: OnceReporter;
 
   private windowStart = Date.now() / 1000;
 
@@ -43,7 +45,9 @@ export class UsageRecorder {
     private readonly flushIntervalMs: number,
     private readonly onError: (err: Error) => void,
     private readonly onBatchApplied?: BatchListener,
-  ) {}
+  ) {
+    this.failures = new OnceReporter(onError);
+  }
 
   start(): void {
     if (this.timer) return;
@@ -138,7 +142,7 @@ export class UsageRecorder {
       try {
         await this.store.applyUsage(deltas, { batchId: batch.id, onApplied: applied });
         applied();
-        this.lastFailure = undefined;
+        this.failures.clear();
       } catch (err) {
         const cause = describeError(err);
         const error = new DaymindError(
@@ -146,9 +150,7 @@ export class UsageRecorder {
           `usage flush failed, ${this.unflushedUnits} unit(s) kept in memory for the next attempt: ${cause}`,
           { cause: err },
         );
-        // While one problem lasts it is reported once, not on every flush.
-        if (cause !== this.lastFailure) this.onError(error);
-        this.lastFailure = cause;
+        this.failures.report(error, cause);
         throw error;
       }
       this.onBatchApplied?.(batch.id, deltas, batch.window);
