@@ -74,11 +74,6 @@ export class BillingDispatcher {
     void queued.finally(() => this.preparing.delete(queued));
   }
 
-  /** Reports waiting in memory because the outbox could not be written. */
-  get unsavedCount(): number {
-    return this.unsaved.length;
-  }
-
   /** Stops the timer, writes unsaved reports and delivers what it can within `timeoutMs`. */
   async close(timeoutMs = 5000): Promise<void> {
     if (this.timer) clearInterval(this.timer);

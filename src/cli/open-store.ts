@@ -12,10 +12,6 @@ export interface AdminStore {
 
 export type StoreLocation = { kind: 'file'; path: string } | { kind: 'redis'; url: string; prefix: string };
 
-export function describeLocation(location: StoreLocation): string {
-  return location.kind === 'file' ? location.path : `${redactUrl(location.url)} (prefix ${location.prefix})`;
-}
-
 /** A Redis URL fit to print: its password replaced by ***. */
 export function redactUrl(url: string): string {
   return url.replace(/^(rediss?:\/\/[^:@/]*:)[^@/]*@/, '$1***@');

@@ -46,6 +46,13 @@ function start(dir: string, options: DaymindOptions): DaymindAuth {
   return auth;
 }
 
+/** Options for Stripe mode against the local Stripe-like server. */
+const viaStripe = (port: number): DaymindOptions => ({
+  billing: 'stripe',
+  stripeSecretKey: 'sk_test_123',
+  stripeApiBase: `http://127.0.0.1:${port}`,
+});
+
 async function hit(auth: DaymindAuth, key: string, times: number): Promise<void> {
   const app = appWith(auth);
   for (let i = 0; i < times; i++) expect((await request(app).get('/v1/hello').set('X-API-Key', key)).status).toBe(200);
@@ -129,9 +136,7 @@ describe('Stripe mode through the official SDK', () => {
       ]);
       const errors: Error[] = [];
       const auth = start(dir, {
-        billing: 'stripe',
-        stripeSecretKey: 'sk_test_123',
-        stripeApiBase: `http://127.0.0.1:${stripe.port}`,
+        ...viaStripe(stripe.port),
         onError: (e) => errors.push(e),
       });
       await hit(auth, keys[0]!, 3);
@@ -170,9 +175,7 @@ describe('Stripe mode through the official SDK', () => {
       const { dir, keys } = await setup([{ owner: 'alpha', customer: 'cus_Alpha1' }]);
       stripe.failNext(500, 401, 429);
       const auth = start(dir, {
-        billing: 'stripe',
-        stripeSecretKey: 'sk_test_123',
-        stripeApiBase: `http://127.0.0.1:${stripe.port}`,
+        ...viaStripe(stripe.port),
         billingIntervalMs: 50,
       });
       for (const n of [4, 6, 1]) {
@@ -227,9 +230,7 @@ describe('Stripe mode through the official SDK', () => {
       stripe.failNext(400);
       const errors: Error[] = [];
       const auth = start(dir, {
-        billing: 'stripe',
-        stripeSecretKey: 'sk_test_123',
-        stripeApiBase: `http://127.0.0.1:${stripe.port}`,
+        ...viaStripe(stripe.port),
         onError: (e) => errors.push(e),
       });
       await hit(auth, keys[0]!, 2);
@@ -250,7 +251,7 @@ describe('Stripe mode through the official SDK', () => {
     try {
       const { dir, keys } = await setup([{ owner: 'alpha', customer: 'cus_Alpha1' }]);
       stripe.failNext(...Array(50).fill(503));
-      const first = start(dir, { billing: 'stripe', stripeSecretKey: 'sk_test_123', stripeApiBase: `http://127.0.0.1:${stripe.port}` });
+      const first = start(dir, viaStripe(stripe.port));
       await hit(first, keys[0]!, 3);
       await first.flush();
       await hit(first, keys[0]!, 4);
@@ -260,9 +261,7 @@ describe('Stripe mode through the official SDK', () => {
 
       stripe.reset();
       const second = start(dir, {
-        billing: 'stripe',
-        stripeSecretKey: 'sk_test_123',
-        stripeApiBase: `http://127.0.0.1:${stripe.port}`,
+        ...viaStripe(stripe.port),
         billingIntervalMs: 50,
       });
       await second.ready;
