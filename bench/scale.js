@@ -17,7 +17,7 @@ function measureLoadHere(path) {
   const after = process.memoryUsage();
   const peakRssBytes = process.resourceUsage().maxRSS * 1024;
   return {
-    keys: store.size,
+    keys: store.size(),
     loadMs,
     rssGrowthMB: (after.rss - before.rss) / 2 ** 20,
     peakRssGrowthMB: (peakRssBytes - before.rss) / 2 ** 20,

@@ -18,9 +18,14 @@ const auth = daymindAuth();
 const app = express();
 
 app.get('/', (_req, res) => {
-  res.json({ endpoints: ['GET /v1/hello', 'GET /v1/usage'], auth: 'Authorization: Bearer <key> or X-API-Key: <key>' });
+  res.json({
+    endpoints: ['GET /v1/hello', 'GET /v1/usage', 'GET /v1/usage/history?days=30', 'GET /v1/usage/dashboard (page, opens without a key)'],
+    auth: 'Authorization: Bearer <key> or X-API-Key: <key>',
+  });
 });
-app.use('/v1', auth, auth.usageRouter());
+// The usage router first: its page loads without a key, its data routes check the key themselves.
+app.use('/v1', auth.usageRouter({ dashboard: true }));
+app.use('/v1', auth);
 app.get('/v1/hello', (req, res) => {
   res.json({ message: `Hello, ${req.daymind!.owner}!`, key: req.daymind!.keyPrefix });
 });

@@ -5,6 +5,7 @@ import type { KeyStore } from './store/types';
 import type { RateLimiterAdapter } from './ratelimit/types';
 import type { RedisClientLike } from './redis/types';
 import type { BillingProvider } from './billing/types';
+import type { UsageHistory } from './usage/history';
 import { DEFAULT_STORE_PATH, JsonFileKeyStore } from './store/json-file';
 
 /** Options of {@link daymindAuth}. Every option wins over its environment variable. */
@@ -79,6 +80,14 @@ export interface DaymindOptions {
   stripeApiBase?: string;
   /** The rate-limiter backend. Default: rate-limiter-flexible's memory limiter, or Redis with `redis`. */
   rateLimiter?: RateLimiterAdapter;
+  /**
+   * Where per-key, per-day request counts go (`/usage/history`). Default: beside the key store
+   * (day files next to the JSON file, or Redis hashes), in memory for `API_KEYS` or a custom
+   * store; `false` keeps none.
+   */
+  history?: UsageHistory | false;
+  /** The clock, in ms since the epoch. Default `Date.now` (tests inject another). */
+  now?: () => number;
   /** Called with errors met in the background (store, flush). Default: one line on stderr. */
   onError?: (err: Error) => void;
   /** Environment to read instead of `process.env` (tests, embedding). */
@@ -105,6 +114,8 @@ export interface ResolvedConfig {
   ledgerDir: string;
   billingIntervalMs: number;
   stripe: { secretKey: string; meterEventName: string; apiBase: string | undefined } | undefined;
+  history: UsageHistory | false | undefined;
+  now: () => number;
   onError: (err: Error) => void;
 }
 
@@ -370,6 +381,23 @@ export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
     redisCommandTimeoutMs:
       options.redisCommandTimeoutMs === undefined ? 500 : positiveInteger('redisCommandTimeoutMs', options.redisCommandTimeoutMs, 60_000),
     ...resolveBilling(options, env, keyStore, storePath),
+    history: resolveHistory(options.history),
+    now: resolveClock(options.now),
     onError: options.onError ?? ((err) => console.error(`[daymind-auth] ${err.message}`)),
   };
+}
+
+function resolveHistory(history: unknown): UsageHistory | false | undefined {
+  if (history === undefined || history === false) return history;
+  const h = history as Partial<UsageHistory> | null;
+  if (typeof h !== 'object' || h === null || typeof h.add !== 'function' || typeof h.read !== 'function') {
+    throw new ConfigError('history', 'must be false or an object with add(entries, batchId) and read(keyHash, days) methods');
+  }
+  return h as UsageHistory;
+}
+
+function resolveClock(now: unknown): () => number {
+  if (now === undefined) return Date.now;
+  if (typeof now !== 'function') throw new ConfigError('now', 'must be a function returning the time in ms');
+  return now as () => number;
 }

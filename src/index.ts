@@ -13,6 +13,12 @@ export type { RateLimiterAdapter, RateLimitWindow, RateLimitResult } from './rat
 export { MemoryRateLimiter } from './ratelimit/memory';
 export { rateLimitHeader, rateLimitPolicyHeader } from './ratelimit/headers';
 export type { LiveUsage } from './usage/recorder';
+export type { UsageRouterOptions } from './usage/router';
+export type { UsageHistory, HistoryEntry, DayCounts } from './usage/history';
+export { MemoryUsageHistory } from './usage/history-memory';
+export { FileUsageHistory, historyDirFor, type FileUsageHistoryOptions } from './usage/history-file';
+export { RedisUsageHistory, type RedisUsageHistoryOptions } from './usage/history-redis';
+export type { RequestOutcome, RequestEvent, RequestListener, DaymindStats } from './observe';
 export type { HttpErrorCode } from './responses';
 export type { BillingProvider, UsageReport } from './billing/types';
 export { BillingRejection, type DeadLetter } from './billing/rejection';

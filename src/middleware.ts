@@ -21,8 +21,13 @@ import { MemoryKeyStore } from './store/memory';
 import { RedisKeyStore } from './store/redis';
 import type { KeyRecord, KeyStore } from './store/types';
 import { UsageRecorder, type LiveUsage } from './usage/recorder';
-import { createUsageRouter } from './usage/router';
+import { createUsageRouter, type UsageRouterOptions } from './usage/router';
+import type { UsageHistory } from './usage/history';
+import { MemoryUsageHistory } from './usage/history-memory';
+import { FileUsageHistory, historyDirFor } from './usage/history-file';
+import { RedisUsageHistory } from './usage/history-redis';
 import { Verifier, type VerifyOptions, type VerifyResult } from './verify';
+import { outcomeOf, type DaymindStats, type RequestEvent, type RequestListener, type RequestOutcome } from './observe';
 import './request-info';
 
 /** The middleware returned by {@link daymindAuth}, with the parts it composes. */
@@ -32,8 +37,12 @@ export interface DaymindAuth extends RequestHandler {
   readonly limiter: RateLimiterAdapter;
   /** Resolves when the store is ready; requests that arrive earlier wait for it. */
   readonly ready: Promise<void>;
-  /** A router serving `GET /usage` for the calling key (mount it under `/v1`). */
-  usageRouter(): Router;
+  /**
+   * A router serving `GET /usage` and `GET /usage/history` for the calling key, and with
+   * `{ dashboard: true }` the usage page at `GET /usage/dashboard` (mount it under `/v1`, before
+   * the middleware, so that the page loads without a key).
+   */
+  usageRouter(options?: UsageRouterOptions): Router;
   /** The core check without HTTP: key, status, the key's limits, usage counting. */
   verify(key: string | undefined, options?: VerifyOptions): Promise<VerifyResult>;
   /** A key's counters as they stand now, unflushed usage included. */
@@ -42,6 +51,13 @@ export interface DaymindAuth extends RequestHandler {
   flush(): Promise<void>;
   /** Delivers pending usage reports to the billing provider now (no-op without billing). */
   deliverBilling(): Promise<void>;
+  /**
+   * Calls `listener` after every request the middleware decided on (outcome, time taken, owner).
+   * Returns a function that removes it. Metrics use this; a listener must be quick.
+   */
+  observe(listener: RequestListener): () => void;
+  /** The state of the background parts (keys loaded, last flush, billing outbox, Redis). */
+  stats(): Promise<DaymindStats>;
   /** Stops background work and writes pending usage. Call it on shutdown. */
   close(): Promise<void>;
 }
@@ -65,6 +81,15 @@ function createBilling(config: ResolvedConfig): BillingDispatcher | undefined {
     deadLetterPath: join(dir, 'billing-dead-letter.jsonl'),
     onError: config.onError,
   });
+}
+
+/** Where per-day history goes: the option, else beside the store (memory for keys held in memory). */
+function createHistory(config: ResolvedConfig, store: KeyStore, redis: RedisClientLike | undefined): UsageHistory | undefined {
+  if (config.history === false) return undefined;
+  if (config.history) return config.history;
+  if (store instanceof JsonFileKeyStore) return new FileUsageHistory({ dir: historyDirFor(store.path), now: config.now });
+  if (store instanceof RedisKeyStore && redis) return new RedisUsageHistory({ client: redis, prefix: config.redisPrefix });
+  return new MemoryUsageHistory(config.now);
 }
 
 /** The Redis client to use, and whether daymind-auth made it (and so closes it). */
@@ -126,6 +151,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     config.flushIntervalMs,
     config.onError,
     billing && ((batchId, deltas, window) => billing.enqueueLater(reportsFor(batchId, deltas, window, (hash) => store.get(hash)))),
+    createHistory(config, store, redis?.client),
   );
   const verifier = new Verifier({
     store,
@@ -133,6 +159,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     recorder,
     keyPrefix: config.keyPrefix,
     defaultRateLimitPerMinute: config.rateLimitPerMinute,
+    now: config.now,
     onError: config.onError,
   });
   const ipWindow: RateLimitWindow | undefined =
@@ -148,8 +175,21 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     config.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `key store failed to start: ${describeError(err)}`, { cause: err })),
   );
 
-  /** Resolves true when the request may go on; answers it otherwise. */
-  async function authenticate(req: Request, res: Response): Promise<boolean> {
+  /** What authenticate() decided: the request goes on when the outcome is `allowed`. */
+  interface Decision {
+    outcome: RequestOutcome;
+    owner: string | undefined;
+  }
+  const IP_LIMITED: Decision = { outcome: 'ip_rate_limited', owner: undefined };
+
+  /** A request refused by the IP limit still shows in its key's history as rate-limited. */
+  async function countIpLimited(key: string | undefined): Promise<void> {
+    const record = await verifier.identify(key);
+    if (record) recorder.recordRateLimited(record.key_hash, config.now());
+  }
+
+  /** Lets the request go on or answers it. */
+  async function authenticate(req: Request, res: Response): Promise<Decision> {
     if (!isReady) await ready;
     const limits: RateLimitResult[] = [];
     if (ipWindow) {
@@ -158,12 +198,14 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
       if (!ipResult.allowed) {
         setRateLimitHeaders(res, limits);
         sendRateLimited(res, ipResult);
-        return false;
+        if (recorder.history) void countIpLimited(extractKey(req, config.queryParam));
+        return IP_LIMITED;
       }
     }
     const result = await verifier.verify(extractKey(req, config.queryParam));
     limits.push(...result.limits);
     setRateLimitHeaders(res, limits);
+    const decision: Decision = { outcome: outcomeOf(result.code), owner: result.record?.owner };
     switch (result.code) {
       case 'VALID': {
         const record = result.record!;
@@ -176,27 +218,43 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
           cost: result.cost,
           record,
         };
-        return true;
+        break;
       }
       case 'RATE_LIMITED':
         sendRateLimited(res, result.refusedBy!);
-        return false;
+        break;
       case 'UNAVAILABLE':
         sendUnavailable(res);
-        return false;
+        break;
       default:
         sendUnauthorized(res, result.code);
-        return false;
     }
+    return decision;
   }
 
+  const listeners: RequestListener[] = [];
+  function emit(started: number, decision: Decision): void {
+    const event: RequestEvent = { outcome: decision.outcome, durationSeconds: (performance.now() - started) / 1000, owner: decision.owner };
+    for (const listener of listeners) {
+      try {
+        listener(event);
+      } catch (err) {
+        config.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `a request listener threw: ${describeError(err)}`, { cause: err }));
+      }
+    }
+  }
+  const UNAVAILABLE: Decision = { outcome: 'store_unavailable', owner: undefined };
+
   const middleware = ((req: Request, res: Response, next: NextFunction): void => {
+    const started = listeners.length > 0 ? performance.now() : 0;
     authenticate(req, res)
       .then(
-        (proceed) => {
-          if (proceed) next();
+        (decision) => {
+          if (listeners.length > 0) emit(started, decision);
+          if (decision.outcome === 'allowed') next();
         },
         (err: unknown) => {
+          if (listeners.length > 0) emit(started, UNAVAILABLE);
           config.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `request refused with 503: ${describeError(err)}`, { cause: err }));
           if (!res.headersSent) sendUnavailable(res);
         },
@@ -215,10 +273,24 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     store,
     limiter,
     ready,
-    usageRouter: () => createUsageRouter({ store, recorder, ensureAuthenticated }),
+    usageRouter: (routerOptions?: UsageRouterOptions) =>
+      createUsageRouter({ store, recorder, ensureAuthenticated, now: config.now, onError: config.onError }, routerOptions),
     verify: (key: string | undefined, opts?: VerifyOptions) => verifier.verify(key, opts),
-    usage: (record: KeyRecord, nowMs = Date.now()) => recorder.live(record, nowMs),
+    usage: (record: KeyRecord, nowMs = config.now()) => recorder.live(record, nowMs),
     flush: () => recorder.flush(),
+    observe: (listener: RequestListener) => {
+      listeners.push(listener);
+      return () => {
+        const at = listeners.indexOf(listener);
+        if (at >= 0) listeners.splice(at, 1);
+      };
+    },
+    stats: async (): Promise<DaymindStats> => ({
+      keysLoaded: store.size?.() ?? null,
+      ...recorder.flushStats(),
+      billingOutboxDepth: billing ? await billing.pendingCount() : null,
+      redisConnected: redis ? redis.client.status === 'ready' : null,
+    }),
     deliverBilling: async () => {
       await billing?.deliver();
     },
@@ -227,6 +299,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
         try {
           await recorder.close();
         } finally {
+          await recorder.history?.close?.();
           await billing?.close();
           await store.close();
           await limiter.close?.();

@@ -11,7 +11,9 @@ export type HttpErrorCode =
   | 'revoked_api_key'
   | 'expired_api_key'
   | 'rate_limited'
-  | 'service_unavailable';
+  | 'service_unavailable'
+  | 'bad_request'
+  | 'history_unavailable';
 
 const UNAUTHORIZED: Partial<Record<VerifyCode, { code: HttpErrorCode; message: string }>> = {
   MISSING: {
@@ -24,7 +26,7 @@ const UNAUTHORIZED: Partial<Record<VerifyCode, { code: HttpErrorCode; message: s
   EXPIRED: { code: 'expired_api_key', message: 'The API key has expired.' },
 };
 
-function sendJsonError(res: Response, status: number, code: HttpErrorCode, message: string, extra?: Record<string, unknown>): void {
+export function sendJsonError(res: Response, status: number, code: HttpErrorCode, message: string, extra?: Record<string, unknown>): void {
   res.status(status);
   res.setHeader('Cache-Control', 'no-store');
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
@@ -60,8 +62,5 @@ export function sendUnavailable(res: Response): void {
 }
 
 export function sendBadRequest(res: Response, message: string): void {
-  res.status(400);
-  res.setHeader('Cache-Control', 'no-store');
-  res.setHeader('Content-Type', 'application/json; charset=utf-8');
-  res.end(JSON.stringify({ error: { code: 'bad_request', message } }));
+  sendJsonError(res, 400, 'bad_request', message);
 }

@@ -38,6 +38,8 @@ export interface VerifierParts {
   recorder: UsageRecorder;
   keyPrefix: string;
   defaultRateLimitPerMinute: number;
+  /** The clock, ms. Default Date.now. */
+  now?: () => number;
   onError: (err: Error) => void;
 }
 
@@ -84,6 +86,20 @@ export class Verifier {
     return seen;
   }
 
+  /**
+   * The record of a key already known to the store, without limits or counting (to attribute a
+   * request refused before the key was checked, such as by the IP limit).
+   */
+  async identify(key: string | undefined): Promise<KeyRecord | undefined> {
+    const seen = key ? this.inspect(key) : undefined;
+    if (!seen) return undefined;
+    try {
+      return await this.parts.store.get(seen.hash);
+    } catch {
+      return undefined;
+    }
+  }
+
   async verify(key: string | undefined, options: VerifyOptions = {}): Promise<VerifyResult> {
     const cost = options.cost ?? 1;
     if (key === undefined || key === '') return { valid: false, code: 'MISSING', limits: [], cost };
@@ -106,7 +122,7 @@ export class Verifier {
       return { valid: false, code: 'UNAVAILABLE', limits: [], cost };
     }
     if (!record) return { valid: false, code: 'NOT_FOUND', limits: [], cost };
-    const now = options.now ?? Date.now();
+    const now = options.now ?? (this.parts.now ?? Date.now)();
     if (isRevoked(record, now)) return { valid: false, code: 'REVOKED', record, limits: [], cost };
     if (isExpired(record, now)) return { valid: false, code: 'EXPIRED', record, limits: [], cost };
 
@@ -115,7 +131,10 @@ export class Verifier {
       for (const window of this.windowsFor(record)) {
         const result = await this.parts.limiter.consume(window, record.key_hash, cost);
         limits.push(result);
-        if (!result.allowed) return { valid: false, code: 'RATE_LIMITED', record, limits, refusedBy: result, cost };
+        if (!result.allowed) {
+          this.parts.recorder.recordRateLimited(record.key_hash, now);
+          return { valid: false, code: 'RATE_LIMITED', record, limits, refusedBy: result, cost };
+        }
       }
     } catch (err) {
       this.fail('rate limiter failed', err);

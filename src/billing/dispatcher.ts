@@ -55,6 +55,12 @@ export class BillingDispatcher {
     this.problems = new OnceReporter(options.onError);
   }
 
+  /** Reports waiting for delivery: in the outbox and not yet saved to it. */
+  async pendingCount(): Promise<number> {
+    const { pending } = await this.outbox.read();
+    return pending.length + this.unsaved.length;
+  }
+
   start(): void {
     if (this.timer) return;
     this.timer = setInterval(() => void this.deliver(), this.options.intervalMs);

@@ -123,6 +123,11 @@ export class JsonFileKeyStore implements KeyStore {
     return this.index.get(keyHash);
   }
 
+  /** Number of records loaded. */
+  size(): number {
+    return this.index.size;
+  }
+
   hasUnchecksummedKeys(): boolean {
     return this.unchecksummed.size > 0;
   }
@@ -130,11 +135,6 @@ export class JsonFileKeyStore implements KeyStore {
   /** Whether the key with this hash is a plain key without the checksum format (older deployments). */
   isUnchecksummed(keyHash: string): boolean {
     return this.unchecksummed.has(keyHash);
-  }
-
-  /** Number of records loaded. */
-  get size(): number {
-    return this.index.size;
   }
 
   /**

@@ -35,6 +35,10 @@ export class MemoryKeyStore implements KeyStore {
     return this.records.get(keyHash);
   }
 
+  size(): number {
+    return this.records.size;
+  }
+
   hasUnchecksummedKeys(): boolean {
     return this.unchecksummed > 0;
   }

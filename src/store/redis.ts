@@ -122,6 +122,10 @@ export class RedisKeyStore implements KeyStore {
     }
   }
 
+  size(): number {
+    return this.cache.size;
+  }
+
   hasUnchecksummedKeys(): boolean {
     return this.legacy.size > 0;
   }

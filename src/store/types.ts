@@ -42,8 +42,11 @@ export interface UsageDelta {
   units: number;
   /** Unix seconds of the last allowed request in this delta. */
   last_used: number;
-  /** The same units split by UTC day (`YYYYMMDD`), oldest first, for `requests_today`. */
-  days: Array<{ day: number; units: number }>;
+  /**
+   * The same units split by UTC day (`YYYYMMDD`), oldest first, for `requests_today`; `requests`
+   * is the number of requests that spent them (the per-day history counts requests).
+   */
+  days: Array<{ day: number; units: number; requests?: number }>;
 }
 
 /** What the usage recorder tells a store about one flush. */
@@ -113,6 +116,8 @@ export interface KeyStore {
    * so that a key failing the checksum must still be looked up.
    */
   hasUnchecksummedKeys?(): boolean;
+  /** How many keys the store holds in memory now (for metrics). */
+  size?(): number;
   create(input: NewKeyInput): Promise<CreatedKey>;
   /** Marks the key revoked; returns the updated record, or undefined when there is no such key. */
   revoke(keyHash: string): Promise<KeyRecord | undefined>;

@@ -4,6 +4,21 @@ import { OnceReporter } from '../report-once';
 import { addUsage } from '../store/record';
 import type { KeyRecord, KeyStore, UsageDelta } from '../store/types';
 import { utcDay } from './day';
+import type { DayCounts, HistoryEntry, UsageHistory } from './history';
+
+/** Per-day counts waiting for the history, by `day:keyHash`. */
+type HistoryCounts = Map<string, HistoryEntry>;
+
+function addToHistory(counts: HistoryCounts, keyHash: string, day: number, allowed: number, rateLimited: number): void {
+  const id = `${day}:${keyHash}`;
+  const entry = counts.get(id);
+  if (entry) {
+    entry.allowed += allowed;
+    entry.rate_limited += rateLimited;
+  } else {
+    counts.set(id, { key_hash: keyHash, day, allowed, rate_limited: rateLimited });
+  }
+}
 
 /** The counters of a key as they stand now: stored values plus usage not yet flushed. */
 export interface LiveUsage {
@@ -39,12 +54,24 @@ export class UsageRecorder {
   private readonly failures: OnceReporter;
 
   private windowStart = Date.now() / 1000;
+  private lastFlushDurationSeconds: number | null = null;
+  private lastFlushAt: number | null = null;
+  private flushErrors = 0;
+
+  /** Rate-limited requests not yet handed to the history. */
+  private limited: HistoryCounts = new Map();
+  /** History counts written or waiting for a retry (with the id they were first offered under). */
+  private historyHead: { id: string; counts: HistoryCounts } | undefined;
+  /** History counts of applied usage batches, not yet offered. */
+  private historyTail: HistoryCounts = new Map();
 
   constructor(
     private readonly store: KeyStore,
     private readonly flushIntervalMs: number,
     private readonly onError: (err: Error) => void,
     private readonly onBatchApplied?: BatchListener,
+    /** Where per-day history goes; without one none is kept. */
+    readonly history?: UsageHistory,
   ) {
     this.failures = new OnceReporter(onError);
   }
@@ -61,14 +88,38 @@ export class UsageRecorder {
     const seconds = nowMs / 1000;
     const delta = this.pending.get(keyHash);
     if (!delta) {
-      this.pending.set(keyHash, { key_hash: keyHash, units, last_used: seconds, days: [{ day, units }] });
+      this.pending.set(keyHash, { key_hash: keyHash, units, last_used: seconds, days: [{ day, units, requests: 1 }] });
       return;
     }
     delta.units += units;
     if (seconds > delta.last_used) delta.last_used = seconds;
     const last = delta.days[delta.days.length - 1]!;
-    if (last.day === day) last.units += units;
-    else delta.days.push({ day, units });
+    if (last.day === day) {
+      last.units += units;
+      last.requests = (last.requests ?? 0) + 1;
+    } else delta.days.push({ day, units, requests: 1 });
+  }
+
+  /** Counts a request of a key refused by a rate limit, for the per-day history. Memory only. */
+  recordRateLimited(keyHash: string, nowMs: number): void {
+    if (this.history) addToHistory(this.limited, keyHash, utcDay(nowMs), 0, 1);
+  }
+
+  /** A key's counts on `day` that are not in the history yet (pending usage included). */
+  unwrittenHistory(keyHash: string, day: number): DayCounts {
+    const counts: DayCounts = { allowed: 0, rate_limited: 0 };
+    const id = `${day}:${keyHash}`;
+    for (const source of [this.historyHead?.counts, this.historyTail, this.limited]) {
+      const entry = source?.get(id);
+      if (entry) {
+        counts.allowed += entry.allowed;
+        counts.rate_limited += entry.rate_limited;
+      }
+    }
+    for (const delta of [this.unsettled?.deltas.get(keyHash), this.pending.get(keyHash)]) {
+      for (const d of delta?.days ?? []) if (d.day === day) counts.allowed += d.requests ?? 0;
+    }
+    return counts;
   }
 
   /** The record's counters with unflushed usage added, `requests_today` as of `nowMs`. */
@@ -90,6 +141,15 @@ export class UsageRecorder {
     return view;
   }
 
+  /** The last successful flush (duration, Unix seconds) and how many flushes failed. */
+  flushStats(): { lastFlushDurationSeconds: number | null; lastFlushAt: number | null; flushErrors: number } {
+    return { lastFlushDurationSeconds: this.lastFlushDurationSeconds, lastFlushAt: this.lastFlushAt, flushErrors: this.flushErrors };
+  }
+
+  private historyWaiting(): boolean {
+    return this.historyHead !== undefined || this.historyTail.size > 0 || this.limited.size > 0;
+  }
+
   /** Units counted but not yet written to the store. */
   get unflushedUnits(): number {
     let total = 0;
@@ -105,10 +165,22 @@ export class UsageRecorder {
    */
   flush(): Promise<void> {
     if (this.flushing) return this.flushing;
-    if (this.pending.size === 0 && !this.unsettled) return Promise.resolve();
-    this.flushing = this.flushOnce().finally(() => {
-      this.flushing = undefined;
-    });
+    if (this.pending.size === 0 && !this.unsettled && !this.historyWaiting()) return Promise.resolve();
+    const started = performance.now();
+    this.flushing = this.flushOnce()
+      .then(
+        () => {
+          this.lastFlushDurationSeconds = (performance.now() - started) / 1000;
+          this.lastFlushAt = Date.now() / 1000;
+        },
+        (err: unknown) => {
+          this.flushErrors++;
+          throw err;
+        },
+      )
+      .finally(() => {
+        this.flushing = undefined;
+      });
     return this.flushing;
   }
 
@@ -118,7 +190,7 @@ export class UsageRecorder {
     this.timer = undefined;
     await this.flushing?.catch(() => undefined);
     // Requests still finishing may count a little more; a few passes write that too.
-    for (let i = 0; i < 5 && (this.pending.size > 0 || this.unsettled); i++) await this.flush();
+    for (let i = 0; i < 5 && (this.pending.size > 0 || this.unsettled || this.historyWaiting()); i++) await this.flush();
   }
 
   /**
@@ -154,6 +226,42 @@ export class UsageRecorder {
         throw error;
       }
       this.onBatchApplied?.(batch.id, deltas, batch.window);
+      if (this.history) for (const delta of deltas) for (const d of delta.days) addToHistory(this.historyTail, delta.key_hash, d.day, d.requests ?? 0, 0);
+    }
+    await this.flushHistory();
+  }
+
+  /**
+   * Hands per-day counts to the history: a batch waiting for a retry first (same id), then what
+   * came since. A failure keeps them for the next flush.
+   */
+  private async flushHistory(): Promise<void> {
+    if (!this.history) return;
+    for (const [id, entry] of this.limited) {
+      const tail = this.historyTail.get(id);
+      if (tail) tail.rate_limited += entry.rate_limited;
+      else this.historyTail.set(id, entry);
+    }
+    this.limited = new Map();
+    for (let pass = 0; pass < 2 && (this.historyHead || this.historyTail.size > 0); pass++) {
+      if (!this.historyHead) {
+        this.historyHead = { id: randomUUID(), counts: this.historyTail };
+        this.historyTail = new Map();
+      }
+      const head = this.historyHead;
+      try {
+        await this.history.add([...head.counts.values()], head.id);
+      } catch (err) {
+        const cause = describeError(err);
+        this.failures.report(
+          new DaymindError('ERR_DAYMIND_USAGE_FLUSH', `usage history write failed, counts kept in memory for the next attempt: ${cause}`, {
+            cause: err,
+          }),
+          cause,
+        );
+        return;
+      }
+      this.historyHead = undefined;
     }
   }
 }

@@ -1,26 +1,77 @@
-import { Router, type RequestHandler } from 'express';
+import { Router, type RequestHandler, type Response } from 'express';
+import { DaymindError, describeError } from '../errors';
 import { resetSeconds } from '../ratelimit/headers';
+import { sendBadRequest, sendJsonError, sendUnavailable } from '../responses';
 import type { KeyStore } from '../store/types';
+import { DASHBOARD_CSP, dashboardAssets } from './dashboard';
+import { isoDay, lastDays } from './history';
 import type { UsageRecorder } from './recorder';
+
+export interface UsageRouterOptions {
+  /**
+   * Also serve the customer usage page at `GET /usage/dashboard` (and its script and style). The
+   * page loads without a key; only its data calls carry one. Default false.
+   */
+  dashboard?: boolean;
+}
 
 export interface UsageRouterParts {
   store: KeyStore;
   recorder: UsageRecorder;
   /** Runs the auth middleware unless the request already went through it. */
   ensureAuthenticated: RequestHandler;
+  now: () => number;
+  onError: (err: Error) => void;
+}
+
+/** Days of history served by default, and at most. */
+export const HISTORY_DEFAULT_DAYS = 30;
+export const HISTORY_MAX_DAYS = 90;
+
+/** `days` of `/usage/history`: a whole number from 1 to 90, default 30; undefined when invalid. */
+export function parseHistoryDays(raw: unknown): number | undefined {
+  if (raw === undefined) return HISTORY_DEFAULT_DAYS;
+  if (typeof raw !== 'string' || !/^[0-9]{1,3}$/.test(raw)) return undefined;
+  const days = Number(raw);
+  return days >= 1 && days <= HISTORY_MAX_DAYS ? days : undefined;
 }
 
 /**
  * `GET /usage`: the calling key's record and live counters (this request included) and its
- * rate-limit state. Works mounted behind the auth middleware or on its own.
+ * rate-limit state; `GET /usage/history`: its requests per UTC day; with `dashboard`, the usage
+ * page. Works mounted behind the auth middleware or on its own (mount it first to serve the page
+ * without a key).
  */
-export function createUsageRouter({ store, recorder, ensureAuthenticated }: UsageRouterParts): Router {
+export function createUsageRouter(parts: UsageRouterParts, options: UsageRouterOptions = {}): Router {
+  const { store, recorder, ensureAuthenticated, now, onError } = parts;
+  /** A store or history that fails answers 503 with a JSON body, reported through onError. */
+  const unavailable = (res: Response, what: string, err: unknown): void => {
+    onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `${what} failed: ${describeError(err)}`, { cause: err }));
+    if (!res.headersSent) sendUnavailable(res);
+  };
   const router = Router();
-  router.get('/usage', ensureAuthenticated, async (req, res, next) => {
+  if (options.dashboard) {
+    const assets = dashboardAssets();
+    const serve =
+      (body: string, type: string): RequestHandler =>
+      (_req, res) => {
+        res.setHeader('Content-Type', type);
+        res.setHeader('Content-Security-Policy', DASHBOARD_CSP);
+        res.setHeader('X-Content-Type-Options', 'nosniff');
+        res.setHeader('Referrer-Policy', 'no-referrer');
+        res.setHeader('X-Frame-Options', 'DENY');
+        res.setHeader('Cache-Control', 'no-cache');
+        res.end(body);
+      };
+    router.get('/usage/dashboard', serve(assets.html, 'text/html; charset=utf-8'));
+    router.get('/usage/dashboard.js', serve(assets.script, 'text/javascript; charset=utf-8'));
+    router.get('/usage/dashboard.css', serve(assets.css, 'text/css; charset=utf-8'));
+  }
+  router.get('/usage', ensureAuthenticated, async (req, res) => {
     try {
       const info = req.daymind!;
       const record = (await (store.fetch ? store.fetch(info.keyHash) : store.get(info.keyHash))) ?? info.record;
-      const live = recorder.live(record, Date.now());
+      const live = recorder.live(record, now());
       res.setHeader('Cache-Control', 'no-store');
       res.json({
         key_prefix: record.key_prefix,
@@ -42,7 +93,37 @@ export function createUsageRouter({ store, recorder, ensureAuthenticated }: Usag
         })),
       });
     } catch (err) {
-      next(err);
+      unavailable(res, 'GET /usage', err);
+    }
+  });
+  router.get('/usage/history', ensureAuthenticated, async (req, res) => {
+    try {
+      const count = parseHistoryDays(req.query.days);
+      if (count === undefined) {
+        sendBadRequest(res, `days must be a whole number from 1 to ${HISTORY_MAX_DAYS} (default ${HISTORY_DEFAULT_DAYS})`);
+        return;
+      }
+      const history = recorder.history;
+      if (!history) {
+        sendJsonError(res, 501, 'history_unavailable', 'This server keeps no per-day usage history.');
+        return;
+      }
+      const keyHash = req.daymind!.keyHash;
+      const days = lastDays(now(), count);
+      const stored = await history.read(keyHash, days);
+      res.setHeader('Cache-Control', 'no-store');
+      res.json({
+        days: days.map((day, i) => {
+          const unwritten = recorder.unwrittenHistory(keyHash, day);
+          return {
+            day: isoDay(day),
+            allowed: stored[i]!.allowed + unwritten.allowed,
+            rate_limited: stored[i]!.rate_limited + unwritten.rate_limited,
+          };
+        }),
+      });
+    } catch (err) {
+      unavailable(res, 'GET /usage/history', err);
     }
   });
   return router;

@@ -1,0 +1,70 @@
+import type { VerifyCode } from './verify';
+
+/** How the middleware answered a request, as counted by metrics. */
+export type RequestOutcome =
+  | 'allowed'
+  | 'missing_api_key'
+  | 'invalid_api_key'
+  | 'revoked_api_key'
+  | 'expired_api_key'
+  | 'ip_rate_limited'
+  | 'key_rate_limited'
+  | 'store_unavailable';
+
+export const REQUEST_OUTCOMES: readonly RequestOutcome[] = [
+  'allowed',
+  'missing_api_key',
+  'invalid_api_key',
+  'revoked_api_key',
+  'expired_api_key',
+  'ip_rate_limited',
+  'key_rate_limited',
+  'store_unavailable',
+];
+
+/** One request as the middleware saw it, handed to {@link DaymindAuth.observe} listeners. */
+export interface RequestEvent {
+  outcome: RequestOutcome;
+  /** Time the middleware took to decide, in seconds. */
+  durationSeconds: number;
+  /** The key's owner, when a key was found. */
+  owner: string | undefined;
+}
+
+export type RequestListener = (event: RequestEvent) => void;
+
+/** The state of the background parts, read when metrics are scraped. */
+export interface DaymindStats {
+  /** Keys the store holds in memory (null when the store cannot tell). */
+  keysLoaded: number | null;
+  /** Duration of the last successful usage flush, in seconds (null before the first). */
+  lastFlushDurationSeconds: number | null;
+  /** Unix time in seconds of the last successful usage flush (null before the first). */
+  lastFlushAt: number | null;
+  /** Usage flushes that failed since start. */
+  flushErrors: number;
+  /** Usage reports waiting for the billing provider (null without billing). */
+  billingOutboxDepth: number | null;
+  /** Whether the Redis connection is ready (null without Redis). */
+  redisConnected: boolean | null;
+}
+
+/** The outcome of a verification code (a malformed key counts as invalid). */
+export function outcomeOf(code: VerifyCode): RequestOutcome {
+  switch (code) {
+    case 'VALID':
+      return 'allowed';
+    case 'MISSING':
+      return 'missing_api_key';
+    case 'REVOKED':
+      return 'revoked_api_key';
+    case 'EXPIRED':
+      return 'expired_api_key';
+    case 'RATE_LIMITED':
+      return 'key_rate_limited';
+    case 'UNAVAILABLE':
+      return 'store_unavailable';
+    default:
+      return 'invalid_api_key';
+  }
+}
