@@ -48,7 +48,7 @@ describe('UsageRecorder', () => {
     expect(attempts.map((a) => a.units)).toEqual([2, 2, 3]);
     expect(attempts[1]!.batchId).toBe(attempts[0]!.batchId);
     expect(attempts[2]!.batchId).not.toBe(attempts[0]!.batchId);
-    expect(attempts[2]!.days).toEqual([{ day: 20261124, units: 3, requests: 3 }]);
+    expect(attempts[2]!.days).toEqual([{ day: 20261124, units: 3, requests: 1 }]);
     expect(inner.get(record.key_hash)).toMatchObject({ usage_count: 5, requests_today: 3, requests_day: 20261124 });
     expect(recorder.unflushedUnits).toBe(0);
   });
