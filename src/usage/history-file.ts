@@ -60,9 +60,14 @@ export class FileUsageHistory implements UsageHistory {
     try {
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
     } catch (err) {
-      throw new StoreError('ERR_DAYMIND_STORE_WRITE', this.dir, `cannot create the usage history directory ${this.dir}: ${describeError(err)}`, {
-        cause: err,
-      });
+      throw new StoreError(
+        'ERR_DAYMIND_STORE_WRITE',
+        this.dir,
+        `cannot create the usage history directory ${this.dir}: ${describeError(err)}`,
+        {
+          cause: err,
+        },
+      );
     }
     for (const day of [...byDay.keys()].sort()) await this.addToDay(day, byDay.get(day)!);
     await this.prune();
@@ -74,7 +79,9 @@ export class FileUsageHistory implements UsageHistory {
     try {
       release = await acquireLock(path, () => undefined);
     } catch (err) {
-      throw new StoreError('ERR_DAYMIND_STORE_LOCK', path, `cannot lock the usage history file ${path}: ${describeError(err)}`, { cause: err });
+      throw new StoreError('ERR_DAYMIND_STORE_LOCK', path, `cannot lock the usage history file ${path}: ${describeError(err)}`, {
+        cause: err,
+      });
     }
     try {
       const counts = await this.load(day);
@@ -201,9 +208,14 @@ function parseDayFile(path: string, text: string): DayFile {
   try {
     parsed = JSON.parse(text);
   } catch (err) {
-    throw new StoreError('ERR_DAYMIND_STORE_CORRUPT', path, `the usage history file ${path} is not valid JSON (${describeError(err)}); it is left as it is`, {
-      cause: err,
-    });
+    throw new StoreError(
+      'ERR_DAYMIND_STORE_CORRUPT',
+      path,
+      `the usage history file ${path} is not valid JSON (${describeError(err)}); it is left as it is`,
+      {
+        cause: err,
+      },
+    );
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new StoreError('ERR_DAYMIND_STORE_CORRUPT', path, `the usage history file ${path} is not a JSON object; it is left as it is`);
@@ -211,7 +223,11 @@ function parseDayFile(path: string, text: string): DayFile {
   const counts: DayFile = new Map();
   for (const [hash, value] of Object.entries(parsed)) {
     if (!Array.isArray(value) || value.length !== 2 || !value.every((n) => Number.isSafeInteger(n) && n >= 0)) {
-      throw new StoreError('ERR_DAYMIND_STORE_CORRUPT', path, `the usage history file ${path} has a bad entry for ${hash}; it is left as it is`);
+      throw new StoreError(
+        'ERR_DAYMIND_STORE_CORRUPT',
+        path,
+        `the usage history file ${path} has a bad entry for ${hash}; it is left as it is`,
+      );
     }
     counts.set(hash, [value[0], value[1]]);
   }

@@ -28,7 +28,8 @@ export class MemoryUsageHistory implements UsageHistory {
 
   async readDays(days: readonly number[]): Promise<Map<number, Map<string, DayCounts>>> {
     const result = new Map<number, Map<string, DayCounts>>();
-    for (const day of days) result.set(day, new Map([...(this.days.get(day) ?? new Map<string, DayCounts>())].map(([k, v]) => [k, { ...v }])));
+    for (const day of days)
+      result.set(day, new Map([...(this.days.get(day) ?? new Map<string, DayCounts>())].map(([k, v]) => [k, { ...v }])));
     return result;
   }
 }

@@ -25,7 +25,11 @@ interface Commands extends RedisClientLike {
   daymindAddHistory(numberOfKeys: number, ...args: Array<string | number>): Promise<number>;
   hmget(key: string, ...fields: string[]): Promise<Array<string | null>>;
   hgetall(key: string): Promise<Record<string, string>>;
-  pipeline(): { hmget(key: string, ...fields: string[]): unknown; hgetall(key: string): unknown; exec(): Promise<Array<[Error | null, unknown]>> };
+  pipeline(): {
+    hmget(key: string, ...fields: string[]): unknown;
+    hgetall(key: string): unknown;
+    exec(): Promise<Array<[Error | null, unknown]>>;
+  };
 }
 
 export interface RedisUsageHistoryOptions {

@@ -226,7 +226,8 @@ export class UsageRecorder {
         throw error;
       }
       this.onBatchApplied?.(batch.id, deltas, batch.window);
-      if (this.history) for (const delta of deltas) for (const d of delta.days) addToHistory(this.historyTail, delta.key_hash, d.day, d.requests ?? 0, 0);
+      if (this.history)
+        for (const delta of deltas) for (const d of delta.days) addToHistory(this.historyTail, delta.key_hash, d.day, d.requests ?? 0, 0);
     }
     await this.flushHistory();
   }

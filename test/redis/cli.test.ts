@@ -4,43 +4,35 @@ import Redis from 'ioredis';
 import request from 'supertest';
 import { daymindAuth, hashKey } from '../../src';
 import { appWith, SEED_KEYS, seedStoreCopy, tempDir } from '../helpers';
-import { startRedis, type TestRedis } from './harness';
+import { redisForFile } from './harness';
 import { cli } from '../cli/run';
 
-let redis: TestRedis;
-let admin: Redis;
-beforeAll(async () => {
-  redis = await startRedis();
-  admin = redis.client();
-}, 20_000);
-afterAll(async () => {
-  await redis.close();
-});
+const testRedis = redisForFile();
 
 describe('daymind-keys on a Redis store', () => {
   test('create, list, show, rotate and revoke with --redis, or KEY_STORE=redis from an env file', async () => {
     const env = { REDIS_PREFIX: 'cli1' };
-    const key = (await cli(['--redis', redis.url, 'create', 'acme', '--rate-limit', '5'], env)).stdout.trim();
+    const key = (await cli(['--redis', testRedis.server.url, 'create', 'acme', '--rate-limit', '5'], env)).stdout.trim();
     expect(key).toMatch(/^dm_/);
-    expect(await admin.hget(`{cli1}:key:${hashKey(key)}`, 'owner')).toBe('acme');
+    expect(await testRedis.admin.hget(`{cli1}:key:${hashKey(key)}`, 'owner')).toBe('acme');
     const envFile = join(tempDir(), 'daymind.env');
-    writeFileSync(envFile, `KEY_STORE=redis\nREDIS_URL=${redis.url}\nREDIS_PREFIX=cli1\n`);
+    writeFileSync(envFile, `KEY_STORE=redis\nREDIS_URL=${testRedis.server.url}\nREDIS_PREFIX=cli1\n`);
     const list = JSON.parse((await cli(['--env-file', envFile, '--json', 'list'])).stdout);
     expect(list).toEqual([expect.objectContaining({ owner: 'acme', status: 'active', rate_limit_per_minute: 5 })]);
-    const rotated = JSON.parse((await cli(['--redis', redis.url, '--json', 'rotate', key.slice(0, 9)], env)).stdout);
+    const rotated = JSON.parse((await cli(['--redis', testRedis.server.url, '--json', 'rotate', key.slice(0, 9)], env)).stdout);
     expect(rotated.previous.status).toBe('revoked');
-    expect((await cli(['--redis', redis.url, 'revoke', rotated.key], env)).stdout).toMatch(/^Revoked /);
-    const shown = JSON.parse((await cli(['--redis', redis.url, '--json', 'show', rotated.key], env)).stdout);
+    expect((await cli(['--redis', testRedis.server.url, 'revoke', rotated.key], env)).stdout).toMatch(/^Revoked /);
+    const shown = JSON.parse((await cli(['--redis', testRedis.server.url, '--json', 'show', rotated.key], env)).stdout);
     expect(shown).toMatchObject({ status: 'revoked', rotated_from: hashKey(key) });
   });
 
   test('migrate copies the existing-format sample with its counters, and a second run changes nothing', async () => {
     const file = seedStoreCopy();
     const env = { REDIS_PREFIX: 'mig' };
-    const first = await cli(['--json', 'migrate', '--from', file, '--to', redis.url], env);
+    const first = await cli(['--json', 'migrate', '--from', file, '--to', testRedis.server.url], env);
     expect(first.code).toBe(0);
     expect(JSON.parse(first.stdout)).toMatchObject({ copied: 3, skipped: 0 });
-    const client = new Redis(redis.url);
+    const client = new Redis(testRedis.server.url);
     const auth = daymindAuth({ env: {}, redis: client, keyStore: 'redis', redisPrefix: 'mig', billing: false });
     try {
       const app = appWith(auth);
@@ -51,9 +43,9 @@ describe('daymind-keys on a Redis store', () => {
       await auth.close();
       await client.quit();
     }
-    const second = await cli(['migrate', '--from', file, '--to', redis.url], env);
+    const second = await cli(['migrate', '--from', file, '--to', testRedis.server.url], env);
     expect(second.stdout).toMatch(/Copied 0 key\(s\).*3 were in Redis already/);
-    const alpha = await admin.hgetall(`{mig}:key:${hashKey(SEED_KEYS.alpha)}`);
+    const alpha = await testRedis.admin.hgetall(`{mig}:key:${hashKey(SEED_KEYS.alpha)}`);
     expect(alpha).toMatchObject({
       owner: 'team-alpha',
       usage_count: '1246',
@@ -61,7 +53,7 @@ describe('daymind-keys on a Redis store', () => {
       revoked: '0',
     });
     expect(JSON.stringify(alpha)).not.toContain(SEED_KEYS.alpha);
-    expect(await admin.hgetall(`{mig}:key:${hashKey(SEED_KEYS.revoked)}`)).toMatchObject({ usage_count: '98765', revoked: '1' });
+    expect(await testRedis.admin.hgetall(`{mig}:key:${hashKey(SEED_KEYS.revoked)}`)).toMatchObject({ usage_count: '98765', revoked: '1' });
   });
 
   test('bad input: an unreachable Redis or a bad URL is one line and a non-zero exit', async () => {
@@ -72,7 +64,7 @@ describe('daymind-keys on a Redis store', () => {
     const bad = await cli(['--redis', 'localhost:6379', 'list']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/not a redis:\/\/ or rediss:\/\/ URL/);
-    const both = await cli(['--redis', redis.url, '--store', 'x.json', 'list']);
+    const both = await cli(['--redis', testRedis.server.url, '--store', 'x.json', 'list']);
     expect(both.code).toBe(2);
     const noTo = await cli(['migrate', '--from', 'x.json']);
     expect(noTo.code).toBe(2);

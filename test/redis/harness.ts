@@ -108,3 +108,24 @@ export async function startRedis(): Promise<TestRedis> {
     },
   };
 }
+
+/** A TestRedis for the whole test file (started in beforeAll, closed in afterAll), with an admin client. */
+export function redisForFile(): { readonly server: TestRedis; readonly admin: Redis } {
+  let server: TestRedis | undefined;
+  let admin: Redis | undefined;
+  beforeAll(async () => {
+    server = await startRedis();
+    admin = server.client();
+  }, 20_000);
+  afterAll(async () => {
+    await server?.close();
+  });
+  return {
+    get server() {
+      return server!;
+    },
+    get admin() {
+      return admin!;
+    },
+  };
+}
