@@ -4,7 +4,7 @@
  * IP_RATE_LIMIT_PER_MINUTE, API_KEYS) plus PORT (default 3000).
  */
 import express from 'express';
-import { daymindAuth, ConfigError } from '../src';
+import { daymindAuth, metricsHandler, ConfigError } from '../src';
 
 function portFromEnv(): number {
   const raw = process.env.PORT ?? '3000';
@@ -23,6 +23,8 @@ app.get('/', (_req, res) => {
     auth: 'Authorization: Bearer <key> or X-API-Key: <key>',
   });
 });
+// Prometheus metrics, outside /v1 so that they need no key (in production: protect it or serve it on another port).
+app.get('/metrics', metricsHandler(auth));
 // The usage router first: its page loads without a key, its data routes check the key themselves.
 app.use('/v1', auth.usageRouter({ dashboard: true }));
 app.use('/v1', auth);

@@ -19,6 +19,7 @@ export { MemoryUsageHistory } from './usage/history-memory';
 export { FileUsageHistory, historyDirFor, type FileUsageHistoryOptions } from './usage/history-file';
 export { RedisUsageHistory, type RedisUsageHistoryOptions } from './usage/history-redis';
 export type { RequestOutcome, RequestEvent, RequestListener, DaymindStats } from './observe';
+export { metricsHandler, type MetricsHandlerOptions, type MetricsRegistry } from './metrics';
 export type { HttpErrorCode } from './responses';
 export type { BillingProvider, UsageReport } from './billing/types';
 export { BillingRejection, type DeadLetter } from './billing/rejection';
