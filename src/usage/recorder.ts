@@ -165,7 +165,11 @@ export class UsageRecorder {
    */
   flush(): Promise<void> {
     if (this.flushing) return this.flushing;
-    if (this.pending.size === 0 && !this.unsettled && !this.historyWaiting()) return Promise.resolve();
+    if (this.pending.size === 0 && !this.unsettled && !this.historyWaiting()) {
+      // Nothing to write is a successful flush too: the age of the last flush stays a liveness signal.
+      this.lastFlushAt = Date.now() / 1000;
+      return Promise.resolve();
+    }
     const started = performance.now();
     this.flushing = this.flushOnce()
       .then(
