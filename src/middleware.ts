@@ -188,23 +188,33 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     if (record) recorder.recordRateLimited(record.key_hash, config.now());
   }
 
-  /** Lets the request go on or answers it. */
-  async function authenticate(req: Request, res: Response): Promise<Decision> {
-    if (!isReady) await ready;
-    const limits: RateLimitResult[] = [];
-    if (ipWindow) {
-      const ipResult = await limiter.consume(ipWindow, ipLimitKey(req.ip), 1);
-      limits.push(ipResult);
-      if (!ipResult.allowed) {
-        setRateLimitHeaders(res, limits);
-        sendRateLimited(res, ipResult);
-        if (recorder.history) void countIpLimited(extractKey(req, config.queryParam));
-        return IP_LIMITED;
-      }
+  /**
+   * Lets the request go on or answers it. Synchronous when the limiter and the store answer
+   * synchronously (the default product): no promise is made on that path.
+   */
+  function authenticate(req: Request, res: Response): Decision | Promise<Decision> {
+    if (!isReady) return ready.then(() => authenticate(req, res));
+    if (!ipWindow) return checkKey(req, res, undefined);
+    const subject = ipLimitKey(req.ip);
+    const ipResult = limiter.consumeSync?.(ipWindow, subject, 1);
+    if (ipResult === undefined) return limiter.consume(ipWindow, subject, 1).then((result) => checkKey(req, res, result));
+    return checkKey(req, res, ipResult);
+  }
+
+  function checkKey(req: Request, res: Response, ipResult: RateLimitResult | undefined): Decision | Promise<Decision> {
+    if (ipResult && !ipResult.allowed) {
+      setRateLimitHeaders(res, [ipResult]);
+      sendRateLimited(res, ipResult);
+      if (recorder.history) void countIpLimited(extractKey(req, config.queryParam));
+      return IP_LIMITED;
     }
-    const result = await verifier.verify(extractKey(req, config.queryParam));
-    limits.push(...result.limits);
-    setRateLimitHeaders(res, limits);
+    const result = verifier.check(extractKey(req, config.queryParam));
+    if (result instanceof Promise) return result.then((r) => decide(req, res, ipResult, r));
+    return decide(req, res, ipResult, result);
+  }
+
+  function decide(req: Request, res: Response, ipResult: RateLimitResult | undefined, result: VerifyResult): Decision {
+    setRateLimitHeaders(res, ipResult ? [ipResult, ...result.limits] : result.limits);
     const decision: Decision = { outcome: outcomeOf(result.code), owner: result.record?.owner };
     switch (result.code) {
       case 'VALID': {
@@ -245,19 +255,31 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
   }
   const UNAVAILABLE: Decision = { outcome: 'store_unavailable', owner: undefined };
 
+  function proceed(decision: Decision, next: NextFunction, started: number): void {
+    if (listeners.length > 0) emit(started, decision);
+    if (decision.outcome === 'allowed') next();
+  }
+
+  function fail(err: unknown, res: Response, started: number): void {
+    if (listeners.length > 0) emit(started, UNAVAILABLE);
+    config.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `request refused with 503: ${describeError(err)}`, { cause: err }));
+    if (!res.headersSent) sendUnavailable(res);
+  }
+
   const middleware = ((req: Request, res: Response, next: NextFunction): void => {
     const started = listeners.length > 0 ? performance.now() : 0;
-    authenticate(req, res)
+    let decision: Decision | Promise<Decision>;
+    try {
+      decision = authenticate(req, res);
+    } catch (err) {
+      fail(err, res, started);
+      return;
+    }
+    if (!(decision instanceof Promise)) return proceed(decision, next, started);
+    decision
       .then(
-        (decision) => {
-          if (listeners.length > 0) emit(started, decision);
-          if (decision.outcome === 'allowed') next();
-        },
-        (err: unknown) => {
-          if (listeners.length > 0) emit(started, UNAVAILABLE);
-          config.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `request refused with 503: ${describeError(err)}`, { cause: err }));
-          if (!res.headersSent) sendUnavailable(res);
-        },
+        (d) => proceed(d, next, started),
+        (err: unknown) => fail(err, res, started),
       )
       .catch(next);
   }) as DaymindAuth;

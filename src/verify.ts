@@ -101,6 +101,14 @@ export class Verifier {
   }
 
   async verify(key: string | undefined, options: VerifyOptions = {}): Promise<VerifyResult> {
+    return this.check(key, options);
+  }
+
+  /**
+   * {@link verify}, answered synchronously when the store and the limiter can (a JSON or memory
+   * store with the memory limiter): the request path then allocates no promise at all.
+   */
+  check(key: string | undefined, options: VerifyOptions = {}): VerifyResult | Promise<VerifyResult> {
     const cost = options.cost ?? 1;
     if (key === undefined || key === '') return { valid: false, code: 'MISSING', limits: [], cost };
     const seen = this.inspect(key);
@@ -108,38 +116,95 @@ export class Verifier {
     const { store } = this.parts;
     const { hash, checksummed } = seen;
     if (!checksummed && !store.hasUnchecksummedKeys?.()) return { valid: false, code: 'MALFORMED', limits: [], cost };
+    let found: KeyRecord | undefined | Promise<KeyRecord | undefined>;
+    try {
+      found = store.get(hash);
+    } catch (err) {
+      return this.unavailable('key store look-up failed', err, cost);
+    }
+    if (found instanceof Promise || (!found && checksummed && store.refresh))
+      return this.lookUpLater(found, hash, checksummed, options, cost);
+    return this.checkRecord(found, options, cost);
+  }
 
+  private unavailable(what: string, err: unknown, cost: number, record?: KeyRecord, limits: RateLimitResult[] = []): VerifyResult {
+    this.fail(what, err);
+    return { valid: false, code: 'UNAVAILABLE', record, limits, cost };
+  }
+
+  /** The look-up when the store answers asynchronously, or must be refreshed for an unknown key. */
+  private async lookUpLater(
+    found: KeyRecord | undefined | Promise<KeyRecord | undefined>,
+    hash: string,
+    checksummed: boolean,
+    options: VerifyOptions,
+    cost: number,
+  ): Promise<VerifyResult> {
+    const { store } = this.parts;
     let record: KeyRecord | undefined;
     try {
-      const found = store.get(hash);
-      record = found instanceof Promise ? await found : found;
+      record = await found;
       if (!record && checksummed && store.refresh) {
         await store.refresh();
         record = await store.get(hash);
       }
     } catch (err) {
-      this.fail('key store look-up failed', err);
-      return { valid: false, code: 'UNAVAILABLE', limits: [], cost };
+      return this.unavailable('key store look-up failed', err, cost);
     }
+    return this.checkRecord(record, options, cost);
+  }
+
+  /** Status and limits of a found record; synchronous when the limiter is. */
+  private checkRecord(record: KeyRecord | undefined, options: VerifyOptions, cost: number): VerifyResult | Promise<VerifyResult> {
     if (!record) return { valid: false, code: 'NOT_FOUND', limits: [], cost };
     const now = options.now ?? (this.parts.now ?? Date.now)();
     if (isRevoked(record, now)) return { valid: false, code: 'REVOKED', record, limits: [], cost };
     if (isExpired(record, now)) return { valid: false, code: 'EXPIRED', record, limits: [], cost };
-
+    const windows = this.windowsFor(record);
+    const { limiter } = this.parts;
     const limits: RateLimitResult[] = [];
-    try {
-      for (const window of this.windowsFor(record)) {
-        const result = await this.parts.limiter.consume(window, record.key_hash, cost);
-        limits.push(result);
-        if (!result.allowed) {
-          this.parts.recorder.recordRateLimited(record.key_hash, now);
-          return { valid: false, code: 'RATE_LIMITED', record, limits, refusedBy: result, cost };
+    if (limiter.consumeSync) {
+      try {
+        for (const window of windows) {
+          const result = limiter.consumeSync(window, record.key_hash, cost);
+          if (result === undefined) return this.limitLater(record, windows, limits, now, cost);
+          limits.push(result);
+          if (!result.allowed) return this.refused(record, limits, result, now, cost);
         }
+      } catch (err) {
+        return this.unavailable('rate limiter failed', err, cost, record, limits);
+      }
+      return this.allowed(record, limits, now, cost);
+    }
+    return this.limitLater(record, windows, limits, now, cost);
+  }
+
+  /** The windows from `limits.length` on, through the limiter's asynchronous consume. */
+  private async limitLater(
+    record: KeyRecord,
+    windows: readonly RateLimitWindow[],
+    limits: RateLimitResult[],
+    now: number,
+    cost: number,
+  ): Promise<VerifyResult> {
+    try {
+      for (let i = limits.length; i < windows.length; i++) {
+        const result = await this.parts.limiter.consume(windows[i]!, record.key_hash, cost);
+        limits.push(result);
+        if (!result.allowed) return this.refused(record, limits, result, now, cost);
       }
     } catch (err) {
-      this.fail('rate limiter failed', err);
-      return { valid: false, code: 'UNAVAILABLE', record, limits, cost };
+      return this.unavailable('rate limiter failed', err, cost, record, limits);
     }
+    return this.allowed(record, limits, now, cost);
+  }
+
+  private refused(record: KeyRecord, limits: RateLimitResult[], refusedBy: RateLimitResult, now: number, cost: number): VerifyResult {
+    this.parts.recorder.recordRateLimited(record.key_hash, now);
+    return { valid: false, code: 'RATE_LIMITED', record, limits, refusedBy, cost };
+  }
+
+  private allowed(record: KeyRecord, limits: RateLimitResult[], now: number, cost: number): VerifyResult {
     this.failures.clear();
     this.parts.recorder.record(record.key_hash, cost, now);
     return { valid: true, code: 'VALID', record, limits, cost };

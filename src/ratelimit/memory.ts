@@ -1,10 +1,28 @@
-import { RateLimiterMemory } from 'rate-limiter-flexible';
-import { RlfRateLimiter } from './rlf-adapter';
-import type { RateLimitWindow } from './types';
+import { RateLimiterMemory, type RateLimiterRes } from 'rate-limiter-flexible';
+import { RlfRateLimiter, toResult } from './rlf-adapter';
+import type { RateLimitResult, RateLimitWindow } from './types';
+
+/** The part of rate-limiter-flexible's memory storage that its own `consume` calls synchronously. */
+interface MemoryStorage {
+  incrby(key: string, value: number, durationSec: number): RateLimiterRes;
+}
 
 /** rate-limiter-flexible's in-process fixed-window limiter: counts per process. */
 export class MemoryRateLimiter extends RlfRateLimiter {
   protected build(window: RateLimitWindow, keyPrefix: string): RateLimiterMemory {
     return new RateLimiterMemory({ points: window.limit, duration: window.windowSeconds, keyPrefix });
+  }
+
+  /**
+   * The same counting as RateLimiterMemory.consume (its storage's `incrby` on the same key)
+   * without the promise it wraps the answer in. Undefined, so that `consume` is used, should a
+   * version of rate-limiter-flexible keep its storage differently.
+   */
+  consumeSync(window: RateLimitWindow, id: string, cost: number): RateLimitResult | undefined {
+    const limiter = this.limiterFor(window) as RateLimiterMemory & { _memoryStorage?: Partial<MemoryStorage> };
+    const storage = limiter._memoryStorage;
+    if (typeof storage?.incrby !== 'function') return undefined;
+    const res = storage.incrby(limiter.getKey(id), cost, window.windowSeconds);
+    return toResult(window, res, res.consumedPoints <= window.limit);
   }
 }

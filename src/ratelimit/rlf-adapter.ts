@@ -18,7 +18,7 @@ export abstract class RlfRateLimiter implements RateLimiterAdapter {
     return `${window.name}:${window.limit}:${window.windowSeconds}`;
   }
 
-  private limiterFor(window: RateLimitWindow): RateLimiterAbstract {
+  protected limiterFor(window: RateLimitWindow): RateLimiterAbstract {
     let limiter = this.byWindow.get(window);
     if (limiter) return limiter;
     const id = `${window.name}:${window.limit}:${window.windowSeconds}`;
@@ -56,7 +56,7 @@ export abstract class RlfRateLimiter implements RateLimiterAdapter {
   }
 }
 
-function toResult(window: RateLimitWindow, res: RateLimiterRes, allowed: boolean): RateLimitResult {
+export function toResult(window: RateLimitWindow, res: RateLimiterRes, allowed: boolean): RateLimitResult {
   return {
     policy: window.name,
     allowed,

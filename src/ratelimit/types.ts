@@ -25,6 +25,12 @@ export interface RateLimitResult {
 export interface RateLimiterAdapter {
   /** Spends `cost` units of `window` for `id`. Rejects only when the backend fails. */
   consume(window: RateLimitWindow, id: string, cost: number): Promise<RateLimitResult>;
+  /**
+   * `consume`, answered synchronously, for backends that keep their counters in this process; it
+   * may return undefined to have `consume` used instead. Optional: the request path then allocates
+   * no promise for the limiter.
+   */
+  consumeSync?(window: RateLimitWindow, id: string, cost: number): RateLimitResult | undefined;
   /** The current state without spending anything. */
   peek?(window: RateLimitWindow, id: string): Promise<RateLimitResult>;
   close?(): Promise<void>;
