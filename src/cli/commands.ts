@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs';
 import { parsePrice, toBeancount, toCsv, toJson, totalsByOwner, type Price } from '../billing/export';
-import { readLedger } from '../billing/ledger';
+import { readLedger, type LedgerEntry } from '../billing/ledger';
 import { assertOwner, keyStatus } from '../store/record';
 import { JsonFileKeyStore } from '../store/json-file';
 import type { RedisKeyStore } from '../store/redis';
@@ -32,10 +32,11 @@ export type CommandOptions = {
   format?: string;
   month?: string;
   price?: string;
+  html?: string;
 };
 
 /** requests_today as of now: 0 when the last counted day is not today. */
-function todayCount(record: KeyRecord, nowMs: number): number {
+export function todayCount(record: KeyRecord, nowMs: number): number {
   return record.requests_day === utcDay(nowMs) ? record.requests_today : 0;
 }
 
@@ -61,14 +62,18 @@ export function recordJson(record: KeyRecord, nowMs: number): Record<string, unk
   };
 }
 
-function print(ctx: CommandContext, value: unknown): void {
+export function print(ctx: CommandContext, value: unknown): void {
   ctx.out(JSON.stringify(value, null, 2) + '\n');
 }
 
-async function withStore<T>(ctx: CommandContext, create: boolean, run: (store: AdminStore['store']) => Promise<T>): Promise<T> {
+export async function withStore<T>(
+  ctx: CommandContext,
+  create: boolean,
+  run: (store: AdminStore['store'], opened: AdminStore) => Promise<T>,
+): Promise<T> {
   const opened = await ctx.openStore(create);
   try {
-    return await run(opened.store);
+    return await run(opened.store, opened);
   } finally {
     await opened.close();
   }
@@ -205,21 +210,36 @@ export async function rotate(ctx: CommandContext, name: string, options: Command
   );
 }
 
+/** One owner's figures in `usage`: its keys, their all-time usage_count and requests today. */
+export interface OwnerUsage {
+  owner: string;
+  keys: number;
+  usage_count: number;
+  requests_today: number;
+}
+
+/** The figures of `usage` per owner, by owner (`report` shows the same numbers). */
+export function ownerUsage(records: KeyRecord[], nowMs: number): Map<string, OwnerUsage> {
+  const owners = new Map<string, OwnerUsage>();
+  for (const r of records) {
+    const o = owners.get(r.owner) ?? { owner: r.owner, keys: 0, usage_count: 0, requests_today: 0 };
+    o.keys++;
+    o.usage_count += r.usage_count;
+    o.requests_today += todayCount(r, nowMs);
+    owners.set(r.owner, o);
+  }
+  return owners;
+}
+
 export async function usage(ctx: CommandContext, options: CommandOptions): Promise<void> {
   let records = await withStore(ctx, false, (s) => s.list());
   if (options.owner !== undefined) {
     records = records.filter((r) => r.owner === options.owner);
     if (records.length === 0) throw new CommandError(`no keys belong to "${options.owner}"`);
   }
-  const owners = new Map<string, { owner: string; keys: number; usage_count: number; requests_today: number }>();
-  for (const r of records) {
-    const o = owners.get(r.owner) ?? { owner: r.owner, keys: 0, usage_count: 0, requests_today: 0 };
-    o.keys++;
-    o.usage_count += r.usage_count;
-    o.requests_today += todayCount(r, ctx.now);
-    owners.set(r.owner, o);
-  }
-  const ownerRows = [...owners.values()].sort((a, b) => b.usage_count - a.usage_count || a.owner.localeCompare(b.owner));
+  const ownerRows = [...ownerUsage(records, ctx.now).values()].sort(
+    (a, b) => b.usage_count - a.usage_count || a.owner.localeCompare(b.owner),
+  );
   const keyRows = [...records].sort((a, b) => a.owner.localeCompare(b.owner) || b.usage_count - a.usage_count);
   if (ctx.json) {
     return print(ctx, {
@@ -296,13 +316,38 @@ export async function set(ctx: CommandContext, name: string, options: CommandOpt
   ctx.out(`Updated ${record.key_prefix} (${record.owner})\n`);
 }
 
+/** `--month YYYY-MM` checked (a usage error when it is not), or undefined when not given. */
+export function parseMonth(text: string | undefined): string | undefined {
+  if (text !== undefined && !/^\d{4}-(0[1-9]|1[0-2])$/.test(text)) throw new UsageError(`--month: "${text}" is not YYYY-MM`);
+  return text;
+}
+
+/** The months that have a ledger file in the directory, oldest first. */
+export function ledgerMonths(ledgerDir: string): string[] {
+  try {
+    return readdirSync(ledgerDir)
+      .map((f) => /^ledger-(\d{4}-\d{2})\.jsonl$/.exec(f)?.[1])
+      .filter((m): m is string => m !== undefined)
+      .sort();
+  } catch (err) {
+    throw new CommandError(`cannot read the ledger directory ${ledgerDir}: ${(err as Error).message}`);
+  }
+}
+
+/** The ledger entries of the months, damaged lines skipped and named in one note. */
+export async function readLedgerEntries(ctx: CommandContext, ledgerDir: string, months: string[]): Promise<LedgerEntry[]> {
+  const bad: string[] = [];
+  const entries = await readLedger(ledgerDir, months, (file, line) => bad.push(`${file}:${line}`));
+  if (bad.length > 0) ctx.note(`skipped ${bad.length} damaged ledger line(s): ${bad.slice(0, 5).join(', ')}\n`);
+  return entries;
+}
+
 /** Per-owner totals of the usage ledger, for invoicing. */
 export async function exportLedger(ctx: CommandContext, options: CommandOptions, ledgerDir: string): Promise<void> {
   const format = options.format ?? (ctx.json ? 'json' : 'csv');
   if (format !== 'csv' && format !== 'json' && format !== 'beancount')
     throw new UsageError(`--format: "${format}" is not csv, json or beancount`);
-  if (options.month !== undefined && !/^\d{4}-(0[1-9]|1[0-2])$/.test(options.month))
-    throw new UsageError(`--month: "${options.month}" is not YYYY-MM`);
+  parseMonth(options.month);
   let price: Price | undefined;
   if (options.price !== undefined) {
     const [amount = '', currency = '', ...rest] = options.price.trim().split(/\s+/);
@@ -310,21 +355,8 @@ export async function exportLedger(ctx: CommandContext, options: CommandOptions,
     if (!price) throw new UsageError(`--price: "${options.price}" is not an amount and a currency, e.g. "0.001 USD"`);
   }
   if (format === 'beancount' && !price) throw new UsageError('--format beancount needs --price, e.g. --price "0.001 USD"');
-  let months: string[];
-  try {
-    months =
-      options.month !== undefined
-        ? [options.month]
-        : readdirSync(ledgerDir)
-            .map((f) => /^ledger-(\d{4}-\d{2})\.jsonl$/.exec(f)?.[1])
-            .filter((m): m is string => m !== undefined)
-            .sort();
-  } catch (err) {
-    throw new CommandError(`cannot read the ledger directory ${ledgerDir}: ${(err as Error).message}`);
-  }
-  const bad: string[] = [];
-  let entries = await readLedger(ledgerDir, months, (file, line) => bad.push(`${file}:${line}`));
-  if (bad.length > 0) ctx.note(`skipped ${bad.length} damaged ledger line(s): ${bad.slice(0, 5).join(', ')}\n`);
+  const months = options.month !== undefined ? [options.month] : ledgerMonths(ledgerDir);
+  let entries = await readLedgerEntries(ctx, ledgerDir, months);
   if (options.owner !== undefined) {
     entries = entries.filter((e) => e.owner === options.owner);
     if (entries.length === 0)

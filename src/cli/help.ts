@@ -10,6 +10,7 @@ Commands:
   show KEY|PREFIX               one key's record and counters
   rotate KEY|PREFIX             a new key with the same owner and settings; the old one is revoked
   usage                         usage totals per owner and per key
+  report                        a month's usage per owner, top keys and days: table, JSON or HTML
   export                        per-owner usage totals from the ledger: csv, json or beancount
   migrate --from FILE --to URL  copy keys and counters from a JSON store to Redis (idempotent)
 
@@ -81,6 +82,19 @@ can switch over.
 
 Usage totals per owner and per key: all-time usage_count and requests today (UTC day). Usage a
 running server counted in the last second may not be written yet.
+`,
+  report: `Usage: daymind-keys report [--month YYYY-MM] [--owner OWNER] [--html FILE] [--ledger-dir DIR] [--json]
+
+One month's usage report: per owner, units in the month (from the usage ledger, equal to
+export's quantity), rate-limited requests (from the per-day history, where the store keeps one),
+all-time usage and requests today (from the store, equal to usage); the top 10 keys by units;
+and units per UTC day. A table on stdout; --json prints the same data as JSON.
+
+  --month       the month (UTC); default: the current month
+  --owner       only this owner
+  --html FILE   write the report as one self-contained HTML file (no script, no network:
+                it opens from a mail attachment), replaced whole or not at all; prints its path
+  --ledger-dir  where the ledger is: default DAYMIND_LEDGER_DIR, else the key store's directory
 `,
   migrate: `Usage: daymind-keys migrate --from FILE --to redis://HOST:PORT [--json]
 

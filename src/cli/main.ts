@@ -7,6 +7,7 @@ import { readEnvFile } from './env-file';
 import { UsageError } from './errors';
 import { COMMAND_HELP, TOOL_HELP } from './help';
 import { openAdminStore, type StoreLocation } from './open-store';
+import { report } from './report';
 
 export interface CliIO {
   stdout(text: string): void;
@@ -32,6 +33,7 @@ const OPTIONS = {
   price: { type: 'string' },
   'ledger-dir': { type: 'string' },
   owner: { type: 'string' },
+  html: { type: 'string' },
 } as const;
 
 /** Options each command takes besides the global ones, and how many arguments. */
@@ -40,6 +42,7 @@ const COMMANDS: Record<string, { options: string[]; args: string[] }> = {
   create: { options: ['rate-limit', 'expires', 'meta', 'stripe-customer'], args: ['OWNER'] },
   set: { options: ['rate-limit', 'expires', 'stripe-customer'], args: ['KEY|PREFIX'] },
   export: { options: ['format', 'month', 'owner', 'price', 'ledger-dir'], args: [] },
+  report: { options: ['month', 'owner', 'html', 'ledger-dir'], args: [] },
   revoke: { options: [], args: ['KEY|PREFIX'] },
   show: { options: [], args: ['KEY|PREFIX'] },
   rotate: { options: ['grace'], args: ['KEY|PREFIX'] },
@@ -81,7 +84,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       io.stdout(TOOL_HELP);
       return 0;
     }
-    throw new UsageError('a command is required: list, create, set, revoke, show, rotate, usage, export or migrate');
+    throw new UsageError('a command is required: list, create, set, revoke, show, rotate, usage, report, export or migrate');
   }
   const spec = COMMANDS[command];
   if (!spec) throw new UsageError(`unknown command "${command}"`);
@@ -134,17 +137,22 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     case 'set':
       await commands.set(ctx, args[0]!, options);
       break;
-    case 'export': {
-      const ledgerDir =
-        values['ledger-dir'] ?? setting('DAYMIND_LEDGER_DIR') ?? (location!.kind === 'file' ? dirname(resolve(location!.path)) : 'data');
-      await commands.exportLedger(ctx, options, ledgerDir);
+    case 'report':
+      await report(ctx, options, ledgerDirOf(values['ledger-dir'], setting, location!));
       break;
-    }
+    case 'export':
+      await commands.exportLedger(ctx, options, ledgerDirOf(values['ledger-dir'], setting, location!));
+      break;
     case 'migrate':
       await commands.migrate(ctx, values.from, values.to, prefix);
       break;
   }
   return 0;
+}
+
+/** The usage ledger's directory: --ledger-dir, else DAYMIND_LEDGER_DIR, else the JSON store's directory, else data. */
+function ledgerDirOf(flag: string | undefined, setting: (name: string) => string | undefined, location: StoreLocation): string {
+  return flag ?? setting('DAYMIND_LEDGER_DIR') ?? (location.kind === 'file' ? dirname(resolve(location.path)) : 'data');
 }
 
 function redisUrl(value: string, name: string): string {

@@ -1,0 +1,156 @@
+import { statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { ledgerMonth } from '../billing/ledger';
+import { describeError } from '../errors';
+import { writeAtomic } from '../store/file-io';
+import { JsonFileKeyStore } from '../store/json-file';
+import { HISTORY_RETENTION_DAYS, dayOffset, isoDay, type UsageHistory } from '../usage/history';
+import { FileUsageHistory, historyDirFor } from '../usage/history-file';
+import { ledgerMonths, parseMonth, print, readLedgerEntries, withStore, type CommandContext, type CommandOptions } from './commands';
+import { CommandError, UsageError } from './errors';
+import type { AdminStore } from './open-store';
+import { buildReport, monthDays, type Report, type ReportInput } from './report-data';
+import { monthTitle, renderHtml } from './report-html';
+import { renderTable } from './table';
+
+/**
+ * `report`: one month's usage per owner, the top keys and units per day, from the usage ledger,
+ * the key store and the per-day history; as a table, JSON, or a self-contained HTML file.
+ */
+export async function report(ctx: CommandContext, options: CommandOptions, ledgerDir: string): Promise<void> {
+  const current = ledgerMonth(ctx.now / 1000);
+  const month = parseMonth(options.month) ?? current;
+  if (month > current) throw new UsageError(`--month: "${month}" is in the future`);
+  const htmlPath = options.html === undefined ? undefined : htmlTarget(options.html);
+
+  if (!ledgerMonths(ledgerDir).includes(month)) ctx.note(`the ledger in ${ledgerDir} has no file for ${month}: no units that month\n`);
+  let entries = await readLedgerEntries(ctx, ledgerDir, [month]);
+  const { records: all, history } = await withStore(ctx, false, async (store, opened) => ({
+    records: await store.list(),
+    history: await readHistory(ctx, opened, month),
+  }));
+  let records = all;
+  if (options.owner !== undefined) {
+    records = all.filter((r) => r.owner === options.owner);
+    entries = entries.filter((e) => e.owner === options.owner);
+    if (records.length === 0 && entries.length === 0)
+      throw new CommandError(`no keys belong to "${options.owner}" and the ledger has no usage of it in ${month}`);
+  }
+  const data = buildReport({ month, nowMs: ctx.now, owner: options.owner, records, entries, history });
+
+  if (htmlPath !== undefined) {
+    await writeHtml(htmlPath, renderHtml(data));
+    if (!ctx.json) return ctx.out(`${htmlPath}\n`);
+    ctx.note(`Wrote ${htmlPath}\n`);
+  }
+  if (ctx.json) return print(ctx, data);
+  ctx.out(renderText(data));
+}
+
+/** The --html file as an absolute path, checked before any work is done. */
+function htmlTarget(path: string): string {
+  if (path.trim() === '') throw new UsageError('--html: the path is empty');
+  const target = resolve(path);
+  const dir = dirname(target);
+  let isDir: boolean;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    isDir = false;
+  }
+  if (!isDir) throw new CommandError(`cannot write the report ${target}: the directory ${dir} does not exist`);
+  try {
+    if (statSync(target).isDirectory()) throw new CommandError(`cannot write the report ${target}: it is a directory`);
+  } catch (err) {
+    if (err instanceof CommandError) throw err;
+  }
+  return target;
+}
+
+/** Writes the file whole or not at all: a temporary file beside it, fsynced, renamed over it. */
+async function writeHtml(path: string, html: string): Promise<void> {
+  try {
+    await writeAtomic(path, html);
+  } catch (err) {
+    throw new CommandError(`cannot write the report ${path}: ${describeError(err)}`);
+  }
+}
+
+/**
+ * Rate-limited requests per day and key, for the days of the month that the per-day history
+ * keeps (up to today, within its retention); undefined when the store keeps no history.
+ */
+async function readHistory(ctx: CommandContext, opened: AdminStore, month: string): Promise<ReportInput['history'] | undefined> {
+  const history = historyOf(opened);
+  if (!history) return undefined;
+  const first = isoDay(dayOffset(ctx.now, -(HISTORY_RETENTION_DAYS - 1)));
+  const today = isoDay(dayOffset(ctx.now, 0));
+  const days = monthDays(month).filter((d) => d >= first && d <= today);
+  const counts = new Map<string, Map<string, number>>();
+  const missing: string[] = [];
+  let problem = '';
+  for (const day of days) {
+    try {
+      const number = Number(day.replace(/-/g, ''));
+      const byKey = (await history.readDays([number])).get(number) ?? new Map();
+      counts.set(day, new Map([...byKey].map(([hash, c]) => [hash, c.rate_limited])));
+    } catch (err) {
+      missing.push(day);
+      problem ||= describeError(err);
+    }
+  }
+  if (missing.length > 0) ctx.note(`left out the rate-limited counts of ${missing.join(', ')}: ${problem}\n`);
+  return { missing, counts };
+}
+
+/** The per-day history beside a JSON store, when the servers keep one. */
+function historyOf(opened: AdminStore): UsageHistory | undefined {
+  if (!(opened.store instanceof JsonFileKeyStore)) return undefined;
+  const dir = historyDirFor(opened.store.path);
+  try {
+    if (!statSync(dir).isDirectory()) return undefined;
+  } catch {
+    return undefined;
+  }
+  return new FileUsageHistory({ dir });
+}
+
+const n = (value: number | null): string => (value === null ? '-' : String(value));
+const ownerCell = (owner: string): string => (owner === '' ? '(no owner)' : owner);
+
+function renderText(data: Report): string {
+  const { totals } = data;
+  const lines = [
+    `API usage, ${monthTitle(data.month)} (UTC), as of ${data.generated_at.slice(0, 19).replace('T', ' ')} UTC`,
+    `${totals.units} units in the month (ledger), ${totals.owners} owner(s), ${totals.keys_with_usage} of ${totals.keys} key(s) used; ` +
+      `rate-limited: ${data.history ? `${totals.rate_limited} (${data.history.from} to ${data.history.to})` : 'no per-day history'}`,
+    '',
+  ];
+  const owners = renderTable(
+    ['OWNER', 'KEYS', 'UNITS', 'RATE-LIMITED', 'USAGE', 'TODAY'],
+    data.owners.map((o) => [
+      ownerCell(o.owner),
+      String(o.keys),
+      String(o.units),
+      n(o.rate_limited),
+      String(o.usage_count),
+      String(o.requests_today),
+    ]),
+  );
+  const keys =
+    data.top_keys.length === 0
+      ? 'No key has units this month.\n'
+      : renderTable(
+          ['PREFIX', 'OWNER', 'STATUS', 'UNITS', 'RATE-LIMITED', 'USAGE', 'TODAY'],
+          data.top_keys.map((k) => [
+            k.key_prefix,
+            ownerCell(k.owner),
+            k.status,
+            String(k.units),
+            n(k.rate_limited),
+            n(k.usage_count),
+            n(k.requests_today),
+          ]),
+        );
+  return `${lines.join('\n')}\n${owners}\nTop keys by units:\n${keys}`;
+}
