@@ -2,11 +2,15 @@ import { describeError } from '../errors';
 import { connectRedis, whenReady } from '../redis/connection';
 import { JsonFileKeyStore } from '../store/json-file';
 import { RedisKeyStore } from '../store/redis';
+import type { UsageHistory } from '../usage/history';
+import { RedisUsageHistory } from '../usage/history-redis';
 import { CommandError } from './errors';
 
 /** A store the CLI administers, and how to let go of it. */
 export interface AdminStore {
   store: JsonFileKeyStore | RedisKeyStore;
+  /** A Redis store's per-day usage history, in the same Redis (`report`). */
+  redisHistory?: UsageHistory;
   close(): Promise<void>;
 }
 
@@ -35,6 +39,7 @@ export async function openAdminStore(location: StoreLocation, create: boolean): 
   await store.init();
   return {
     store,
+    redisHistory: new RedisUsageHistory({ client, prefix: location.prefix }),
     close: async () => {
       await store.close();
       await client.quit().catch(() => client.disconnect());

@@ -105,7 +105,7 @@ async function readHistory(ctx: CommandContext, opened: AdminStore, month: strin
 
 /** The per-day history beside a JSON store, when the servers keep one. */
 function historyOf(opened: AdminStore): UsageHistory | undefined {
-  if (!(opened.store instanceof JsonFileKeyStore)) return undefined;
+  if (!(opened.store instanceof JsonFileKeyStore)) return opened.redisHistory;
   const dir = historyDirFor(opened.store.path);
   try {
     if (!statSync(dir).isDirectory()) return undefined;

@@ -26,6 +26,24 @@ describe('daymind-keys on a Redis store', () => {
     expect(shown).toMatchObject({ status: 'revoked', rotated_from: hashKey(key) });
   });
 
+  test('report on a Redis store: rate-limited figures come from the Redis history', async () => {
+    const env = { REDIS_PREFIX: 'rep' };
+    const key = (await cli(['--redis', testRedis.server.url, 'create', 'limited-co', '--rate-limit', '2'], env)).stdout.trim();
+    const auth = daymindAuth({ env: {}, redis: testRedis.server.url, keyStore: 'redis', redisPrefix: 'rep', billing: false });
+    try {
+      await auth.ready;
+      const app = appWith(auth);
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) statuses.push((await request(app).get('/v1/hello').set('X-API-Key', key)).status);
+      expect(statuses).toEqual([200, 200, 429, 429, 429]);
+    } finally {
+      await auth.close();
+    }
+    const ledgerDir = tempDir(); // billing is off: an empty ledger, so units are 0 and only the history counts
+    const report = JSON.parse((await cli(['--redis', testRedis.server.url, 'report', '--json', '--ledger-dir', ledgerDir], env)).stdout);
+    expect(report.owners).toEqual([expect.objectContaining({ owner: 'limited-co', rate_limited: 3 })]);
+  });
+
   test('migrate copies the existing-format sample with its counters, and a second run changes nothing', async () => {
     const file = seedStoreCopy();
     const env = { REDIS_PREFIX: 'mig' };
