@@ -1,8 +1,14 @@
+import { DASHBOARD_HTML } from './dashboard-page';
+import { DASHBOARD_SCRIPT } from './dashboard-script';
+import { DASHBOARD_CSS } from './dashboard-style';
+
 /**
  * The customer usage page served by `usageRouter({ dashboard: true })`: HTML, script and style,
- * self-contained (no CDN, no fonts), allowed by {@link DASHBOARD_CSP}.
- * PLACEHOLDER: the page itself is being written.
+ * self-contained (no CDN, no fonts, no build step), allowed by {@link DASHBOARD_CSP}. The page
+ * loads without a key; its script asks for one and sends it only with its own data calls.
  */
+
+/** Only this origin's script, style and data calls; no inline code, no forms, no framing. */
 export const DASHBOARD_CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
@@ -13,9 +19,5 @@ export interface DashboardAssets {
 }
 
 export function dashboardAssets(): DashboardAssets {
-  return {
-    html: '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>API usage</title><link rel="stylesheet" href="dashboard.css"></head><body><main id="app"></main><script src="dashboard.js"></script></body></html>',
-    script: '',
-    css: '',
-  };
+  return { html: DASHBOARD_HTML, script: DASHBOARD_SCRIPT, css: DASHBOARD_CSS };
 }
