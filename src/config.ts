@@ -6,6 +6,8 @@ import type { RateLimiterAdapter } from './ratelimit/types';
 import type { RedisClientLike } from './redis/types';
 import type { BillingProvider } from './billing/types';
 import type { UsageHistory } from './usage/history';
+import type { Request, Response } from 'express';
+import { parsePlans, readPlansFile, type Plan, type PlansInput } from './plans';
 import { DEFAULT_STORE_PATH, JsonFileKeyStore } from './store/json-file';
 
 /** Options of {@link daymindAuth}. Every option wins over its environment variable. */
@@ -88,6 +90,19 @@ export interface DaymindOptions {
   history?: UsageHistory | false;
   /** The clock, in ms since the epoch. Default `Date.now` (tests inject another). */
   now?: () => number;
+  /**
+   * Plans by name: each key's `plan` field picks one, whose limits (windows) and monthly quota
+   * apply. Env `DAYMIND_PLANS_FILE`: a JSON file of the same shape. A key without a plan keeps
+   * the single per-minute limit. See docs/plans.md.
+   */
+  plans?: PlansInput;
+  /** Units a request costs (default 1 each). `auth.cost(n)` sets it per route instead. */
+  cost?: (req: Request) => number;
+  /**
+   * Decides, when the response has finished, whether an allowed request counts as usage
+   * (usage_count, quota, credits, billing). Default: every allowed request counts.
+   */
+  billable?: (req: Request, res: Response) => boolean;
   /** Called with errors met in the background (store, flush). Default: one line on stderr. */
   onError?: (err: Error) => void;
   /** Environment to read instead of `process.env` (tests, embedding). */
@@ -116,6 +131,9 @@ export interface ResolvedConfig {
   stripe: { secretKey: string; meterEventName: string; apiBase: string | undefined } | undefined;
   history: UsageHistory | false | undefined;
   now: () => number;
+  plans: ReadonlyMap<string, Plan>;
+  cost: ((req: Request) => number) | undefined;
+  billable: ((req: Request, res: Response) => boolean) | undefined;
   onError: (err: Error) => void;
 }
 
@@ -383,6 +401,9 @@ export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
     ...resolveBilling(options, env, keyStore, storePath),
     history: resolveHistory(options.history),
     now: resolveClock(options.now),
+    plans: resolvePlans(options.plans, env),
+    cost: optionalFunction<(req: Request) => number>('cost', options.cost),
+    billable: optionalFunction<(req: Request, res: Response) => boolean>('billable', options.billable),
     onError: options.onError ?? ((err) => console.error(`[daymind-auth] ${err.message}`)),
   };
 }
@@ -394,6 +415,19 @@ function resolveHistory(history: unknown): UsageHistory | false | undefined {
     throw new ConfigError('history', 'must be false or an object with add(entries, batchId) and read(keyHash, days) methods');
   }
   return h as UsageHistory;
+}
+
+function resolvePlans(plans: unknown, env: Record<string, string | undefined>): ReadonlyMap<string, Plan> {
+  if (plans !== undefined) return parsePlans(plans, 'plans');
+  const file = env.DAYMIND_PLANS_FILE;
+  if (file !== undefined && file.trim() !== '') return readPlansFile(file.trim());
+  return new Map();
+}
+
+function optionalFunction<F>(name: string, value: unknown): F | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== 'function') throw new ConfigError(name, 'must be a function');
+  return value as F;
 }
 
 function resolveClock(now: unknown): () => number {

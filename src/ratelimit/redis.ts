@@ -1,6 +1,6 @@
 import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 import type { RedisClientLike } from '../redis/types';
-import { RlfRateLimiter } from './rlf-adapter';
+import { RlfRateLimiter, rlfOptions } from './rlf-adapter';
 import type { RateLimitWindow } from './types';
 
 export interface RedisRateLimiterOptions {
@@ -32,14 +32,9 @@ export class RedisRateLimiter extends RlfRateLimiter {
   protected build(window: RateLimitWindow, keyPrefix: string): RateLimiterRedis {
     return new RateLimiterRedis({
       storeClient: this.options.client,
-      points: window.limit,
-      duration: window.windowSeconds,
-      keyPrefix,
+      ...rlfOptions(window, keyPrefix),
       rejectIfRedisNotReady: true,
-      insuranceLimiter:
-        this.options.failureMode === 'closed'
-          ? undefined
-          : new RateLimiterMemory({ points: window.limit, duration: window.windowSeconds, keyPrefix }),
+      insuranceLimiter: this.options.failureMode === 'closed' ? undefined : new RateLimiterMemory(rlfOptions(window, keyPrefix)),
     });
   }
 }

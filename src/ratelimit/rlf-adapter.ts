@@ -15,13 +15,13 @@ export abstract class RlfRateLimiter implements RateLimiterAdapter {
   protected abstract build(window: RateLimitWindow, keyPrefix: string): RateLimiterAbstract;
 
   protected keyPrefixFor(window: RateLimitWindow): string {
-    return `${window.name}:${window.limit}:${window.windowSeconds}`;
+    return windowId(window);
   }
 
   protected limiterFor(window: RateLimitWindow): RateLimiterAbstract {
     let limiter = this.byWindow.get(window);
     if (limiter) return limiter;
-    const id = `${window.name}:${window.limit}:${window.windowSeconds}`;
+    const id = windowId(window);
     limiter = this.limiters.get(id);
     if (!limiter) {
       limiter = this.build(window, this.keyPrefixFor(window));
@@ -40,6 +40,10 @@ export abstract class RlfRateLimiter implements RateLimiterAdapter {
     }
   }
 
+  async refund(window: RateLimitWindow, id: string, cost: number): Promise<void> {
+    await this.limiterFor(window).reward(id, cost);
+  }
+
   async peek(window: RateLimitWindow, id: string): Promise<RateLimitResult> {
     const res = await this.limiterFor(window).get(id);
     if (!res) {
@@ -54,6 +58,20 @@ export abstract class RlfRateLimiter implements RateLimiterAdapter {
     }
     return toResult(window, res, res.consumedPoints <= window.limit);
   }
+}
+
+/** One limiter per distinct window: name, limit, length and block. */
+function windowId(window: RateLimitWindow): string {
+  const base = `${window.name}:${window.limit}:${window.windowSeconds}`;
+  return window.blockSeconds ? `${base}:b${window.blockSeconds}` : base;
+}
+
+/** rate-limiter-flexible's options for a window. */
+export function rlfOptions(
+  window: RateLimitWindow,
+  keyPrefix: string,
+): { points: number; duration: number; blockDuration: number; keyPrefix: string } {
+  return { points: window.limit, duration: window.windowSeconds, blockDuration: window.blockSeconds ?? 0, keyPrefix };
 }
 
 export function toResult(window: RateLimitWindow, res: RateLimiterRes, allowed: boolean): RateLimitResult {

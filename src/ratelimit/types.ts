@@ -4,6 +4,8 @@ export interface RateLimitWindow {
   name: string;
   limit: number;
   windowSeconds: number;
+  /** A subject that exceeds the limit is refused for this many seconds (abuse guard). */
+  blockSeconds?: number;
 }
 
 /** The state of one window after a consume, the same shape whatever the backend. */
@@ -31,6 +33,8 @@ export interface RateLimiterAdapter {
    * no promise for the limiter.
    */
   consumeSync?(window: RateLimitWindow, id: string, cost: number): RateLimitResult | undefined;
+  /** Gives back `cost` units of `window` for `id` (a request that turned out not to count). */
+  refund?(window: RateLimitWindow, id: string, cost: number): Promise<void>;
   /** The current state without spending anything. */
   peek?(window: RateLimitWindow, id: string): Promise<RateLimitResult>;
   close?(): Promise<void>;

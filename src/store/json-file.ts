@@ -18,6 +18,7 @@ import {
 } from './file-io';
 import {
   addUsage,
+  spendCredits,
   applyKeyChanges,
   createdKey,
   markRevoked,
@@ -191,8 +192,10 @@ export class JsonFileKeyStore implements KeyStore {
       let missing = 0;
       for (const delta of deltas) {
         const raw = doc.edit(delta.key_hash);
-        if (raw) addUsage(raw, delta);
-        else missing += delta.units;
+        if (raw) {
+          addUsage(raw, delta);
+          spendCredits(raw, delta, Date.now());
+        } else missing += delta.units;
       }
       return missing;
     }, batch?.onApplied);

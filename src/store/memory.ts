@@ -1,5 +1,15 @@
 import { DEFAULT_KEY_PREFIX, hashKey, displayPrefix, hasValidChecksum } from '../keys';
-import { addUsage, applyKeyChanges, createdKey, markRevoked, newRawRecord, rotateRaw, toKeyRecord, type RawRecord } from './record';
+import {
+  addUsage,
+  spendCredits,
+  applyKeyChanges,
+  createdKey,
+  markRevoked,
+  newRawRecord,
+  rotateRaw,
+  toKeyRecord,
+  type RawRecord,
+} from './record';
 import type { CreatedKey, KeyChanges, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageBatch, UsageDelta } from './types';
 
 export interface MemoryKeyStoreOptions {
@@ -90,6 +100,7 @@ export class MemoryKeyStore implements KeyStore {
       if (!current) continue;
       const record = { ...current };
       addUsage(record, delta);
+      spendCredits(record, delta, Date.now());
       this.records.set(delta.key_hash, record);
     }
     batch?.onApplied();

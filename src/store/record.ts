@@ -24,8 +24,63 @@ export function assertOwner(owner: unknown): asserts owner is string {
   }
 }
 
+const SCOPE = /^[A-Za-z0-9_:.\-]{1,64}$/;
+const PLAN = /^[A-Za-z][A-Za-z0-9_-]{0,31}$/;
+
+function invalid(message: string): never {
+  throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', message);
+}
+
+/** Throws unless the plan, scopes and credit settings given are valid. */
+function assertPlanChanges(changes: KeyChanges): void {
+  if (changes.plan != null && (typeof changes.plan !== 'string' || !PLAN.test(changes.plan))) {
+    invalid('plan must be a plan name: a letter, then letters, digits, "_" or "-" (at most 32)');
+  }
+  if (changes.scopes != null) {
+    if (!Array.isArray(changes.scopes) || !changes.scopes.every((x) => typeof x === 'string' && SCOPE.test(x))) {
+      invalid('scopes must be a list of names of letters, digits and _ : . - (at most 64 each)');
+    }
+  }
+  if (changes.credits != null && !(Number.isSafeInteger(changes.credits) && changes.credits >= 0)) {
+    invalid('credits must be a whole number of 0 or more');
+  }
+  if (changes.add_credits !== undefined && !Number.isSafeInteger(changes.add_credits)) invalid('the credits to add must be a whole number');
+  const refill = changes.credits_refill;
+  if (refill != null) {
+    if (refill.interval !== 'daily' && refill.interval !== 'monthly') invalid('a credits refill is daily or monthly');
+    if (!(Number.isSafeInteger(refill.amount) && refill.amount > 0))
+      invalid('a credits refill amount must be a whole number greater than 0');
+  }
+}
+
+/** The refill period of a time: `YYYYMMDD` for daily refills, `YYYYMM` for monthly ones. */
+export function creditsPeriod(interval: 'daily' | 'monthly', nowMs: number): number {
+  const d = new Date(nowMs);
+  const month = d.getUTCFullYear() * 100 + d.getUTCMonth() + 1;
+  return interval === 'daily' ? month * 100 + d.getUTCDate() : month;
+}
+
+/** The UTC month of a time as `YYYYMM`. */
+export function utcMonth(nowMs: number): number {
+  return creditsPeriod('monthly', nowMs);
+}
+
+/** Credits a record holds at `nowMs`: refilled when its refill period has turned since. */
+export function creditsAt(record: KeyRecord | RawRecord, nowMs: number): number | undefined {
+  if (typeof record.credits !== 'number') return undefined;
+  const refill = record.credits_refill as KeyRecord['credits_refill'];
+  if (refill && record.credits_period !== creditsPeriod(refill.interval, nowMs)) return refill.amount;
+  return record.credits;
+}
+
+/** Units a record counted in the UTC month of `nowMs`. */
+export function monthUsage(record: KeyRecord, nowMs: number): number {
+  return record.requests_month === utcMonth(nowMs) ? (record.requests_this_month ?? 0) : 0;
+}
+
 /** Throws unless every given setting is valid. */
 export function assertKeyChanges(changes: KeyChanges): void {
+  assertPlanChanges(changes);
   const limit = changes.rate_limit_per_minute;
   if (limit != null && !(Number.isSafeInteger(limit) && limit > 0)) {
     throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', 'rate_limit_per_minute must be a whole number greater than 0');
@@ -39,13 +94,28 @@ export function assertKeyChanges(changes: KeyChanges): void {
 }
 
 /** Applies setting changes to a raw record in place; null removes a setting. */
-export function applyKeyChanges(raw: RawRecord, changes: KeyChanges): void {
+export function applyKeyChanges(raw: RawRecord, changes: KeyChanges, nowMs = Date.now()): void {
   assertKeyChanges(changes);
-  for (const field of ['rate_limit_per_minute', 'expires_at', 'stripe_customer_id'] as const) {
+  for (const field of ['rate_limit_per_minute', 'expires_at', 'stripe_customer_id', 'plan', 'scopes', 'credits_refill'] as const) {
     if (!(field in changes)) continue;
     const value = changes[field];
     if (value === null || value === undefined) delete raw[field];
-    else raw[field] = value;
+    else raw[field] = Array.isArray(value) ? [...new Set(value)] : value;
+  }
+  if ('credits' in changes || changes.add_credits !== undefined || changes.credits_refill) {
+    // Settle a refill due first, so that what is set or added counts from now.
+    const current = creditsAt(raw, nowMs);
+    let credits = 'credits' in changes ? (changes.credits ?? undefined) : current;
+    if (changes.add_credits !== undefined) credits = Math.max(0, (credits ?? 0) + changes.add_credits);
+    if (credits === undefined) {
+      delete raw.credits;
+      delete raw.credits_period;
+    } else {
+      raw.credits = credits;
+      const refill = raw.credits_refill as KeyRecord['credits_refill'];
+      if (refill) raw.credits_period = creditsPeriod(refill.interval, nowMs);
+      else delete raw.credits_period;
+    }
   }
 }
 
@@ -79,6 +149,12 @@ export function newRawRecord(input: NewKeyInput, prefix: string = DEFAULT_KEY_PR
   if (input.expires_at != null) raw.expires_at = input.expires_at;
   if (input.meta != null) raw.meta = { ...input.meta };
   if (input.stripe_customer_id != null) raw.stripe_customer_id = input.stripe_customer_id;
+  applyKeyChanges(raw, {
+    ...(input.plan != null ? { plan: input.plan } : {}),
+    ...(input.scopes != null ? { scopes: input.scopes } : {}),
+    ...(input.credits_refill != null ? { credits_refill: input.credits_refill } : {}),
+    ...(input.credits != null ? { credits: input.credits } : input.credits_refill != null ? { credits: input.credits_refill.amount } : {}),
+  });
   return { key, raw };
 }
 
@@ -104,6 +180,19 @@ function recordProblem(raw: unknown): string | undefined {
   if (r.stripe_customer_id != null && typeof r.stripe_customer_id !== 'string') return 'has a non-string "stripe_customer_id"';
   if (r.revoked !== undefined && typeof r.revoked !== 'boolean') return 'has a non-boolean "revoked"';
   if (r.meta != null && (typeof r.meta !== 'object' || Array.isArray(r.meta))) return 'has a "meta" that is not an object';
+  if (r.plan != null && typeof r.plan !== 'string') return 'has a non-string "plan"';
+  if (r.scopes != null && !(Array.isArray(r.scopes) && r.scopes.every((x) => typeof x === 'string')))
+    return 'has "scopes" that are not a list of strings';
+  for (const field of ['credits', 'credits_period', 'requests_this_month', 'requests_month'] as const) {
+    if (r[field] != null && (typeof r[field] !== 'number' || !Number.isFinite(r[field]))) return `has a non-numeric "${field}"`;
+  }
+  const refill = r.credits_refill as Record<string, unknown> | null | undefined;
+  if (
+    refill != null &&
+    (typeof refill !== 'object' || (refill.interval !== 'daily' && refill.interval !== 'monthly') || typeof refill.amount !== 'number')
+  ) {
+    return 'has a "credits_refill" that is not { interval: daily|monthly, amount }';
+  }
   return undefined;
 }
 
@@ -155,6 +244,14 @@ export function toKeyRecord(raw: RawRecord, hash: string, prefix: string = DEFAU
   if (typeof raw.rate_limit_per_minute === 'number') record.rate_limit_per_minute = raw.rate_limit_per_minute;
   if (typeof raw.expires_at === 'number') record.expires_at = raw.expires_at;
   if (raw.meta != null && typeof raw.meta === 'object') record.meta = raw.meta as Record<string, unknown>;
+  if (typeof raw.plan === 'string') record.plan = raw.plan;
+  if (Array.isArray(raw.scopes)) record.scopes = raw.scopes as string[];
+  if (typeof raw.credits === 'number') record.credits = raw.credits;
+  if (raw.credits_refill != null && typeof raw.credits_refill === 'object')
+    record.credits_refill = raw.credits_refill as KeyRecord['credits_refill'];
+  if (typeof raw.credits_period === 'number') record.credits_period = raw.credits_period;
+  if (typeof raw.requests_this_month === 'number') record.requests_this_month = raw.requests_this_month;
+  if (typeof raw.requests_month === 'number') record.requests_month = raw.requests_month;
   return record;
 }
 
@@ -174,8 +271,32 @@ export function addUsage(target: RawRecord | KeyRecord, delta: UsageDelta): void
       t.requests_today = num(t.requests_today) + units;
     }
   }
+  for (const { day, units } of delta.days) {
+    const month = Math.floor(day / 100);
+    const current = num(t.requests_month);
+    if (month > current) {
+      t.requests_month = month;
+      t.requests_this_month = units;
+    } else if (month === current) {
+      t.requests_this_month = num(t.requests_this_month) + units;
+    }
+  }
   const last = typeof t.last_used === 'number' ? t.last_used : 0;
   if (delta.last_used > last) t.last_used = delta.last_used;
+}
+
+/**
+ * Spends a delta's credits on a raw or typed record (stores that spend credits at flush time):
+ * a refill due is applied first, and credits never go below 0.
+ */
+export function spendCredits(target: RawRecord | KeyRecord, delta: UsageDelta, nowMs: number): void {
+  if (!delta.credits) return;
+  const t = target as RawRecord;
+  const current = creditsAt(t, nowMs);
+  if (current === undefined) return;
+  const refill = t.credits_refill as KeyRecord['credits_refill'];
+  if (refill) t.credits_period = creditsPeriod(refill.interval, nowMs);
+  t.credits = Math.max(0, current - delta.credits);
 }
 
 /** Marks a raw or typed record revoked, noting when. */
@@ -229,10 +350,20 @@ export function rotateRaw(
       expires_at: oldRecord.expires_at ?? null,
       meta: oldRecord.meta,
       stripe_customer_id: oldRecord.stripe_customer_id ?? null,
+      plan: oldRecord.plan ?? null,
+      scopes: oldRecord.scopes ?? null,
+      credits_refill: oldRecord.credits_refill ?? null,
     },
     prefix,
   );
   raw.rotated_from = oldHash;
+  // Prepaid credits move to the new key (not copied: the balance is the customer's, once).
+  const credits = creditsAt(old, now);
+  if (credits !== undefined) {
+    raw.credits = credits;
+    if (typeof old.credits_period === 'number') raw.credits_period = old.credits_period;
+    old.credits = 0;
+  }
   raws.push(raw);
   if (graceSeconds === 0) markRevoked(old);
   else {

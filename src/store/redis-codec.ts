@@ -12,7 +12,14 @@ const NUMBER_FIELDS = [
   'revoke_at',
   'rate_limit_per_minute',
   'expires_at',
+  'credits',
+  'credits_period',
+  'requests_this_month',
+  'requests_month',
 ] as const;
+
+/** Counters that are always present (0 when unused), never deleted. */
+const COUNTERS = new Set(['usage_count', 'requests_today', 'requests_day']);
 
 /**
  * A record as Redis hash fields: strings, numbers as decimal text, `revoked` as 1/0, `meta` as
@@ -21,18 +28,30 @@ const NUMBER_FIELDS = [
 export function encodeRecord(record: RawRecord): { fields: string[]; absent: string[] } {
   const fields: string[] = [];
   const absent: string[] = [];
-  for (const name of ['owner', 'key_prefix', 'rotated_from', 'stripe_customer_id'] as const) {
+  for (const name of ['owner', 'key_prefix', 'rotated_from', 'stripe_customer_id', 'plan'] as const) {
     if (typeof record[name] === 'string') fields.push(name, record[name] as string);
-    else if (name === 'stripe_customer_id') absent.push(name);
+    else if (name === 'stripe_customer_id' || name === 'plan') absent.push(name);
   }
   for (const name of NUMBER_FIELDS) {
     const value = record[name];
     if (typeof value === 'number' && Number.isFinite(value)) fields.push(name, String(value));
-    else if (name !== 'usage_count' && name !== 'requests_today' && name !== 'requests_day') absent.push(name);
+    else if (!COUNTERS.has(name)) absent.push(name);
   }
+  if (Array.isArray(record.scopes)) fields.push('scopes', JSON.stringify(record.scopes));
+  else absent.push('scopes');
+  const refill = record.credits_refill as KeyRecord['credits_refill'];
+  if (refill) fields.push('credits_refill_interval', refill.interval, 'credits_refill_amount', String(refill.amount));
+  else absent.push('credits_refill_interval', 'credits_refill_amount');
   fields.push('revoked', record.revoked === true ? '1' : '0');
   if (record.meta != null && typeof record.meta === 'object') fields.push('meta', JSON.stringify(record.meta));
   return { fields, absent };
+}
+
+/** The Redis hash fields that hold a record field (most are stored under their own name). */
+export function redisFieldsOf(field: string): string[] {
+  if (field === 'credits_refill') return ['credits_refill_interval', 'credits_refill_amount', 'credits_period'];
+  if (field === 'credits' || field === 'add_credits') return ['credits', 'credits_period'];
+  return [field];
 }
 
 /** The typed record from a Redis hash (HGETALL reply), or undefined for an empty reply. */
@@ -50,9 +69,30 @@ export function decodeRecord(hash: string, h: Record<string, string>): KeyRecord
     last_used: num('last_used') ?? null,
     revoked: h.revoked === '1',
   };
-  for (const name of ['revoked_at', 'revoke_at', 'rate_limit_per_minute', 'expires_at'] as const) {
+  for (const name of [
+    'revoked_at',
+    'revoke_at',
+    'rate_limit_per_minute',
+    'expires_at',
+    'credits',
+    'credits_period',
+    'requests_this_month',
+    'requests_month',
+  ] as const) {
     const value = num(name);
     if (value !== undefined) record[name] = value;
+  }
+  if (h.plan) record.plan = h.plan;
+  if (h.scopes) {
+    try {
+      const scopes: unknown = JSON.parse(h.scopes);
+      if (Array.isArray(scopes)) record.scopes = scopes.filter((x): x is string => typeof x === 'string');
+    } catch {
+      record.scopes = [];
+    }
+  }
+  if (h.credits_refill_interval === 'daily' || h.credits_refill_interval === 'monthly') {
+    record.credits_refill = { interval: h.credits_refill_interval, amount: Number(h.credits_refill_amount ?? 0) };
   }
   if (h.rotated_from) record.rotated_from = h.rotated_from;
   if (h.stripe_customer_id) record.stripe_customer_id = h.stripe_customer_id;

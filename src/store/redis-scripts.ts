@@ -43,6 +43,7 @@ for k = 2, #KEYS do
   if redis.call('EXISTS', key) == 1 then
     redis.call('HINCRBY', key, 'usage_count', units)
     local current = tonumber(redis.call('HGET', key, 'requests_day') or '0') or 0
+    local month = tonumber(redis.call('HGET', key, 'requests_month') or '0') or 0
     for d = 1, ndays do
       local day = tonumber(ARGV[a])
       local dayUnits = tonumber(ARGV[a + 1])
@@ -51,6 +52,13 @@ for k = 2, #KEYS do
         current = day
       elseif day == current then
         redis.call('HINCRBY', key, 'requests_today', dayUnits)
+      end
+      local m = math.floor(day / 100)
+      if m > month then
+        redis.call('HSET', key, 'requests_month', m, 'requests_this_month', dayUnits)
+        month = m
+      elseif m == month then
+        redis.call('HINCRBY', key, 'requests_this_month', dayUnits)
       end
       a = a + 2
     end

@@ -5,9 +5,21 @@ import type { RedisClientLike } from '../redis/types';
 import { addUsage, applyKeyChanges, markRevoked, newRawRecord, rotateRaw, type RawRecord } from './record';
 import { OnceReporter } from '../report-once';
 import { coalesced } from './coalesce';
-import { decodeRecord, encodeRecord } from './redis-codec';
+import { decodeRecord, encodeRecord, redisFieldsOf } from './redis-codec';
+import { RedisSpender } from './redis-spend';
 import { APPLY_USAGE, WRITE_RECORD } from './redis-scripts';
-import type { CreatedKey, KeyChanges, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageBatch, UsageDelta } from './types';
+import type {
+  CreatedKey,
+  KeyChanges,
+  KeyRecord,
+  KeyStore,
+  NewKeyInput,
+  RotatedKey,
+  SpendRequest,
+  SpendResult,
+  UsageBatch,
+  UsageDelta,
+} from './types';
 
 export interface RedisKeyStoreOptions {
   /** An ioredis client or Cluster. The store does not close it. */
@@ -55,6 +67,7 @@ export class RedisKeyStore implements KeyStore {
   private readonly keyPrefix: string;
   private readonly readyTimeoutMs: number;
   private cache = new Map<string, KeyRecord>();
+  private readonly spender: RedisSpender;
   private legacy = new Set<string>();
   private loaded = false;
   private version = 0;
@@ -70,6 +83,11 @@ export class RedisKeyStore implements KeyStore {
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
     this.readyTimeoutMs = options.readyTimeoutMs ?? 2000;
     this.problems = new OnceReporter(options.onError ?? ((err) => console.error(`[daymind-auth] ${err.message}`)));
+    this.spender = new RedisSpender(
+      this.client,
+      (hash) => this.recordKey(hash),
+      (hash, month) => `${this.ns}:quota:${hash}:${month}`,
+    );
     if (typeof this.client.daymindWriteRecord !== 'function') {
       this.client.defineCommand('daymindWriteRecord', { numberOfKeys: 4, lua: WRITE_RECORD });
       this.client.defineCommand('daymindApplyUsage', { lua: APPLY_USAGE });
@@ -199,20 +217,39 @@ export class RedisKeyStore implements KeyStore {
   }
 
   async update(keyHash: string, changes: KeyChanges): Promise<KeyRecord | undefined> {
+    const { add_credits: add, ...rest } = changes;
     const current = await this.read(keyHash);
     if (!current) return undefined;
     const raw: RawRecord = { ...current };
-    applyKeyChanges(raw, changes);
+    applyKeyChanges(raw, rest);
+    const { fields, absent } = encodeRecord(raw);
+    const wanted = new Set(Object.keys(rest).flatMap(redisFieldsOf));
     const set: Record<string, string> = {};
-    const remove: string[] = [];
-    for (const field of Object.keys(changes) as Array<keyof KeyChanges>) {
-      if (raw[field] === undefined) remove.push(field);
-      else set[field] = String(raw[field]);
+    for (let i = 0; i < fields.length; i += 2) if (wanted.has(fields[i]!)) set[fields[i]!] = fields[i + 1]!;
+    await this.writeFields(
+      keyHash,
+      set,
+      absent.filter((f) => wanted.has(f)),
+    );
+    if (add !== undefined) {
+      applyKeyChanges({}, { add_credits: add }); // checks it
+      // Settle a refill due first (a spend of nothing), then add atomically: spends may run meanwhile.
+      await this.spender.spend(keyHash, { units: 0, nowMs: Date.now(), monthlyQuota: null });
+      const credits = await this.client.hincrby(this.recordKey(keyHash), 'credits', add);
+      if (credits < 0) await this.client.hincrby(this.recordKey(keyHash), 'credits', -credits);
+      await this.writeFields(keyHash, {});
     }
-    await this.writeFields(keyHash, set, remove);
     const record = (await this.read(keyHash))!;
     this.cache.set(keyHash, record);
     return { ...record };
+  }
+
+  spend(keyHash: string, request: SpendRequest): Promise<SpendResult> {
+    return this.spender.spend(keyHash, request);
+  }
+
+  refund(keyHash: string, request: SpendRequest, spent: SpendResult): Promise<void> {
+    return this.spender.refund(keyHash, request, spent);
   }
 
   async list(): Promise<KeyRecord[]> {

@@ -33,6 +33,25 @@ export interface KeyRecord {
   meta?: Record<string, unknown>;
   /** The Stripe customer billed for this key's usage (Stripe billing mode). */
   stripe_customer_id?: string;
+  /** The plan (from the `plans` option or `DAYMIND_PLANS_FILE`) whose limits and quota apply. */
+  plan?: string;
+  /** What the key may do, checked by `requireScope()`. */
+  scopes?: string[];
+  /** Prepaid units left; each allowed request spends its cost. Absent: the key is not prepaid. */
+  credits?: number;
+  /** Restores `credits` to `amount` at the start of each UTC day or month. */
+  credits_refill?: CreditsRefill;
+  /** The period of the last refill: `YYYYMMDD` (daily) or `YYYYMM` (monthly). */
+  credits_period?: number;
+  /** Units allowed in the UTC month `requests_month`, as `requests_today` is for `requests_day`. */
+  requests_this_month?: number;
+  /** That month as `YYYYMM`. */
+  requests_month?: number;
+}
+
+export interface CreditsRefill {
+  interval: 'daily' | 'monthly';
+  amount: number;
 }
 
 /** Usage of one key since the last flush, handed to {@link KeyStore.applyUsage}. */
@@ -47,6 +66,25 @@ export interface UsageDelta {
    * is the number of requests that spent them (the per-day history counts requests).
    */
   days: Array<{ day: number; units: number; requests?: number }>;
+  /** Of `units`, those spent from prepaid credits (stores that spend credits at flush time). */
+  credits?: number;
+}
+
+/** Units a request spends from a key's monthly quota and prepaid credits. */
+export interface SpendRequest {
+  units: number;
+  nowMs: number;
+  /** The key's monthly quota, or null for none. */
+  monthlyQuota: number | null;
+}
+
+export interface SpendResult {
+  /** `spent`: both taken; otherwise neither was. */
+  outcome: 'spent' | 'quota_exceeded' | 'credits_exhausted';
+  /** Units of the month counted, after this request when spent. */
+  monthUsed: number;
+  /** Credits left (after this request when spent); undefined when the key is not prepaid. */
+  credits: number | undefined;
 }
 
 /** What the usage recorder tells a store about one flush. */
@@ -66,6 +104,10 @@ export interface UsageBatch {
 
 export interface NewKeyInput {
   owner: string;
+  plan?: string | null;
+  scopes?: string[] | null;
+  credits?: number | null;
+  credits_refill?: CreditsRefill | null;
   rate_limit_per_minute?: number | null;
   /** Unix seconds. */
   expires_at?: number | null;
@@ -76,6 +118,13 @@ export interface NewKeyInput {
 /** Settings of a key that can change after creation; null removes one. */
 export interface KeyChanges {
   rate_limit_per_minute?: number | null;
+  plan?: string | null;
+  scopes?: string[] | null;
+  /** Sets the prepaid credits (null: the key is no longer prepaid). */
+  credits?: number | null;
+  /** Adds to the prepaid credits (negative to take some back; never below 0). */
+  add_credits?: number;
+  credits_refill?: CreditsRefill | null;
   /** Unix seconds. */
   expires_at?: number | null;
   stripe_customer_id?: string | null;
@@ -116,6 +165,14 @@ export interface KeyStore {
    * so that a key failing the checksum must still be looked up.
    */
   hasUnchecksummedKeys?(): boolean;
+  /**
+   * Spends quota and credits at request time, atomically across instances (stores shared by
+   * several instances, such as Redis). Without it, quota and credits are counted in this process
+   * and written with the usage at each flush.
+   */
+  spend?(keyHash: string, request: SpendRequest): Promise<SpendResult>;
+  /** Gives back what `spend` took for a request that did not count (not billable, refused later). */
+  refund?(keyHash: string, request: SpendRequest, spent: SpendResult): Promise<void>;
   /** How many keys the store holds in memory now (for metrics). */
   size?(): number;
   create(input: NewKeyInput): Promise<CreatedKey>;

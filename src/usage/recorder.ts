@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { DaymindError, describeError } from '../errors';
 import { OnceReporter } from '../report-once';
-import { addUsage } from '../store/record';
+import { addUsage, type RawRecord } from '../store/record';
 import type { KeyRecord, KeyStore, UsageDelta } from '../store/types';
 import { utcDay } from './day';
 import type { DayCounts, HistoryEntry, UsageHistory } from './history';
@@ -25,6 +25,8 @@ export interface LiveUsage {
   usage_count: number;
   requests_today: number;
   requests_day: number;
+  requests_this_month: number;
+  requests_month: number;
   last_used: number | null;
 }
 
@@ -82,15 +84,52 @@ export class UsageRecorder {
     this.timer.unref();
   }
 
-  /** Counts `units` for a key at `nowMs`. Memory only. */
-  record(keyHash: string, units: number, nowMs: number): void {
+  /** Units of requests allowed but not finished yet (counted or dropped when they finish), by key. */
+  private readonly inFlight = new Map<string, { units: number; credits: number }>();
+
+  /** Holds `units` (and `credits` of them from prepaid credits) of a request in progress. */
+  reserve(keyHash: string, units: number, credits: number): void {
+    const held = this.inFlight.get(keyHash);
+    if (held) {
+      held.units += units;
+      held.credits += credits;
+    } else this.inFlight.set(keyHash, { units, credits });
+  }
+
+  /** Lets go of a reservation: the request counts (`record`) or does not. */
+  release(keyHash: string, units: number, credits: number): void {
+    const held = this.inFlight.get(keyHash);
+    if (!held) return;
+    held.units -= units;
+    held.credits -= credits;
+    if (held.units <= 0 && held.credits <= 0) this.inFlight.delete(keyHash);
+  }
+
+  /** Units and credits of a key counted here but not in the store yet, in-flight ones included. */
+  unflushed(keyHash: string, month: number): { monthUnits: number; credits: number } {
+    const held = this.inFlight.get(keyHash);
+    let monthUnits = held?.units ?? 0;
+    let credits = held?.credits ?? 0;
+    for (const delta of [this.unsettled?.deltas.get(keyHash), this.pending.get(keyHash)]) {
+      if (!delta) continue;
+      credits += delta.credits ?? 0;
+      for (const d of delta.days) if (Math.floor(d.day / 100) === month) monthUnits += d.units;
+    }
+    return { monthUnits, credits };
+  }
+
+  /** Counts `units` for a key at `nowMs`, `credits` of them spent from its prepaid credits. Memory only. */
+  record(keyHash: string, units: number, nowMs: number, credits = 0): void {
     const day = utcDay(nowMs);
     const seconds = nowMs / 1000;
     const delta = this.pending.get(keyHash);
     if (!delta) {
-      this.pending.set(keyHash, { key_hash: keyHash, units, last_used: seconds, days: [{ day, units, requests: 1 }] });
+      const fresh: UsageDelta = { key_hash: keyHash, units, last_used: seconds, days: [{ day, units, requests: 1 }] };
+      if (credits) fresh.credits = credits;
+      this.pending.set(keyHash, fresh);
       return;
     }
+    if (credits) delta.credits = (delta.credits ?? 0) + credits;
     delta.units += units;
     if (seconds > delta.last_used) delta.last_used = seconds;
     const last = delta.days[delta.days.length - 1]!;
@@ -124,20 +163,32 @@ export class UsageRecorder {
 
   /** The record's counters with unflushed usage added, `requests_today` as of `nowMs`. */
   live(record: KeyRecord, nowMs: number): LiveUsage {
-    const view = {
+    const view: LiveUsage = {
       usage_count: record.usage_count,
       requests_today: record.requests_today,
       requests_day: record.requests_day,
+      requests_this_month: record.requests_this_month ?? 0,
+      requests_month: record.requests_month ?? 0,
       last_used: record.last_used,
     };
     const unsettled = this.unsettled?.deltas.get(record.key_hash);
-    if (unsettled) addUsage(view, unsettled);
+    if (unsettled) addUsage(view as unknown as RawRecord, unsettled);
     const pending = this.pending.get(record.key_hash);
-    if (pending) addUsage(view, pending);
+    if (pending) addUsage(view as unknown as RawRecord, pending);
     const today = utcDay(nowMs);
     if (view.requests_day !== today) {
       view.requests_today = 0;
+      view.requests_day = today;
     }
+    const month = Math.floor(today / 100);
+    if (view.requests_month !== month) {
+      view.requests_this_month = 0;
+      view.requests_month = month;
+    }
+    const held = this.inFlight.get(record.key_hash)?.units ?? 0;
+    view.usage_count += held;
+    view.requests_today += held;
+    view.requests_this_month += held;
     return view;
   }
 
@@ -211,8 +262,16 @@ export class UsageRecorder {
         this.pending = new Map();
       }
       const batch = this.unsettled;
+      // Usage leaves `unsettled` and joins the history's queue in one step, so that live views
+      // of today's history never miss it in between.
       const applied = () => {
-        if (this.unsettled === batch) this.unsettled = undefined;
+        if (this.unsettled !== batch) return;
+        this.unsettled = undefined;
+        if (this.history) {
+          for (const delta of batch.deltas.values()) {
+            for (const d of delta.days) addToHistory(this.historyTail, delta.key_hash, d.day, d.requests ?? 0, 0);
+          }
+        }
       };
       const deltas = [...batch.deltas.values()];
       try {
@@ -230,8 +289,6 @@ export class UsageRecorder {
         throw error;
       }
       this.onBatchApplied?.(batch.id, deltas, batch.window);
-      if (this.history)
-        for (const delta of deltas) for (const d of delta.days) addToHistory(this.historyTail, delta.key_hash, d.day, d.requests ?? 0, 0);
     }
     await this.flushHistory();
   }
@@ -240,6 +297,23 @@ export class UsageRecorder {
    * Hands per-day counts to the history: a batch waiting for a retry first (same id), then what
    * came since. A failure keeps them for the next flush.
    */
+  /** History writes started so far, and the one in progress. */
+  private historyWrites = 0;
+  private historyWriting: Promise<unknown> | undefined;
+
+  /**
+   * Reads stored history with `read` and adds what is not written yet, consistently: a read that
+   * overlapped a history write (counts moving from memory to the store) is done again.
+   */
+  async readHistory<T>(read: () => Promise<T>, addUnwritten: (stored: T) => T): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      await this.historyWriting?.catch(() => undefined);
+      const writes = this.historyWrites;
+      const stored = await read();
+      if ((writes === this.historyWrites && !this.historyWriting) || attempt >= 10) return addUnwritten(stored);
+    }
+  }
+
   private async flushHistory(): Promise<void> {
     if (!this.history) return;
     for (const [id, entry] of this.limited) {
@@ -255,7 +329,9 @@ export class UsageRecorder {
       }
       const head = this.historyHead;
       try {
-        await this.history.add([...head.counts.values()], head.id);
+        this.historyWrites++;
+        this.historyWriting = this.history.add([...head.counts.values()], head.id);
+        await this.historyWriting;
       } catch (err) {
         const cause = describeError(err);
         this.failures.report(
@@ -265,6 +341,8 @@ export class UsageRecorder {
           cause,
         );
         return;
+      } finally {
+        this.historyWriting = undefined;
       }
       this.historyHead = undefined;
     }

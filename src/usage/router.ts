@@ -63,7 +63,12 @@ export function createUsageRouter(parts: UsageRouterParts, options: UsageRouterO
         res.setHeader('Cache-Control', 'no-cache');
         res.end(body);
       };
-    router.get('/usage/dashboard', serve(assets.html, 'text/html; charset=utf-8'));
+    const page = serve(assets.html, 'text/html; charset=utf-8');
+    router.get('/usage/dashboard', (req, res, next) => {
+      // The page's URLs are relative: with a trailing slash they would point one level too deep.
+      if (req.path.endsWith('/')) res.redirect(301, '../dashboard');
+      else page(req, res, next);
+    });
     router.get('/usage/dashboard.js', serve(assets.script, 'text/javascript; charset=utf-8'));
     router.get('/usage/dashboard.css', serve(assets.css, 'text/css; charset=utf-8'));
   }
@@ -110,18 +115,16 @@ export function createUsageRouter(parts: UsageRouterParts, options: UsageRouterO
       }
       const keyHash = req.daymind!.keyHash;
       const days = lastDays(now(), count);
-      const stored = await history.read(keyHash, days);
+      const counts = await recorder.readHistory(
+        () => history.read(keyHash, days),
+        (stored) =>
+          stored.map((c, i) => {
+            const unwritten = recorder.unwrittenHistory(keyHash, days[i]!);
+            return { allowed: c.allowed + unwritten.allowed, rate_limited: c.rate_limited + unwritten.rate_limited };
+          }),
+      );
       res.setHeader('Cache-Control', 'no-store');
-      res.json({
-        days: days.map((day, i) => {
-          const unwritten = recorder.unwrittenHistory(keyHash, day);
-          return {
-            day: isoDay(day),
-            allowed: stored[i]!.allowed + unwritten.allowed,
-            rate_limited: stored[i]!.rate_limited + unwritten.rate_limited,
-          };
-        }),
-      });
+      res.json({ days: days.map((day, i) => ({ day: isoDay(day), ...counts[i]! })) });
     } catch (err) {
       unavailable(res, 'GET /usage/history', err);
     }

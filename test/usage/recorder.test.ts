@@ -14,6 +14,8 @@ describe('UsageRecorder', () => {
       usage_count: 3,
       requests_today: 3,
       requests_day: 20261124,
+      requests_this_month: 3,
+      requests_month: 202611,
       last_used: (now + 1000) / 1000,
     });
     expect(store.get(record.key_hash)!.usage_count).toBe(0);
