@@ -24,7 +24,7 @@ export function assertOwner(owner: unknown): asserts owner is string {
   }
 }
 
-const SCOPE = /^[A-Za-z0-9_:.\-]{1,64}$/;
+const SCOPE = /^[A-Za-z0-9_:.-]{1,64}$/;
 const PLAN = /^[A-Za-z][A-Za-z0-9_-]{0,31}$/;
 
 function invalid(message: string): never {
