@@ -2,11 +2,12 @@ import type { NextFunction, Request, RequestHandler, Response, Router } from 'ex
 import { resolveConfig, type DaymindOptions, type ResolvedConfig } from './config';
 import { DaymindError, describeError } from './errors';
 import { extractKey } from './extract';
-import { setRateLimitHeaders } from './ratelimit/headers';
+import { resetSeconds, setRateLimitHeaders } from './ratelimit/headers';
 import { ipLimitKey } from './ratelimit/ip';
 import { MemoryRateLimiter } from './ratelimit/memory';
 import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
-import { sendRateLimited, sendUnauthorized, sendUnavailable } from './responses';
+import { sendCreditsExhausted, sendQuotaExceeded, sendRateLimited, sendUnauthorized, sendUnavailable } from './responses';
+import { RequestUsageTracker } from './request-usage';
 import { join } from 'node:path';
 import { BillingDispatcher } from './billing/dispatcher';
 import { LocalLedgerProvider } from './billing/ledger';
@@ -45,6 +46,13 @@ export interface DaymindAuth extends RequestHandler {
   usageRouter(options?: UsageRouterOptions): Router;
   /** The core check without HTTP: key, status, the key's limits, usage counting. */
   verify(key: string | undefined, options?: VerifyOptions): Promise<VerifyResult>;
+  /**
+   * Route middleware: the request costs `units` in all, spent on every window, the quota, the
+   * credits, usage_count and billing alike (after the middleware, it takes the difference).
+   */
+  cost(units: number): RequestHandler;
+  /** Route middleware: 403 `insufficient_scope` unless the key carries `scope`; a refused request is not usage. */
+  requireScope(scope: string): RequestHandler;
   /** A key's counters as they stand now, unflushed usage included. */
   usage(record: KeyRecord, nowMs?: number): LiveUsage;
   /** Writes pending usage to the store now. */
@@ -159,6 +167,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     recorder,
     keyPrefix: config.keyPrefix,
     defaultRateLimitPerMinute: config.rateLimitPerMinute,
+    plans: config.plans,
     now: config.now,
     onError: config.onError,
   });
@@ -192,28 +201,29 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
    * Lets the request go on or answers it. Synchronous when the limiter and the store answer
    * synchronously (the default product): no promise is made on that path.
    */
-  function authenticate(req: Request, res: Response): Decision | Promise<Decision> {
-    if (!isReady) return ready.then(() => authenticate(req, res));
-    if (!ipWindow) return checkKey(req, res, undefined);
+  function authenticate(req: Request, res: Response, cost: number): Decision | Promise<Decision> {
+    if (!isReady) return ready.then(() => authenticate(req, res, cost));
+    if (!ipWindow) return checkKey(req, res, undefined, cost);
     const subject = ipLimitKey(req.ip);
     const ipResult = limiter.consumeSync?.(ipWindow, subject, 1);
-    if (ipResult === undefined) return limiter.consume(ipWindow, subject, 1).then((result) => checkKey(req, res, result));
-    return checkKey(req, res, ipResult);
+    if (ipResult === undefined) return limiter.consume(ipWindow, subject, 1).then((result) => checkKey(req, res, result, cost));
+    return checkKey(req, res, ipResult, cost);
   }
 
-  function checkKey(req: Request, res: Response, ipResult: RateLimitResult | undefined): Decision | Promise<Decision> {
+  function checkKey(req: Request, res: Response, ipResult: RateLimitResult | undefined, cost: number): Decision | Promise<Decision> {
     if (ipResult && !ipResult.allowed) {
       setRateLimitHeaders(res, [ipResult]);
       sendRateLimited(res, ipResult);
       if (recorder.history) void countIpLimited(extractKey(req, config.queryParam));
       return IP_LIMITED;
     }
-    const result = verifier.check(extractKey(req, config.queryParam));
-    if (result instanceof Promise) return result.then((r) => decide(req, res, ipResult, r));
-    return decide(req, res, ipResult, result);
+    const at = config.now();
+    const result = verifier.check(extractKey(req, config.queryParam), { cost, now: at, defer: true });
+    if (result instanceof Promise) return result.then((r) => decide(req, res, ipResult, r, at));
+    return decide(req, res, ipResult, result, at);
   }
 
-  function decide(req: Request, res: Response, ipResult: RateLimitResult | undefined, result: VerifyResult): Decision {
+  function decide(req: Request, res: Response, ipResult: RateLimitResult | undefined, result: VerifyResult, at: number): Decision {
     setRateLimitHeaders(res, ipResult ? [ipResult, ...result.limits] : result.limits);
     const decision: Decision = { outcome: outcomeOf(result.code), owner: result.record?.owner };
     switch (result.code) {
@@ -227,11 +237,24 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
           limits: result.limits,
           cost: result.cost,
           record,
+          plan: result.plan ?? null,
+          quota: result.quota
+            ? { limit: result.quota.limit, remaining: result.quota.remaining, reset_seconds: resetSeconds(result.quota) }
+            : null,
+          credits: result.credits ?? null,
+          scopes: record.scopes ?? [],
         };
+        usageTracker.track(req, res, result, ipResult, at);
         break;
       }
       case 'RATE_LIMITED':
         sendRateLimited(res, result.refusedBy!);
+        break;
+      case 'QUOTA_EXCEEDED':
+        sendQuotaExceeded(res, result.refusedBy!);
+        break;
+      case 'CREDITS_EXHAUSTED':
+        sendCreditsExhausted(res, result.credits, result.cost);
         break;
       case 'UNAVAILABLE':
         sendUnavailable(res);
@@ -266,11 +289,12 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     if (!res.headersSent) sendUnavailable(res);
   }
 
-  const middleware = ((req: Request, res: Response, next: NextFunction): void => {
+  /** The middleware, at the `cost` option's units or `costOverride` (auth.cost(n) used alone). */
+  function run(req: Request, res: Response, next: NextFunction, costOverride: number | undefined): void {
     const started = listeners.length > 0 ? performance.now() : 0;
     let decision: Decision | Promise<Decision>;
     try {
-      decision = authenticate(req, res);
+      decision = authenticate(req, res, costOverride ?? costOf(req));
     } catch (err) {
       fail(err, res, started);
       return;
@@ -282,7 +306,28 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
         (err: unknown) => fail(err, res, started),
       )
       .catch(next);
-  }) as DaymindAuth;
+  }
+
+  /** Units of a request by the `cost` option (1 without it). */
+  function costOf(req: Request): number {
+    if (!config.cost) return 1;
+    const units = config.cost(req);
+    if (!Number.isSafeInteger(units) || units < 1)
+      throw new Error(`the cost option returned ${String(units)}, not a whole number of at least 1`);
+    return units;
+  }
+
+  const middleware = ((req: Request, res: Response, next: NextFunction): void => run(req, res, next, undefined)) as DaymindAuth;
+  const usageTracker = new RequestUsageTracker({
+    verifier,
+    billable: config.billable,
+    onError: config.onError,
+    now: config.now,
+    authenticate: (req, res, next, cost) => run(req, res, next, cost),
+    emit: (outcome, owner) => {
+      if (listeners.length > 0) emit(performance.now(), { outcome, owner });
+    },
+  });
 
   const ensureAuthenticated: RequestHandler = (req, res, next) => {
     if (req.daymind) next();
@@ -297,7 +342,9 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     ready,
     usageRouter: (routerOptions?: UsageRouterOptions) =>
       createUsageRouter({ store, recorder, ensureAuthenticated, now: config.now, onError: config.onError }, routerOptions),
-    verify: (key: string | undefined, opts?: VerifyOptions) => verifier.verify(key, opts),
+    verify: (key: string | undefined, opts?: VerifyOptions) => verifier.verify(key, { ...opts, defer: false }),
+    cost: (units: number) => usageTracker.cost(units),
+    requireScope: (scope: string) => usageTracker.requireScope(scope),
     usage: (record: KeyRecord, nowMs = config.now()) => recorder.live(record, nowMs),
     flush: () => recorder.flush(),
     observe: (listener: RequestListener) => {

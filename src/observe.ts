@@ -9,6 +9,9 @@ export type RequestOutcome =
   | 'expired_api_key'
   | 'ip_rate_limited'
   | 'key_rate_limited'
+  | 'quota_exceeded'
+  | 'credits_exhausted'
+  | 'insufficient_scope'
   | 'store_unavailable';
 
 export const REQUEST_OUTCOMES: readonly RequestOutcome[] = [
@@ -19,6 +22,9 @@ export const REQUEST_OUTCOMES: readonly RequestOutcome[] = [
   'expired_api_key',
   'ip_rate_limited',
   'key_rate_limited',
+  'quota_exceeded',
+  'credits_exhausted',
+  'insufficient_scope',
   'store_unavailable',
 ];
 
@@ -62,6 +68,10 @@ export function outcomeOf(code: VerifyCode): RequestOutcome {
       return 'expired_api_key';
     case 'RATE_LIMITED':
       return 'key_rate_limited';
+    case 'QUOTA_EXCEEDED':
+      return 'quota_exceeded';
+    case 'CREDITS_EXHAUSTED':
+      return 'credits_exhausted';
     case 'UNAVAILABLE':
       return 'store_unavailable';
     default:

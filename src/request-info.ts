@@ -9,12 +9,20 @@ export interface DaymindRequestInfo {
   keyHash: string;
   owner: string;
   meta: Record<string, unknown>;
-  /** The key's rate-limit windows after this request (the `"key"` policy, later more). */
+  /** The key's rate-limit windows after this request (its plan's, or the `"key"` policy), and `"month"` with a quota. */
   limits: RateLimitResult[];
   /** Units this request cost. */
   cost: number;
   /** The stored record as it was before this request's usage was counted. */
   record: KeyRecord;
+  /** The key's plan, or null. */
+  plan: string | null;
+  /** The monthly quota after this request, or null without one. */
+  quota: { limit: number; remaining: number; reset_seconds: number } | null;
+  /** Prepaid credits left after this request, or null when the key is not prepaid. */
+  credits: number | null;
+  /** The key's scopes. */
+  scopes: string[];
 }
 
 declare global {

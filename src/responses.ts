@@ -13,7 +13,10 @@ export type HttpErrorCode =
   | 'rate_limited'
   | 'service_unavailable'
   | 'bad_request'
-  | 'history_unavailable';
+  | 'history_unavailable'
+  | 'quota_exceeded'
+  | 'credits_exhausted'
+  | 'insufficient_scope';
 
 const UNAUTHORIZED: Partial<Record<VerifyCode, { code: HttpErrorCode; message: string }>> = {
   MISSING: {
@@ -54,6 +57,39 @@ export function sendRateLimited(res: Response, refusedBy: RateLimitResult): void
     `Rate limit of ${refusedBy.limit} requests per ${refusedBy.windowSeconds} s exceeded for ${subject}; retry in ${retryAfter} s.`,
     { policy: refusedBy.policy },
   );
+}
+
+/** 429 for a spent monthly quota: the `"month"` policy, `Retry-After` until the 1st (UTC). */
+export function sendQuotaExceeded(res: Response, month: RateLimitResult): void {
+  res.setHeader('Retry-After', String(retryAfterSeconds(month)));
+  sendJsonError(
+    res,
+    429,
+    'quota_exceeded',
+    `The monthly quota of ${month.limit} requests is used up; it restarts on the 1st of next month (UTC).`,
+    {
+      policy: 'month',
+    },
+  );
+}
+
+/** 402 for a prepaid key without credits left for this request. */
+export function sendCreditsExhausted(res: Response, credits: number | undefined, cost: number): void {
+  sendJsonError(
+    res,
+    402,
+    'credits_exhausted',
+    `This API key has ${credits ?? 0} prepaid credit(s) left; this request costs ${cost}. Add credits to continue.`,
+    {
+      credits: credits ?? 0,
+    },
+  );
+}
+
+/** 403 for a key without the scope a route needs (RFC 6750 section 3.1). */
+export function sendInsufficientScope(res: Response, scope: string): void {
+  res.setHeader('WWW-Authenticate', `Bearer error="insufficient_scope", scope="${scope}"`);
+  sendJsonError(res, 403, 'insufficient_scope', `This API key lacks the scope "${scope}" that this request needs.`, { scope });
 }
 
 export function sendUnavailable(res: Response): void {

@@ -5,11 +5,24 @@ import { hasValidChecksum, hashKey, isPlausibleKey } from './keys';
 const SEEN_KEYS_LIMIT = 10_000;
 import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
 import { isExpired, isRevoked } from './store/record';
+import { KeyLimits } from './key-limits';
+import type { Plan } from './plans';
+import { spend, type Spending } from './spending';
 import type { KeyRecord, KeyStore } from './store/types';
 import type { UsageRecorder } from './usage/recorder';
 
 /** Why a key was accepted or refused (after Unkey's verification codes). */
-export type VerifyCode = 'VALID' | 'MISSING' | 'MALFORMED' | 'NOT_FOUND' | 'REVOKED' | 'EXPIRED' | 'RATE_LIMITED' | 'UNAVAILABLE';
+export type VerifyCode =
+  | 'VALID'
+  | 'MISSING'
+  | 'MALFORMED'
+  | 'NOT_FOUND'
+  | 'REVOKED'
+  | 'EXPIRED'
+  | 'RATE_LIMITED'
+  | 'QUOTA_EXCEEDED'
+  | 'CREDITS_EXHAUSTED'
+  | 'UNAVAILABLE';
 
 /** The result of {@link Verifier.verify}. New fields may be added; existing ones keep their meaning. */
 export interface VerifyResult {
@@ -19,10 +32,18 @@ export interface VerifyResult {
   record?: KeyRecord;
   /** The state of every window checked, in order; empty when no limit was reached. */
   limits: RateLimitResult[];
-  /** The window that refused, with RATE_LIMITED. */
+  /** The window that refused, with RATE_LIMITED (and the `"month"` policy with QUOTA_EXCEEDED). */
   refusedBy?: RateLimitResult;
   /** Units this request cost (counted only when valid). */
   cost: number;
+  /** The key's plan, when it has one in force. */
+  plan?: string;
+  /** The monthly quota as the `"month"` policy, when the key's plan has one. */
+  quota?: RateLimitResult;
+  /** Prepaid credits left, when the key is prepaid. */
+  credits?: number;
+  /** What was taken from quota and credits (internal: given back when the request does not count). */
+  spending?: Spending;
 }
 
 export interface VerifyOptions {
@@ -30,6 +51,13 @@ export interface VerifyOptions {
   cost?: number;
   /** Current time in ms (tests). */
   now?: number;
+  /**
+   * Hold the usage as in flight instead of counting it: the caller settles it with
+   * `Verifier.settle` once it knows whether the request counts (the middleware, at response end).
+   */
+  defer?: boolean;
+  /** More units of a request already counted (`auth.cost(n)`): no further request is counted. */
+  additional?: boolean;
 }
 
 export interface VerifierParts {
@@ -38,6 +66,7 @@ export interface VerifierParts {
   recorder: UsageRecorder;
   keyPrefix: string;
   defaultRateLimitPerMinute: number;
+  plans?: ReadonlyMap<string, Plan>;
   /** The clock, ms. Default Date.now. */
   now?: () => number;
   onError: (err: Error) => void;
@@ -51,28 +80,23 @@ export class Verifier {
   /** An outage is reported once, not once per request. */
   private readonly failures: OnceReporter;
 
+  private readonly limits: KeyLimits;
+
   constructor(private readonly parts: VerifierParts) {
     this.failures = new OnceReporter(parts.onError);
+    this.limits = new KeyLimits(parts.plans ?? new Map(), parts.defaultRateLimitPerMinute, parts.onError);
   }
 
   private fail(what: string, err: unknown): void {
     this.failures.report(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `${what}: ${describeError(err)}`, { cause: err }));
   }
 
-  /** The same window objects for the same limit, so limiters can find theirs by identity. */
-  private readonly windowsByLimit = new Map<number, readonly RateLimitWindow[]>();
   /** Keys seen recently: their hash and whether they carry a valid checksum (bounded). */
   private readonly seenKeys = new Map<string, { hash: string; checksummed: boolean }>();
 
-  /** The rate-limit windows that apply to a key. */
+  /** The rate-limit windows that apply to a key (its plan's, or the per-minute one). */
   windowsFor(record: KeyRecord): readonly RateLimitWindow[] {
-    const limit = record.rate_limit_per_minute ?? this.parts.defaultRateLimitPerMinute;
-    let windows = this.windowsByLimit.get(limit);
-    if (!windows) {
-      windows = [{ name: 'key', limit, windowSeconds: 60 }];
-      this.windowsByLimit.set(limit, windows);
-    }
-    return windows;
+    return this.limits.windowsFor(record);
   }
 
   /** Shape check, checksum and hash of a key; remembered for the 10,000 most recent keys. */
@@ -160,23 +184,29 @@ export class Verifier {
     const now = options.now ?? (this.parts.now ?? Date.now)();
     if (isRevoked(record, now)) return { valid: false, code: 'REVOKED', record, limits: [], cost };
     if (isExpired(record, now)) return { valid: false, code: 'EXPIRED', record, limits: [], cost };
+    return this.take(record, cost, now, options);
+  }
+
+  /**
+   * Takes `cost` from every window of the key, then from its quota and credits; counts it (or
+   * holds it in flight with `defer`). A refusal gives back what earlier windows took.
+   */
+  take(record: KeyRecord, cost: number, now: number, options: VerifyOptions): VerifyResult | Promise<VerifyResult> {
     const windows = this.windowsFor(record);
     const { limiter } = this.parts;
     const limits: RateLimitResult[] = [];
-    if (limiter.consumeSync) {
-      try {
-        for (const window of windows) {
-          const result = limiter.consumeSync(window, record.key_hash, cost);
-          if (result === undefined) return this.limitLater(record, windows, limits, now, cost);
-          limits.push(result);
-          if (!result.allowed) return this.refused(record, limits, result, now, cost);
-        }
-      } catch (err) {
-        return this.unavailable('rate limiter failed', err, cost, record, limits);
+    if (!limiter.consumeSync) return this.limitLater(record, windows, limits, now, cost, options);
+    try {
+      for (const window of windows) {
+        const result = limiter.consumeSync(window, record.key_hash, cost);
+        if (result === undefined) return this.limitLater(record, windows, limits, now, cost, options);
+        limits.push(result);
+        if (!result.allowed) return this.refused(record, windows, limits, result, now, cost);
       }
-      return this.allowed(record, limits, now, cost);
+    } catch (err) {
+      return this.unavailable('rate limiter failed', err, cost, record, limits);
     }
-    return this.limitLater(record, windows, limits, now, cost);
+    return this.spendAndCount(record, windows, limits, now, cost, options);
   }
 
   /** The windows from `limits.length` on, through the limiter's asynchronous consume. */
@@ -186,27 +216,144 @@ export class Verifier {
     limits: RateLimitResult[],
     now: number,
     cost: number,
+    options: VerifyOptions,
   ): Promise<VerifyResult> {
     try {
       for (let i = limits.length; i < windows.length; i++) {
         const result = await this.parts.limiter.consume(windows[i]!, record.key_hash, cost);
         limits.push(result);
-        if (!result.allowed) return this.refused(record, limits, result, now, cost);
+        if (!result.allowed) return this.refused(record, windows, limits, result, now, cost);
       }
     } catch (err) {
       return this.unavailable('rate limiter failed', err, cost, record, limits);
     }
-    return this.allowed(record, limits, now, cost);
+    return this.spendAndCount(record, windows, limits, now, cost, options);
   }
 
-  private refused(record: KeyRecord, limits: RateLimitResult[], refusedBy: RateLimitResult, now: number, cost: number): VerifyResult {
+  /** Gives back `cost` to the windows before the last one in `limits` (a later check refused). */
+  private refundWindows(record: KeyRecord, windows: readonly RateLimitWindow[], count: number, cost: number): void {
+    const { limiter } = this.parts;
+    if (!limiter.refund) return;
+    for (let i = 0; i < count; i++) {
+      limiter.refund(windows[i]!, record.key_hash, cost).catch((err: unknown) => this.fail('rate limiter refund failed', err));
+    }
+  }
+
+  private spendAndCount(
+    record: KeyRecord,
+    windows: readonly RateLimitWindow[],
+    limits: RateLimitResult[],
+    now: number,
+    cost: number,
+    options: VerifyOptions,
+  ): VerifyResult | Promise<VerifyResult> {
+    const plan = this.limits.planOf(record);
+    let spending: Spending | Promise<Spending> | undefined;
+    try {
+      spending = spend(this.parts.store, this.parts.recorder, record, plan, cost, now);
+    } catch (err) {
+      this.refundWindows(record, windows, limits.length, cost);
+      return this.unavailable('quota and credits check failed', err, cost, record, limits);
+    }
+    if (spending === undefined) return this.allowed(record, limits, now, cost, options, plan, undefined);
+    if (spending instanceof Promise) {
+      return spending.then(
+        (s) => this.afterSpending(record, windows, limits, now, cost, options, plan, s),
+        (err: unknown) => {
+          this.refundWindows(record, windows, limits.length, cost);
+          return this.unavailable('quota and credits check failed', err, cost, record, limits);
+        },
+      );
+    }
+    return this.afterSpending(record, windows, limits, now, cost, options, plan, spending);
+  }
+
+  private afterSpending(
+    record: KeyRecord,
+    windows: readonly RateLimitWindow[],
+    limits: RateLimitResult[],
+    now: number,
+    cost: number,
+    options: VerifyOptions,
+    plan: Plan | undefined,
+    spending: Spending,
+  ): VerifyResult {
+    if (spending.quota) limits.push(spending.quota);
+    if (!spending.refused) return this.allowed(record, limits, now, cost, options, plan, spending);
+    this.refundWindows(record, windows, windows.length, cost);
+    const refused: VerifyResult = {
+      valid: false,
+      code: spending.refused,
+      record,
+      limits,
+      cost,
+      plan: plan?.name,
+      quota: spending.quota,
+      credits: spending.credits,
+    };
+    if (spending.refused === 'QUOTA_EXCEEDED') {
+      this.parts.recorder.recordRateLimited(record.key_hash, now);
+      refused.refusedBy = spending.quota;
+    }
+    return refused;
+  }
+
+  private refused(
+    record: KeyRecord,
+    windows: readonly RateLimitWindow[],
+    limits: RateLimitResult[],
+    refusedBy: RateLimitResult,
+    now: number,
+    cost: number,
+  ): VerifyResult {
+    this.refundWindows(record, windows, limits.length - 1, cost);
     this.parts.recorder.recordRateLimited(record.key_hash, now);
     return { valid: false, code: 'RATE_LIMITED', record, limits, refusedBy, cost };
   }
 
-  private allowed(record: KeyRecord, limits: RateLimitResult[], now: number, cost: number): VerifyResult {
+  private allowed(
+    record: KeyRecord,
+    limits: RateLimitResult[],
+    now: number,
+    cost: number,
+    options: VerifyOptions,
+    plan: Plan | undefined,
+    spending: Spending | undefined,
+  ): VerifyResult {
     this.failures.clear();
-    this.parts.recorder.record(record.key_hash, cost, now);
-    return { valid: true, code: 'VALID', record, limits, cost };
+    const credits = spending?.localCredits ?? 0;
+    if (options.defer) this.parts.recorder.reserve(record.key_hash, cost, credits, options.additional ? 0 : 1);
+    else this.parts.recorder.record(record.key_hash, cost, now, credits);
+    const result: VerifyResult = { valid: true, code: 'VALID', record, limits, cost };
+    if (plan) result.plan = plan.name;
+    if (spending) {
+      result.spending = spending;
+      if (spending.quota) result.quota = spending.quota;
+      if (spending.credits !== undefined) result.credits = spending.credits;
+    }
+    return result;
+  }
+
+  /**
+   * Ends a request held in flight by `defer`: it counts as usage (`counted`), or its quota and
+   * credits are given back (not billable, or refused later, such as for a missing scope).
+   */
+  settle(result: VerifyResult, counted: boolean, now: number, additional = false): void {
+    const record = result.record!;
+    const credits = result.spending?.localCredits ?? 0;
+    const requests = additional ? 0 : 1;
+    this.parts.recorder.release(record.key_hash, result.cost, credits, requests);
+    if (counted) {
+      this.parts.recorder.record(record.key_hash, result.cost, now, credits, requests);
+      return;
+    }
+    const spent = result.spending?.spent;
+    const { store } = this.parts;
+    if (spent && store.refund) {
+      const plan = this.limits.planOf(record);
+      store
+        .refund(record.key_hash, { units: result.cost, nowMs: now, monthlyQuota: plan?.monthlyQuota ?? null }, spent)
+        .catch((err: unknown) => this.fail('giving back quota and credits failed', err));
+    }
   }
 }

@@ -109,7 +109,7 @@ describe('metricsHandler()', () => {
     const app = metricsApp(a);
 
     const before = await scrape(app);
-    expect(before.filter((s) => s.name === 'daymind_requests_total')).toHaveLength(8);
+    expect(before.filter((s) => s.name === 'daymind_requests_total')).toHaveLength(11);
     expect(before.filter((s) => s.name === 'daymind_requests_total').every((s) => s.value === 0)).toBe(true);
 
     const traffic: Array<[string | undefined, number]> = [

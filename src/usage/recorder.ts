@@ -85,24 +85,29 @@ export class UsageRecorder {
   }
 
   /** Units of requests allowed but not finished yet (counted or dropped when they finish), by key. */
-  private readonly inFlight = new Map<string, { units: number; credits: number }>();
+  private readonly inFlight = new Map<string, { units: number; credits: number; requests: number }>();
 
-  /** Holds `units` (and `credits` of them from prepaid credits) of a request in progress. */
-  reserve(keyHash: string, units: number, credits: number): void {
+  /**
+   * Holds `units` (`credits` of them from prepaid credits) of a request in progress; `requests`
+   * is 0 for more units of a request already held.
+   */
+  reserve(keyHash: string, units: number, credits: number, requests: number): void {
     const held = this.inFlight.get(keyHash);
     if (held) {
       held.units += units;
       held.credits += credits;
-    } else this.inFlight.set(keyHash, { units, credits });
+      held.requests += requests;
+    } else this.inFlight.set(keyHash, { units, credits, requests });
   }
 
   /** Lets go of a reservation: the request counts (`record`) or does not. */
-  release(keyHash: string, units: number, credits: number): void {
+  release(keyHash: string, units: number, credits: number, requests: number): void {
     const held = this.inFlight.get(keyHash);
     if (!held) return;
     held.units -= units;
     held.credits -= credits;
-    if (held.units <= 0 && held.credits <= 0) this.inFlight.delete(keyHash);
+    held.requests -= requests;
+    if (held.units <= 0 && held.credits <= 0 && held.requests <= 0) this.inFlight.delete(keyHash);
   }
 
   /** Units and credits of a key counted here but not in the store yet, in-flight ones included. */
@@ -118,13 +123,16 @@ export class UsageRecorder {
     return { monthUnits, credits };
   }
 
-  /** Counts `units` for a key at `nowMs`, `credits` of them spent from its prepaid credits. Memory only. */
-  record(keyHash: string, units: number, nowMs: number, credits = 0): void {
+  /**
+   * Counts `units` for a key at `nowMs`, `credits` of them spent from its prepaid credits, as
+   * `requests` requests (0 for more units of a request counted already). Memory only.
+   */
+  record(keyHash: string, units: number, nowMs: number, credits = 0, requests = 1): void {
     const day = utcDay(nowMs);
     const seconds = nowMs / 1000;
     const delta = this.pending.get(keyHash);
     if (!delta) {
-      const fresh: UsageDelta = { key_hash: keyHash, units, last_used: seconds, days: [{ day, units, requests: 1 }] };
+      const fresh: UsageDelta = { key_hash: keyHash, units, last_used: seconds, days: [{ day, units, requests }] };
       if (credits) fresh.credits = credits;
       this.pending.set(keyHash, fresh);
       return;
@@ -135,8 +143,8 @@ export class UsageRecorder {
     const last = delta.days[delta.days.length - 1]!;
     if (last.day === day) {
       last.units += units;
-      last.requests = (last.requests ?? 0) + 1;
-    } else delta.days.push({ day, units, requests: 1 });
+      last.requests = (last.requests ?? 0) + requests;
+    } else delta.days.push({ day, units, requests });
   }
 
   /** Counts a request of a key refused by a rate limit, for the per-day history. Memory only. */
@@ -158,6 +166,8 @@ export class UsageRecorder {
     for (const delta of [this.unsettled?.deltas.get(keyHash), this.pending.get(keyHash)]) {
       for (const d of delta?.days ?? []) if (d.day === day) counts.allowed += d.requests ?? 0;
     }
+    // Requests still in progress (this one, when asked from a route) count on today.
+    if (day === utcDay(Date.now())) counts.allowed += this.inFlight.get(keyHash)?.requests ?? 0;
     return counts;
   }
 

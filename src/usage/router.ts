@@ -89,6 +89,17 @@ export function createUsageRouter(parts: UsageRouterParts, options: UsageRouterO
         revoked: record.revoked,
         expires_at: record.expires_at ?? null,
         revoke_at: record.revoke_at ?? null,
+        requests_this_month: live.requests_this_month,
+        plan: info.plan,
+        monthly_quota: info.quota && {
+          limit: info.quota.limit,
+          used: info.quota.limit - info.quota.remaining,
+          remaining: info.quota.remaining,
+          reset_seconds: info.quota.reset_seconds,
+        },
+        credits: info.credits,
+        credits_refill: record.credits_refill ?? null,
+        scopes: info.scopes,
         rate_limits: info.limits.map((l) => ({
           policy: l.policy,
           limit: l.limit,

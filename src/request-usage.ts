@@ -1,0 +1,125 @@
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { ConfigError, DaymindError, describeError } from './errors';
+import { outcomeOf, type RequestOutcome } from './observe';
+import { setRateLimitHeaders } from './ratelimit/headers';
+import type { RateLimitResult } from './ratelimit/types';
+import { sendCreditsExhausted, sendInsufficientScope, sendQuotaExceeded, sendRateLimited, sendUnavailable } from './responses';
+import type { VerifyResult, Verifier } from './verify';
+
+/** What one allowed request holds in flight until its response ends. */
+interface RequestUsage {
+  results: VerifyResult[];
+  ipResult: RateLimitResult | undefined;
+  /** Refused after the key check (a missing scope, a cost it could not pay): not usage. */
+  refused: boolean;
+  /** The request's time (ms), for counting it in the right day and month. */
+  at: number;
+}
+
+export interface RequestUsageParts {
+  verifier: Verifier;
+  billable: ((req: Request, res: Response) => boolean) | undefined;
+  onError: (err: Error) => void;
+  now: () => number;
+  /** Runs the auth middleware on a request that did not go through it, at `cost` units. */
+  authenticate(req: Request, res: Response, next: NextFunction, cost: number): void;
+  /** Tells request listeners (metrics) of an outcome decided after the key check. */
+  emit(outcome: RequestOutcome, owner: string | undefined): void;
+}
+
+/**
+ * The usage of allowed requests from the key check to the end of the response: held in flight,
+ * counted when the response ends (if `billable` agrees and nothing refused it later), else given
+ * back. Also the route guards that act on it: `cost(n)` and `requireScope(scope)`.
+ */
+export class RequestUsageTracker {
+  private readonly states = new WeakMap<Request, RequestUsage>();
+
+  constructor(private readonly parts: RequestUsageParts) {}
+
+  /** Holds an allowed request's usage until its response ends. */
+  track(req: Request, res: Response, result: VerifyResult, ipResult: RateLimitResult | undefined, at: number): void {
+    const state: RequestUsage = { results: [result], ipResult, refused: false, at };
+    this.states.set(req, state);
+    res.once('close', () => this.settle(req, res, state));
+  }
+
+  private settle(req: Request, res: Response, state: RequestUsage): void {
+    let counted = !state.refused;
+    if (counted && this.parts.billable) {
+      try {
+        counted = this.parts.billable(req, res) === true;
+      } catch (err) {
+        this.parts.onError(
+          new DaymindError('ERR_DAYMIND_USAGE_FLUSH', `the billable option threw; the request was counted: ${describeError(err)}`, {
+            cause: err,
+          }),
+        );
+      }
+    }
+    state.results.forEach((result, i) => this.parts.verifier.settle(result, counted, state.at, i > 0));
+  }
+
+  /** Route middleware: the request costs `units` in all (windows, quota, credits, usage, billing). */
+  cost(units: number): RequestHandler {
+    if (!Number.isSafeInteger(units) || units < 1)
+      throw new ConfigError('cost', `must be a whole number of at least 1, got ${JSON.stringify(units)}`);
+    return (req, res, next) => {
+      const state = this.states.get(req);
+      if (!req.daymind || !state) return this.parts.authenticate(req, res, next, units);
+      const extra = units - req.daymind.cost;
+      if (extra <= 0) return next();
+      let taken: VerifyResult | Promise<VerifyResult>;
+      try {
+        taken = this.parts.verifier.take(req.daymind.record, extra, state.at, { defer: true, additional: true });
+      } catch (err) {
+        return this.refuse(state, res, err);
+      }
+      const settle = (result: VerifyResult): void => {
+        if (!result.valid) return this.answer(state, req, res, result);
+        state.results.push(result);
+        req.daymind!.cost = units;
+        req.daymind!.limits = result.limits;
+        setRateLimitHeaders(res, state.ipResult ? [state.ipResult, ...result.limits] : result.limits);
+        next();
+      };
+      if (taken instanceof Promise) taken.then(settle, (err: unknown) => this.refuse(state, res, err));
+      else settle(taken);
+    };
+  }
+
+  /** Route middleware: 403 `insufficient_scope` unless the key carries `scope`. Not usage when refused. */
+  requireScope(scope: string): RequestHandler {
+    if (typeof scope !== 'string' || !/^[A-Za-z0-9_:.-]{1,64}$/.test(scope)) {
+      throw new ConfigError('requireScope', `a scope is a name of letters, digits and _ : . - (at most 64), got ${JSON.stringify(scope)}`);
+    }
+    const check: RequestHandler = (req, res, next) => {
+      if (req.daymind!.record.scopes?.includes(scope)) return next();
+      const state = this.states.get(req);
+      if (state) state.refused = true;
+      this.parts.emit('insufficient_scope', req.daymind!.owner);
+      sendInsufficientScope(res, scope);
+    };
+    return (req, res, next) => {
+      if (req.daymind) return check(req, res, next);
+      this.parts.authenticate(req, res, () => check(req, res, next), 1);
+    };
+  }
+
+  /** Answers a request refused by a later check; its earlier usage is given back at the end. */
+  private answer(state: RequestUsage, req: Request, res: Response, result: VerifyResult): void {
+    state.refused = true;
+    setRateLimitHeaders(res, state.ipResult ? [state.ipResult, ...result.limits] : result.limits);
+    if (result.code === 'RATE_LIMITED') sendRateLimited(res, result.refusedBy!);
+    else if (result.code === 'QUOTA_EXCEEDED') sendQuotaExceeded(res, result.refusedBy!);
+    else if (result.code === 'CREDITS_EXHAUSTED') sendCreditsExhausted(res, result.credits, result.cost);
+    else sendUnavailable(res);
+    this.parts.emit(outcomeOf(result.code), req.daymind!.owner);
+  }
+
+  private refuse(state: RequestUsage, res: Response, err: unknown): void {
+    state.refused = true;
+    this.parts.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `request refused with 503: ${describeError(err)}`, { cause: err }));
+    if (!res.headersSent) sendUnavailable(res);
+  }
+}
