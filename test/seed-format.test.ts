@@ -33,9 +33,12 @@ describe('an existing-format store mounted unchanged', () => {
 
     const after = JSON.parse(readFileSync(path, 'utf8')) as Array<Record<string, unknown>>;
     expect(after).toHaveLength(3);
-    // Same records, same fields, same types: still readable by the old format's readers.
+    // Same records, same fields, same types: still readable by the old format's readers. The one
+    // addition is the month's counter of a used key, in the format's own style (beside requests_day).
     after.forEach((record, i) => {
-      expect(Object.keys(record).sort()).toEqual(Object.keys(original[i]!).sort());
+      const added = Object.keys(record).filter((k) => !(k in original[i]!));
+      expect(Object.keys(original[i]!).every((k) => k in record)).toBe(true);
+      expect(added.sort()).toEqual(record.usage_count === original[i]!.usage_count ? [] : ['requests_month', 'requests_this_month']);
       for (const [field, value] of Object.entries(original[i]!)) {
         expect(typeof record[field]).toBe(value === null && field === 'last_used' && record[field] !== null ? 'number' : typeof value);
       }
@@ -43,6 +46,7 @@ describe('an existing-format store mounted unchanged', () => {
     });
     const today = utcDay(Date.now());
     expect(after[0]).toMatchObject({ usage_count: 1249, requests_today: 4, requests_day: today, revoked: false, owner: 'team-alpha' });
+    expect(after[0]).toMatchObject({ requests_this_month: 4, requests_month: Math.floor(today / 100) });
     expect(after[0]!.last_used as number).toBeGreaterThan(start - 10);
     expect(after[1]).toMatchObject({ usage_count: 1, requests_today: 1, requests_day: today });
     expect(after[2]).toEqual(original[2]);
