@@ -112,8 +112,11 @@ export class RequestUsageTracker {
     setRateLimitHeaders(res, state.ipResult ? [state.ipResult, ...result.limits] : result.limits);
     if (result.code === 'RATE_LIMITED') sendRateLimited(res, result.refusedBy!);
     else if (result.code === 'QUOTA_EXCEEDED') sendQuotaExceeded(res, result.refusedBy!);
-    else if (result.code === 'CREDITS_EXHAUSTED') sendCreditsExhausted(res, result.credits, result.cost);
-    else sendUnavailable(res);
+    else if (result.code === 'CREDITS_EXHAUSTED') {
+      // What the key has for this request: the units the middleware already held come back.
+      const held = req.daymind!.cost;
+      sendCreditsExhausted(res, (result.credits ?? 0) + held, result.cost + held);
+    } else sendUnavailable(res);
     this.parts.emit(outcomeOf(result.code), req.daymind!.owner);
   }
 

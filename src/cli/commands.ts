@@ -10,6 +10,17 @@ import { utcDay } from '../usage/day';
 import { CommandError, UsageError } from './errors';
 import { resolveKey } from './resolve-key';
 import { renderTable } from './table';
+import {
+  creditsCell,
+  monthCell,
+  parsePlan,
+  parseCredits,
+  parseRefill,
+  parseScopes,
+  planFields,
+  type Plans,
+  type PlansSource,
+} from './plans';
 import { formatTime, parseDuration, parseExpiry } from './time';
 
 export interface CommandContext {
@@ -20,6 +31,8 @@ export interface CommandContext {
   /** Notes for people (stderr), so that stdout stays the result. */
   note(text: string): void;
   now: number;
+  /** The plans in force (DAYMIND_PLANS_FILE). */
+  plans: PlansSource;
 }
 
 export type CommandOptions = {
@@ -33,6 +46,12 @@ export type CommandOptions = {
   month?: string;
   price?: string;
   html?: string;
+  plan?: string;
+  scopes?: string;
+  credits?: string;
+  refill?: string;
+  add?: string;
+  set?: string;
 };
 
 /** requests_today as of now: 0 when the last counted day is not today. */
@@ -40,7 +59,7 @@ export function todayCount(record: KeyRecord, nowMs: number): number {
   return record.requests_day === utcDay(nowMs) ? record.requests_today : 0;
 }
 
-export function recordJson(record: KeyRecord, nowMs: number): Record<string, unknown> {
+export function recordJson(record: KeyRecord, nowMs: number, plans?: Plans): Record<string, unknown> {
   return {
     key_prefix: record.key_prefix,
     key_hash: record.key_hash,
@@ -58,8 +77,14 @@ export function recordJson(record: KeyRecord, nowMs: number): Record<string, unk
     rate_limit_per_minute: record.rate_limit_per_minute ?? null,
     meta: record.meta ?? {},
     stripe_customer_id: record.stripe_customer_id ?? null,
+    ...planFields(record, nowMs, plans),
     ...(record.rotated_from ? { rotated_from: record.rotated_from } : {}),
   };
+}
+
+/** A record's JSON view, with the monthly quota of its plan when plans are in force. */
+export function viewOf(ctx: CommandContext, record: KeyRecord): Record<string, unknown> {
+  return recordJson(record, ctx.now, ctx.plans.forView(ctx.note));
 }
 
 export function print(ctx: CommandContext, value: unknown): void {
@@ -84,11 +109,14 @@ export async function list(ctx: CommandContext): Promise<void> {
   if (ctx.json)
     return print(
       ctx,
-      records.map((r) => recordJson(r, ctx.now)),
+      records.map((r) => viewOf(ctx, r)),
     );
+  const plans = ctx.plans.forView(ctx.note);
+  // The plan columns appear once plans are in force or a key uses them, so that older tables keep their shape.
+  const planColumns = plans !== undefined || records.some((r) => r.plan !== undefined || r.scopes !== undefined || r.credits !== undefined);
   ctx.out(
     renderTable(
-      ['PREFIX', 'OWNER', 'STATUS', 'CREATED (UTC)', 'USAGE', 'TODAY', 'LAST USED (UTC)'],
+      ['PREFIX', 'OWNER', 'STATUS', 'CREATED (UTC)', 'USAGE', 'TODAY', 'LAST USED (UTC)', ...(planColumns ? PLAN_COLUMNS : [])],
       records.map((r) => [
         r.key_prefix,
         r.owner,
@@ -97,9 +125,25 @@ export async function list(ctx: CommandContext): Promise<void> {
         String(r.usage_count),
         String(todayCount(r, ctx.now)),
         r.last_used == null ? 'never' : formatTime(r.last_used),
+        ...(planColumns
+          ? [r.plan ?? '-', monthCell(r, ctx.now, plans), creditsCell(r, ctx.now), r.scopes?.length ? r.scopes.join(',') : '-']
+          : []),
       ]),
     ),
   );
+}
+
+const PLAN_COLUMNS = ['PLAN', 'MONTH', 'CREDITS', 'SCOPES'];
+
+/** The plan, scopes and credits options of `create` and `set`; `none` (where allowed) removes one. */
+function planChanges(ctx: CommandContext, options: CommandOptions, allowNone: boolean): KeyChanges {
+  const changes: KeyChanges = {};
+  const none = (text: string | undefined) => allowNone && text === 'none';
+  if (options.plan !== undefined) changes.plan = none(options.plan) ? null : parsePlan(options.plan, ctx.plans);
+  if (options.scopes !== undefined) changes.scopes = none(options.scopes) ? null : parseScopes(options.scopes);
+  if (options.credits !== undefined) changes.credits = parseCredits(options.credits, '--credits');
+  if (options.refill !== undefined) changes.credits_refill = parseRefill(options.refill, allowNone);
+  return changes;
 }
 
 function parseMeta(pairs: string[] | undefined): Record<string, string> | undefined {
@@ -143,8 +187,9 @@ export async function create(ctx: CommandContext, owner: string, options: Comman
   const meta = parseMeta(options.meta);
   if (meta) input.meta = meta;
   if (options['stripe-customer'] !== undefined) input.stripe_customer_id = parseCustomer(options['stripe-customer']);
+  Object.assign(input, planChanges(ctx, options, false));
   const { key, record } = await withStore(ctx, true, (s) => s.create(input));
-  if (ctx.json) return print(ctx, { key, ...recordJson(record, ctx.now) });
+  if (ctx.json) return print(ctx, { key, ...viewOf(ctx, record) });
   ctx.out(key + '\n');
   ctx.note(`Created ${record.key_prefix} for ${owner}. The key above is shown only this once: store it now.\n`);
 }
@@ -158,13 +203,13 @@ export async function revoke(ctx: CommandContext, name: string): Promise<void> {
     if (!record) throw new CommandError(`the key ${target.key_prefix} was removed from the store meanwhile`);
     return { record, changed: true };
   });
-  if (ctx.json) return print(ctx, { ...recordJson(result.record, ctx.now), changed: result.changed });
+  if (ctx.json) return print(ctx, { ...viewOf(ctx, result.record), changed: result.changed });
   ctx.out(`${result.changed ? 'Revoked' : 'Already revoked:'} ${result.record.key_prefix} (${result.record.owner})\n`);
 }
 
 export async function show(ctx: CommandContext, name: string): Promise<void> {
   const record = await withStore(ctx, false, async (s) => resolveKey(await s.list(), name));
-  const view = recordJson(record, ctx.now);
+  const view = viewOf(ctx, record);
   if (ctx.json) return print(ctx, view);
   const rows: string[][] = [
     ['prefix', record.key_prefix],
@@ -178,6 +223,10 @@ export async function show(ctx: CommandContext, name: string): Promise<void> {
     ['rate_limit', record.rate_limit_per_minute == null ? 'server default' : `${record.rate_limit_per_minute}/min`],
     ['expires', record.expires_at == null ? 'never' : `${formatTime(record.expires_at)} UTC`],
     ['stripe_customer', record.stripe_customer_id ?? '-'],
+    ['plan', record.plan ?? '-'],
+    ['scopes', record.scopes?.length ? record.scopes.join(',') : '-'],
+    ['this_month', monthCell(record, ctx.now, ctx.plans.forView(ctx.note))],
+    ['credits', creditsCell(record, ctx.now)],
   ];
   if (record.revoked_at != null) rows.push(['revoked_at', `${formatTime(record.revoked_at)} UTC`]);
   if (record.revoke_at != null && !record.revoked) rows.push(['revoke_at', `${formatTime(record.revoke_at)} UTC`]);
@@ -198,7 +247,7 @@ export async function rotate(ctx: CommandContext, name: string, options: Command
     return result;
   });
   if (ctx.json) {
-    return print(ctx, { key: rotated.key, ...recordJson(rotated.record, ctx.now), previous: recordJson(rotated.previous, ctx.now) });
+    return print(ctx, { key: rotated.key, ...viewOf(ctx, rotated.record), previous: viewOf(ctx, rotated.previous) });
   }
   ctx.out(rotated.key + '\n');
   const old = rotated.previous;
@@ -296,24 +345,30 @@ export async function migrate(ctx: CommandContext, from: string | undefined, to:
   );
 }
 
-/** Changes a key's limit, expiry or Stripe customer; `default`, `never` and `none` remove them. */
+/** Changes a key's limit, expiry, Stripe customer, plan or scopes; `default`, `never` and `none` remove them. */
 export async function set(ctx: CommandContext, name: string, options: CommandOptions): Promise<void> {
-  const changes: KeyChanges = {};
+  const changes: KeyChanges = planChanges(ctx, options, true);
   const limit = options['rate-limit'];
   if (limit !== undefined) changes.rate_limit_per_minute = limit === 'default' ? null : parseRateLimit(limit)!;
   if (options.expires !== undefined)
     changes.expires_at = options.expires === 'never' ? null : parseExpiry(options.expires, '--expires', ctx.now);
   const customer = options['stripe-customer'];
   if (customer !== undefined) changes.stripe_customer_id = customer === 'none' ? null : parseCustomer(customer);
-  if (Object.keys(changes).length === 0) throw new UsageError('set needs at least one of --rate-limit, --expires, --stripe-customer');
-  const record = await withStore(ctx, false, async (s) => {
+  if (Object.keys(changes).length === 0)
+    throw new UsageError('set needs at least one of --rate-limit, --expires, --stripe-customer, --plan, --scopes');
+  const record = await updateKey(ctx, name, () => changes);
+  if (ctx.json) return print(ctx, viewOf(ctx, record));
+  ctx.out(`Updated ${record.key_prefix} (${record.owner})\n`);
+}
+
+/** Applies the changes `changesFor` gives for the named key, in one write; returns the updated record. */
+export async function updateKey(ctx: CommandContext, name: string, changesFor: (target: KeyRecord) => KeyChanges): Promise<KeyRecord> {
+  return withStore(ctx, false, async (s) => {
     const target = resolveKey(await s.list(), name);
-    const updated = await s.update(target.key_hash, changes);
+    const updated = await s.update(target.key_hash, changesFor(target));
     if (!updated) throw new CommandError(`the key ${target.key_prefix} was removed from the store meanwhile`);
     return updated;
   });
-  if (ctx.json) return print(ctx, recordJson(record, ctx.now));
-  ctx.out(`Updated ${record.key_prefix} (${record.owner})\n`);
 }
 
 /** `--month YYYY-MM` checked (a usage error when it is not), or undefined when not given. */

@@ -4,8 +4,11 @@ Manage the API keys of a daymind-auth key store, also while a server is running 
 
 Commands:
   list                          every key: prefix, owner, status, created, usage, today, last used
+                                (and plan, month vs quota, credits, scopes where used)
   create OWNER                  a new key; prints it once
-  set KEY|PREFIX                change a key's limit, expiry or Stripe customer
+  set KEY|PREFIX                change a key's limit, expiry, Stripe customer, plan or scopes
+  credits KEY|PREFIX            add to, set or refill a key's prepaid credits
+  plans                         the plans in force (DAYMIND_PLANS_FILE)
   revoke KEY|PREFIX             refuse the key from now on (a running server within 1 s)
   show KEY|PREFIX               one key's record and counters
   rotate KEY|PREFIX             a new key with the same owner and settings; the old one is revoked
@@ -17,8 +20,8 @@ Commands:
 Global options:
   --store PATH       a JSON key store (default: API_KEY_STORE_PATH, else data/api_keys.json)
   --redis URL        a Redis key store (redis://host:6379); with KEY_STORE=redis, REDIS_URL is used
-  --env-file FILE    read API_KEY_STORE_PATH, KEY_STORE, REDIS_URL, REDIS_PREFIX and
-                     DAYMIND_LEDGER_DIR from a systemd-style env file (it wins over the environment)
+  --env-file FILE    read API_KEY_STORE_PATH, KEY_STORE, REDIS_URL, REDIS_PREFIX, DAYMIND_LEDGER_DIR
+                     and DAYMIND_PLANS_FILE from a systemd-style env file (it wins over the environment)
   --json             machine-readable JSON on stdout
   -h, --help         this help; "daymind-keys <command> --help" for a command
 
@@ -30,9 +33,13 @@ export const COMMAND_HELP: Record<string, string> = {
   list: `Usage: daymind-keys list [--json]
 
 Every key in the store: display prefix, owner, status (active, revoked, expired), created (UTC),
-usage_count, requests today (UTC day), last used (UTC).
+usage_count, requests today (UTC day), last used (UTC). When plans are in force
+(DAYMIND_PLANS_FILE) or a key has a plan, scopes or credits, also: plan, this UTC month's units
+against the plan's monthly quota (120/10000, or 120 without a quota), prepaid credits (with their
+refill) and scopes.
 `,
-  create: `Usage: daymind-keys create OWNER [--rate-limit N] [--expires DURATION|DATE] [--meta k=v ...] [--stripe-customer cus_...] [--json]
+  create: `Usage: daymind-keys create OWNER [--rate-limit N] [--expires DURATION|DATE] [--meta k=v ...] [--stripe-customer cus_...]
+                            [--plan PLAN] [--scopes a,b] [--credits N] [--refill monthly:N|daily:N] [--json]
 
 Creates a key for OWNER and prints it once on stdout (only its hash is stored; it cannot be
 shown again). A running server accepts it on its first request.
@@ -42,14 +49,40 @@ shown again). A running server accepts it on its first request.
                           (UTC midnight) or 2027-01-31T12:00:00Z
   --meta k=v              free-form data kept with the key; repeat for more pairs
   --stripe-customer cus_… the Stripe customer billed for the key's usage (BILLING_MODE=stripe)
+  --plan PLAN             the plan whose limits and monthly quota apply; one of the plans in force
+                          (DAYMIND_PLANS_FILE, see daymind-keys plans)
+  --scopes a,b            what the key may do (requireScope): comma-separated names of letters,
+                          digits and _ : . - (at most 64 each)
+  --credits N             prepaid units (a whole number); each allowed request spends its cost
+  --refill monthly:N      restore the credits to N at the start of each UTC month (daily:N: day);
+                          without --credits the key starts with N
 `,
-  set: `Usage: daymind-keys set KEY|PREFIX [--rate-limit N|default] [--expires DURATION|DATE|never] [--stripe-customer cus_...|none] [--json]
+  set: `Usage: daymind-keys set KEY|PREFIX [--rate-limit N|default] [--expires DURATION|DATE|never] [--stripe-customer cus_...|none]
+                         [--plan PLAN|none] [--scopes a,b|none] [--json]
 
 Changes a key's settings; running servers pick the change up within a second.
 
   --rate-limit N|default   this key's limit in requests per minute, or back to the server's
   --expires DURATION|DATE  as for create, or never
   --stripe-customer ID     the Stripe customer billed for the key's usage, or none
+  --plan PLAN|none         one of the plans in force (DAYMIND_PLANS_FILE), or none for the
+                           server's per-minute limit
+  --scopes a,b|none        the key's scopes, replacing the ones it has, or none
+`,
+  credits: `Usage: daymind-keys credits KEY|PREFIX (--add N | --set N) [--refill monthly:N|daily:N|none] [--json]
+
+Changes a key's prepaid credits and prints the new balance. Give --add or --set, or only --refill.
+
+  --add N        add N credits; a negative N (--add -500) takes some back, never below 0
+  --set N        set the balance to N (a whole number of 0 or more)
+  --refill ...   monthly:N or daily:N restores the balance to N at the start of each UTC month
+                 or day (a key that is not prepaid yet starts at N); none stops refilling
+`,
+  plans: `Usage: daymind-keys plans [--json]
+
+The plans in force: those of the JSON file named by DAYMIND_PLANS_FILE (from --env-file or the
+environment). For each: its limits (name limit/window, and how long a key that exceeds one is
+blocked), its monthly quota per key (or none) and its description.
 `,
   export: `Usage: daymind-keys export [--format csv|json|beancount] [--month YYYY-MM] [--owner OWNER] [--price "0.001 USD"] [--ledger-dir DIR] [--json]
 
@@ -70,7 +103,8 @@ changes nothing.
 `,
   show: `Usage: daymind-keys show KEY|PREFIX [--json]
 
-One key's record and counters.
+One key's record and counters, with its plan, scopes, this UTC month's units against the plan's
+monthly quota, and prepaid credits.
 `,
   rotate: `Usage: daymind-keys rotate KEY|PREFIX [--grace DURATION] [--json]
 

@@ -7,6 +7,8 @@ import { readEnvFile } from './env-file';
 import { UsageError } from './errors';
 import { COMMAND_HELP, TOOL_HELP } from './help';
 import { openAdminStore, type StoreLocation } from './open-store';
+import * as planCommands from './plan-commands';
+import { PlansSource } from './plans';
 import { report } from './report';
 
 export interface CliIO {
@@ -34,13 +36,21 @@ const OPTIONS = {
   'ledger-dir': { type: 'string' },
   owner: { type: 'string' },
   html: { type: 'string' },
+  plan: { type: 'string' },
+  scopes: { type: 'string' },
+  credits: { type: 'string' },
+  refill: { type: 'string' },
+  add: { type: 'string' },
+  set: { type: 'string' },
 } as const;
 
 /** Options each command takes besides the global ones, and how many arguments. */
 const COMMANDS: Record<string, { options: string[]; args: string[] }> = {
   list: { options: [], args: [] },
-  create: { options: ['rate-limit', 'expires', 'meta', 'stripe-customer'], args: ['OWNER'] },
-  set: { options: ['rate-limit', 'expires', 'stripe-customer'], args: ['KEY|PREFIX'] },
+  create: { options: ['rate-limit', 'expires', 'meta', 'stripe-customer', 'plan', 'scopes', 'credits', 'refill'], args: ['OWNER'] },
+  set: { options: ['rate-limit', 'expires', 'stripe-customer', 'plan', 'scopes'], args: ['KEY|PREFIX'] },
+  credits: { options: ['add', 'set', 'refill'], args: ['KEY|PREFIX'] },
+  plans: { options: [], args: [] },
   export: { options: ['format', 'month', 'owner', 'price', 'ledger-dir'], args: [] },
   report: { options: ['month', 'owner', 'html', 'ledger-dir'], args: [] },
   revoke: { options: [], args: ['KEY|PREFIX'] },
@@ -72,7 +82,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
 async function run(argv: string[], io: CliIO): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: joinNegativeNumbers(argv), options: OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
     throw new UsageError((err as Error).message.split('\n')[0]!);
   }
@@ -84,7 +94,9 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       io.stdout(TOOL_HELP);
       return 0;
     }
-    throw new UsageError('a command is required: list, create, set, revoke, show, rotate, usage, report, export or migrate');
+    throw new UsageError(
+      'a command is required: list, create, set, credits, plans, revoke, show, rotate, usage, report, export or migrate',
+    );
   }
   const spec = COMMANDS[command];
   if (!spec) throw new UsageError(`unknown command "${command}"`);
@@ -105,7 +117,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   const setting = (name: string): string | undefined => fileEnv[name] || io.env[name] || undefined;
   const prefix = setting('REDIS_PREFIX') ?? 'daymind';
   if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) throw new UsageError('REDIS_PREFIX must be 1 to 64 letters, digits or _ . : -');
-  const location = command === 'migrate' ? undefined : locateStore(values, setting, prefix);
+  const location = command === 'migrate' || command === 'plans' ? undefined : locateStore(values, setting, prefix);
 
   const ctx: commands.CommandContext = {
     openStore: (create) => openAdminStore(location!, create),
@@ -113,6 +125,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     out: io.stdout,
     note: io.stderr,
     now: Date.now(),
+    plans: new PlansSource(setting('DAYMIND_PLANS_FILE')),
   };
   const options: commands.CommandOptions = values;
   switch (command) {
@@ -137,6 +150,12 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     case 'set':
       await commands.set(ctx, args[0]!, options);
       break;
+    case 'credits':
+      await planCommands.credits(ctx, args[0]!, options);
+      break;
+    case 'plans':
+      planCommands.plans(ctx);
+      break;
     case 'report':
       await report(ctx, options, ledgerDirOf(values['ledger-dir'], setting, location!));
       break;
@@ -148,6 +167,14 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       break;
   }
   return 0;
+}
+
+/** Options whose value may be a negative number: `--add -5` becomes `--add=-5`, which parseArgs takes. */
+const NUMERIC = ['--add', '--set', '--credits'];
+
+function joinNegativeNumbers(argv: string[]): string[] {
+  const negative = (i: number) => NUMERIC.includes(argv[i]!) && /^-\d+$/.test(argv[i + 1] ?? '');
+  return argv.flatMap((arg, i) => (negative(i) ? [`${arg}=${argv[i + 1]}`] : i > 0 && negative(i - 1) ? [] : [arg]));
 }
 
 /** The usage ledger's directory: --ledger-dir, else DAYMIND_LEDGER_DIR, else the JSON store's directory, else data. */

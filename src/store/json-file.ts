@@ -194,7 +194,7 @@ export class JsonFileKeyStore implements KeyStore {
         const raw = doc.edit(delta.key_hash);
         if (raw) {
           addUsage(raw, delta);
-          spendCredits(raw, delta, Date.now());
+          spendCredits(raw, delta);
         } else missing += delta.units;
       }
       return missing;

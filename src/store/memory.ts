@@ -100,7 +100,7 @@ export class MemoryKeyStore implements KeyStore {
       if (!current) continue;
       const record = { ...current };
       addUsage(record, delta);
-      spendCredits(record, delta, Date.now());
+      spendCredits(record, delta);
       this.records.set(delta.key_hash, record);
     }
     batch?.onApplied();

@@ -287,10 +287,11 @@ export function addUsage(target: RawRecord | KeyRecord, delta: UsageDelta): void
 
 /**
  * Spends a delta's credits on a raw or typed record (stores that spend credits at flush time):
- * a refill due is applied first, and credits never go below 0.
+ * a refill due at the time of the delta's requests is applied first; credits never go below 0.
  */
-export function spendCredits(target: RawRecord | KeyRecord, delta: UsageDelta, nowMs: number): void {
+export function spendCredits(target: RawRecord | KeyRecord, delta: UsageDelta): void {
   if (!delta.credits) return;
+  const nowMs = delta.last_used * 1000;
   const t = target as RawRecord;
   const current = creditsAt(t, nowMs);
   if (current === undefined) return;
