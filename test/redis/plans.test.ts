@@ -1,0 +1,58 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import Redis from 'ioredis';
+import { RedisKeyStore, hashKey } from '../../src';
+import { redisForFile } from './harness';
+
+const run = promisify(execFile);
+const WORKER = join(__dirname, '../fixtures/plans-worker.js');
+const testRedis = redisForFile();
+
+const PLANS = {
+  metered: { limits: [{ name: 'minute', limit: 100000, window: '1m' }], monthly_quota: 100 },
+  prepaid: { limits: [{ name: 'minute', limit: 100000, window: '1m' }] },
+};
+
+async function withStore<T>(prefix: string, use: (store: RedisKeyStore) => Promise<T>): Promise<T> {
+  const client = new Redis(testRedis.server.url);
+  const store = new RedisKeyStore({ client, prefix, pollIntervalMs: 0 });
+  try {
+    await store.init();
+    return await use(store);
+  } finally {
+    await store.close();
+    await client.quit();
+  }
+}
+
+/** Three app processes on one Redis, each sending `requests` with `key`; their answers by status, summed. */
+async function threeProcesses(prefix: string, key: string, requests: number): Promise<Record<string, number>> {
+  const job = JSON.stringify({ redis: testRedis.server.url, prefix, plans: PLANS, key, requests, lanes: 6 });
+  const outputs = await Promise.all([0, 1, 2].map(() => run(process.execPath, [WORKER, job], { timeout: 60_000 })));
+  const total: Record<string, number> = {};
+  for (const { stdout, stderr } of outputs) {
+    expect(stderr).toBe('');
+    for (const [status, n] of Object.entries((JSON.parse(stdout) as { statuses: Record<string, number> }).statuses))
+      total[status] = (total[status] ?? 0) + n;
+  }
+  return total;
+}
+
+describe('plans on Redis: exact across instances', () => {
+  test('three processes, a monthly quota of 100: exactly 100 allowed', async () => {
+    const key = await withStore('plans1', async (store) => (await store.create({ owner: 'metered', plan: 'metered' })).key);
+    expect(await threeProcesses('plans1', key, 60)).toEqual({ 200: 100, 429: 80 });
+    await withStore('plans1', async (store) => {
+      expect((await store.fetch(hashKey(key)))!).toMatchObject({ usage_count: 100, requests_this_month: 100 });
+    });
+  });
+
+  test('three processes, 50 prepaid credits: exactly 50 allowed, and credits never below 0', async () => {
+    const key = await withStore('plans2', async (store) => (await store.create({ owner: 'prepaid', plan: 'prepaid', credits: 50 })).key);
+    expect(await threeProcesses('plans2', key, 40)).toEqual({ 200: 50, 402: 70 });
+    await withStore('plans2', async (store) => {
+      expect((await store.fetch(hashKey(key)))!).toMatchObject({ usage_count: 50, credits: 0 });
+    });
+  });
+});
