@@ -9,14 +9,12 @@ export type IORedisClient = Redis | Cluster;
 /**
  * Client options that keep requests from hanging on Redis: commands time out after
  * `commandTimeoutMs`, fail at once while disconnected (no offline queue), and the client
- * reconnects in the background with backoff up to 2 s. Commands issued in the same tick (limiter
- * consumes of concurrent requests) go out in one write (auto-pipelining).
+ * reconnects in the background with backoff up to 2 s.
  */
 export function clientOptions(commandTimeoutMs: number): RedisOptions {
   return {
     commandTimeout: commandTimeoutMs,
     enableOfflineQueue: false,
-    enableAutoPipelining: true,
     maxRetriesPerRequest: 1,
     connectTimeout: 2000,
     retryStrategy: (attempt: number) => Math.min(50 * 2 ** attempt, 2000),

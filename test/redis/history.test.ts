@@ -9,7 +9,7 @@ import { appWith } from '../helpers';
 import { redisForFile } from './harness';
 
 const run = promisify(execFile);
-const WORKER = join(__dirname, '../fixtures/history-worker.js');
+const WORKER = join(__dirname, '../fixtures/app-worker.js');
 const DAY_MS = 86_400_000;
 const today = (): number => Math.floor(Date.now() / DAY_MS) * DAY_MS + DAY_MS / 2;
 const iso = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
@@ -37,7 +37,14 @@ describe('per-day usage history on Redis', () => {
       run(process.execPath, [WORKER, JSON.stringify({ redis: testRedis.server.url, prefix, nowMs: day1, key, requests: 25, limit: 10 })]),
       run(process.execPath, [WORKER, JSON.stringify({ redis: testRedis.server.url, prefix, nowMs: day1, key, requests: 25, limit: 10 })]),
     ]);
-    const counts = results.map(({ stdout }) => JSON.parse(stdout) as { allowed: number; rate_limited: number; other: number });
+    const counts = results.map(({ stdout }) => {
+      const { statuses } = JSON.parse(stdout) as { statuses: Record<string, number> };
+      return {
+        allowed: statuses[200] ?? 0,
+        rate_limited: statuses[429] ?? 0,
+        other: Object.keys(statuses).filter((s) => s !== '200' && s !== '429').length,
+      };
+    });
     expect(counts.reduce((n, c) => n + c.allowed, 0)).toBe(10);
     expect(counts.reduce((n, c) => n + c.rate_limited, 0)).toBe(40);
     expect(counts.every((c) => c.other === 0)).toBe(true);

@@ -6,7 +6,7 @@ import { RedisKeyStore, hashKey } from '../../src';
 import { redisForFile } from './harness';
 
 const run = promisify(execFile);
-const WORKER = join(__dirname, '../fixtures/plans-worker.js');
+const WORKER = join(__dirname, '../fixtures/app-worker.js');
 const testRedis = redisForFile();
 
 const PLANS = {

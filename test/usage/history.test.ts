@@ -8,7 +8,7 @@ import { dayOffset } from '../../src/usage/history';
 import { appWith, seedStoreCopy, SEED_KEYS, tempDir } from '../helpers';
 
 const run = promisify(execFile);
-const WORKER = join(__dirname, '../fixtures/history-worker.js');
+const WORKER = join(__dirname, '../fixtures/app-worker.js');
 
 const DAY_MS = 86_400_000;
 /** Noon UTC today: far from midnight, so a test never straddles two days. */
@@ -22,7 +22,9 @@ interface HistoryBody {
 async function worker(job: Record<string, unknown>): Promise<{ allowed: number; rate_limited: number; other: number }> {
   const { stdout, stderr } = await run(process.execPath, [WORKER, JSON.stringify(job)], { timeout: 60_000 });
   expect(stderr).toBe('');
-  return JSON.parse(stdout);
+  const { statuses } = JSON.parse(stdout) as { statuses: Record<string, number> };
+  const { 200: allowed = 0, 429: rateLimited = 0, ...rest } = statuses;
+  return { allowed, rate_limited: rateLimited, other: Object.values(rest).reduce((a, b) => a + b, 0) };
 }
 
 describe('per-day usage history', () => {
