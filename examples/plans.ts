@@ -4,6 +4,9 @@
  * Keys carry their plan in `meta.plan` (`daymind-keys create acme --meta plan=pro`). A small
  * KeyStore decorator turns the plan into the key's per-minute limit; a key's own
  * `rate_limit_per_minute` still wins. The store underneath is the ordinary JSON file store.
+ *
+ * daymind-auth now has plans built in (the `plans` option or DAYMIND_PLANS_FILE, with several
+ * windows, quotas and credits: docs/plans.md); keep this one as an example of a store decorator.
  */
 import express from 'express';
 import { daymindAuth, JsonFileKeyStore, type KeyRecord, type KeyStore } from '../src';
