@@ -117,19 +117,34 @@ async function fsyncDirectory(dir: string): Promise<void> {
  * of the directory. Readers see the old or the new content, never a mix. Keeps the file's mode
  * (0600 for a new file: key stores hold secrets). Returns the signature of the new file.
  */
-export async function writeAtomic(path: string, text: string | readonly string[]): Promise<string> {
+export async function writeAtomic(path: string, text: string | readonly (string | Buffer)[]): Promise<string> {
   const { signature, handle } = await writeAtomicKeepingOpen(path, text);
   await closeFile(handle);
   return signature;
 }
 
 const writeFd = promisify(fs.write) as (fd: number, text: string, position: null, encoding: 'utf8') => Promise<unknown>;
+const writeBytes = promisify(fs.write) as (
+  fd: number,
+  buffer: Buffer,
+  offset: number,
+  length: number,
+  position: null,
+) => Promise<{ bytesWritten: number }>;
+
+/** Writes a whole buffer (a write may take fewer bytes than asked). */
+async function writeAllBytes(fd: number, buffer: Buffer): Promise<void> {
+  for (let offset = 0; offset < buffer.length; ) {
+    const { bytesWritten } = await writeBytes(fd, buffer, offset, buffer.length - offset, null);
+    offset += bytesWritten;
+  }
+}
 const fsyncFd = promisify(fs.fsync);
 
 /** writeAtomic, returning the new version still open (for a KnownVersion). */
 export async function writeAtomicKeepingOpen(
   path: string,
-  text: string | readonly string[],
+  text: string | readonly (string | Buffer)[],
 ): Promise<{ signature: string; handle: OpenFile }> {
   let mode = 0o600;
   try {
@@ -142,7 +157,10 @@ export async function writeAtomicKeepingOpen(
   let signature: string;
   try {
     // Part by part: each is encoded on its own, so a large document never blocks the event loop long.
-    for (const part of typeof text === 'string' ? [text] : text) await writeFd(fd, part, null, 'utf8');
+    for (const part of typeof text === 'string' ? [text] : text) {
+      if (typeof part === 'string') await writeFd(fd, part, null, 'utf8');
+      else await writeAllBytes(fd, part);
+    }
     await fsyncFd(fd);
     signature = signatureOf(await fstatFd(fd, { bigint: true }));
     await fsp.rename(temp, path);

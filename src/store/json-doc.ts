@@ -65,35 +65,73 @@ const CHUNK = 2000;
 export const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
- * The store document as text parts, one record per line. Lines of records not changed since the
- * last write come from `lines` (records are replaced, never changed, so identity tells); the
- * others are serialised in slices of 2,000 with a yield to the event loop between them, so that a
- * large store neither stalls requests nor costs a full JSON.stringify on every flush.
+ * Encoded slices of the last write, each with the records it was made from: a slice whose records
+ * are all the same objects again (records are replaced, never changed) is written as it was,
+ * without encoding it again. So a flush of a large store that changed a few records encodes a
+ * few slices, not the whole file.
  */
-export async function serializeRecords(raws: readonly RawRecord[], lines: WeakMap<RawRecord, string>): Promise<string[]> {
-  if (raws.length === 0) return ['[]\n'];
-  const parts: string[] = [];
-  let fresh = 0;
+export class EncodedSlices {
+  private slices: Array<{ records: readonly RawRecord[]; bytes: Buffer } | undefined> = [];
+
+  get(index: number, records: readonly RawRecord[]): Buffer | undefined {
+    const cached = this.slices[index];
+    if (!cached || cached.records.length !== records.length) return undefined;
+    for (let i = 0; i < records.length; i++) if (cached.records[i] !== records[i]) return undefined;
+    return cached.bytes;
+  }
+
+  set(index: number, records: readonly RawRecord[], bytes: Buffer): void {
+    this.slices[index] = { records, bytes };
+  }
+
+  /** Keeps the first `count` slices (the document has no more). */
+  truncate(count: number): void {
+    this.slices.length = Math.min(this.slices.length, count);
+  }
+}
+
+/**
+ * The store document as encoded parts, one record per line. Slices of 2,000 records unchanged
+ * since the last write come from `slices`; lines of unchanged records from `lines`; the others are
+ * serialised with a yield to the event loop between slices, so that a large store neither stalls
+ * requests nor costs a full JSON.stringify and UTF-8 encoding on every flush.
+ */
+export async function serializeRecords(
+  raws: readonly RawRecord[],
+  lines: WeakMap<RawRecord, string>,
+  slices: EncodedSlices = new EncodedSlices(),
+): Promise<Buffer[]> {
+  if (raws.length === 0) return [Buffer.from('[]\n')];
+  const parts: Buffer[] = [];
+  let work = 0;
   for (let i = 0; i < raws.length; i += CHUNK) {
     const slice = raws.slice(i, i + CHUNK);
-    const body = slice
-      .map((raw) => {
-        let line = lines.get(raw);
-        if (line === undefined) {
-          line = '  ' + JSON.stringify(raw);
-          lines.set(raw, line);
-          fresh++;
-        }
-        return line;
-      })
-      .join(',\n');
-    parts.push((i === 0 ? '[\n' : ',\n') + body);
-    // Yield after a slice's worth of JSON.stringify, and every 10 slices of cached lines.
-    if (fresh >= CHUNK || (i / CHUNK) % 10 === 9) {
-      fresh = 0;
+    const index = i / CHUNK;
+    let bytes = slices.get(index, slice);
+    if (!bytes) {
+      const body = slice
+        .map((raw) => {
+          let line = lines.get(raw);
+          if (line === undefined) {
+            line = '  ' + JSON.stringify(raw);
+            lines.set(raw, line);
+            work++;
+          }
+          return line;
+        })
+        .join(',\n');
+      bytes = Buffer.from((i === 0 ? '[\n' : ',\n') + body);
+      slices.set(index, slice, bytes);
+      work += CHUNK / 10;
+    }
+    parts.push(bytes);
+    // Yield after about a slice's worth of JSON.stringify or encoding.
+    if (work >= CHUNK) {
+      work = 0;
       await yieldToEventLoop();
     }
   }
-  parts.push('\n]\n');
+  slices.truncate(Math.ceil(raws.length / CHUNK));
+  parts.push(Buffer.from('\n]\n'));
   return parts;
 }

@@ -4,7 +4,7 @@ import { StoreError, describeError, type DaymindErrorCode } from '../errors';
 import { DEFAULT_KEY_PREFIX, hasValidChecksum } from '../keys';
 import { OnceReporter } from '../report-once';
 import { coalesced } from './coalesce';
-import { StoreDoc, positionsOf, serializeRecords, yieldToEventLoop } from './json-doc';
+import { EncodedSlices, StoreDoc, positionsOf, serializeRecords, yieldToEventLoop } from './json-doc';
 import {
   KnownVersion,
   closeOpenFile,
@@ -71,6 +71,8 @@ export class JsonFileKeyStore implements KeyStore {
   private positions = new Map<string, number>();
   /** Serialised lines of the records as last written, by record identity. */
   private readonly lines = new WeakMap<RawRecord, string>();
+  /** Encoded slices of the last write (see EncodedSlices). */
+  private readonly slices = new EncodedSlices();
   private unchecksummed = new Set<string>();
   /** The file version the state comes from, held open (see KnownVersion). */
   private readonly known = new KnownVersion();
@@ -338,7 +340,7 @@ export class JsonFileKeyStore implements KeyStore {
       const result = change(doc);
       let written: { signature: string; handle: OpenFile };
       try {
-        written = await writeAtomicKeepingOpen(this.path, await serializeRecords(doc.raws, this.lines));
+        written = await writeAtomicKeepingOpen(this.path, await serializeRecords(doc.raws, this.lines, this.slices));
       } catch (err) {
         throw this.error('ERR_DAYMIND_STORE_WRITE', `cannot write the key store ${this.path}: ${describeError(err)}`, err);
       }

@@ -96,6 +96,8 @@ export function assertKeyChanges(changes: KeyChanges): void {
 /** Applies setting changes to a raw record in place; null removes a setting. */
 export function applyKeyChanges(raw: RawRecord, changes: KeyChanges, nowMs = Date.now()): void {
   assertKeyChanges(changes);
+  // The credits as they stand before the change (a refill due settled), not under a new refill.
+  const before = creditsAt(raw, nowMs);
   for (const field of ['rate_limit_per_minute', 'expires_at', 'stripe_customer_id', 'plan', 'scopes', 'credits_refill'] as const) {
     if (!(field in changes)) continue;
     const value = changes[field];
@@ -103,9 +105,7 @@ export function applyKeyChanges(raw: RawRecord, changes: KeyChanges, nowMs = Dat
     else raw[field] = Array.isArray(value) ? [...new Set(value)] : value;
   }
   if ('credits' in changes || changes.add_credits !== undefined || changes.credits_refill) {
-    // Settle a refill due first, so that what is set or added counts from now.
-    const current = creditsAt(raw, nowMs);
-    let credits = 'credits' in changes ? (changes.credits ?? undefined) : current;
+    let credits = 'credits' in changes ? (changes.credits ?? undefined) : before;
     if (changes.add_credits !== undefined) credits = Math.max(0, (credits ?? 0) + changes.add_credits);
     if (credits === undefined) {
       delete raw.credits;

@@ -34,7 +34,7 @@ if credits then
     end
   end
   if credits < units then return {-2, used, credits} end
-  credits = redis.call('HINCRBY', KEYS[1], 'credits', -units)
+  credits = redis.call('HINCRBY', KEYS[1], 'credits', 0 - units)
 else
   credits = -1
 end

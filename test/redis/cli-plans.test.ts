@@ -32,10 +32,7 @@ describe('daymind-keys plans, scopes and credits on a Redis store', () => {
     expect(shown).toEqual(removed);
   });
 
-  // Known core bug: RedisKeyStore.update({ add_credits }) first spends 0 units to settle a refill, and
-  // the SPEND script's HINCRBY of -units sends "-0", which Redis refuses ("value is not an integer").
-  // Remove .failing once src/store/redis-spend.ts subtracts with 0 - units.
-  test.failing('credits --add on a prepaid key, and a negative add stops at 0', async () => {
+  test('credits --add on a prepaid key, and a negative add stops at 0', async () => {
     const env = { REDIS_PREFIX: 'cliplans2' };
     const redis = ['--redis', testRedis.server.url];
     const record = JSON.parse((await cli([...redis, '--json', 'create', 'acme', '--credits', '100'], env)).stdout);
