@@ -1,7 +1,9 @@
 /**
  * The quick-start server: `npm run example`.
  * Configured from the environment like the library (API_KEY_STORE_PATH, API_RATE_LIMIT_PER_MINUTE,
- * IP_RATE_LIMIT_PER_MINUTE, API_KEYS) plus PORT (default 3000).
+ * IP_RATE_LIMIT_PER_MINUTE, API_KEYS, DAYMIND_PLANS_FILE, KEY_STORE, REDIS_URL, ...) plus PORT
+ * (default 3000). With `DAYMIND_PLANS_FILE=examples/plans.json`, keys on the Free and Pro plans get
+ * their plan's windows and monthly quota; see docs/plans.md.
  */
 import express from 'express';
 import { daymindAuth, metricsHandler, ConfigError } from '../src';
@@ -14,12 +16,35 @@ function portFromEnv(): number {
 }
 
 const port = portFromEnv();
-const auth = daymindAuth();
+// A request the server failed (5xx) is neither counted nor billed.
+const auth = daymindAuth({ billable: (_req, res) => res.statusCode < 500 });
 const app = express();
+
+/** `1s`, `15m`, `1d`: a window in the plans file's notation. */
+function windowText(seconds: number): string {
+  if (seconds % 86_400 === 0) return `${seconds / 86_400}d`;
+  if (seconds % 3600 === 0) return `${seconds / 3600}h`;
+  return seconds % 60 === 0 ? `${seconds / 60}m` : `${seconds}s`;
+}
+
+/** One line per plan in force: its windows, monthly quota and description. */
+function planLines(): string[] {
+  return [...auth.config.plans.values()].map((plan) => {
+    const windows = plan.windows.map((w) => `"${w.name}" ${w.limit}/${windowText(w.windowSeconds)}`).join(', ') || 'no windows';
+    const quota = plan.monthlyQuota === null ? 'no monthly quota' : `monthly quota ${plan.monthlyQuota}`;
+    return `  ${plan.name}: ${windows}; ${quota}${plan.description ? ` (${plan.description})` : ''}`;
+  });
+}
 
 app.get('/', (_req, res) => {
   res.json({
-    endpoints: ['GET /v1/hello', 'GET /v1/usage', 'GET /v1/usage/history?days=30', 'GET /v1/usage/dashboard (page, opens without a key)'],
+    endpoints: [
+      'GET /v1/hello',
+      'POST /v1/echo (JSON body; needs scope "write"; costs 5 units)',
+      'GET /v1/usage',
+      'GET /v1/usage/history?days=30',
+      'GET /v1/usage/dashboard (page, opens without a key)',
+    ],
     auth: 'Authorization: Bearer <key> or X-API-Key: <key>',
   });
 });
@@ -31,17 +56,30 @@ app.use('/v1', auth);
 app.get('/v1/hello', (req, res) => {
   res.json({ message: `Hello, ${req.daymind!.owner}!`, key: req.daymind!.keyPrefix });
 });
+// The scope is checked before the cost is taken, so that a key without "write" is refused (403)
+// without being charged; the body is parsed only once the request is paid for.
+app.post('/v1/echo', auth.requireScope('write'), auth.cost(5), express.json(), (req, res) => {
+  res.json({ echo: req.body ?? null, cost: 5, owner: req.daymind!.owner });
+});
 
 const server = app.listen(port, async () => {
   const address = server.address();
   const url = `http://localhost:${typeof address === 'object' && address ? address.port : port}`;
   console.log(`daymind-auth example listening on ${url}`);
+  const plans = planLines();
+  if (plans.length > 0) console.log(`\nPlans in force (${process.env.DAYMIND_PLANS_FILE}):\n${plans.join('\n')}`);
+  await auth.ready; // the store must be loaded (or connected, on Redis) before it is listed
   const keys = await auth.store.list();
   if (keys.length === 0 && !process.env.API_KEYS) {
-    const { key } = await auth.store.create({ owner: 'demo' });
-    console.log(`\nThe store was empty, so a demo key was created for owner "demo". It is shown only this once:\n\n  ${key}\n`);
+    const plan = auth.config.plans.keys().next().value;
+    const { key } = await auth.store.create({ owner: 'demo', scopes: ['read', 'write'], ...(plan ? { plan } : {}) });
+    const onPlan = plan ? `, on the plan "${plan}"` : '';
     console.log(
-      `Try it:\n\n  curl -H "Authorization: Bearer ${key}" ${url}/v1/hello\n  curl -H "Authorization: Bearer ${key}" ${url}/v1/usage\n`,
+      `\nThe store was empty, so a demo key was created for owner "demo" with the scopes read and write${onPlan}. It is shown only this once:\n\n  ${key}\n`,
+    );
+    console.log(
+      `Try it:\n\n  curl -H "Authorization: Bearer ${key}" ${url}/v1/hello\n  curl -H "Authorization: Bearer ${key}" ${url}/v1/usage\n` +
+        `  curl -H "Authorization: Bearer ${key}" -H "Content-Type: application/json" -d '{"hello":"world"}' ${url}/v1/echo\n`,
     );
   } else {
     console.log(`\n${keys.length} key(s) in the store. Call it with:\n\n  curl -H "Authorization: Bearer <key>" ${url}/v1/hello\n`);
