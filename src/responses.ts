@@ -66,7 +66,7 @@ export function sendQuotaExceeded(res: Response, month: RateLimitResult): void {
     res,
     429,
     'quota_exceeded',
-    `The monthly quota of ${month.limit} requests is used up; it restarts on the 1st of next month (UTC).`,
+    `The monthly quota of ${month.limit} units is used up; it restarts on the 1st of next month (UTC).`,
     {
       policy: 'month',
     },

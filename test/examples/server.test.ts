@@ -67,11 +67,15 @@ describe('examples/server.ts (npm run example)', () => {
       child.stdout.on('data', (d) => (out += d));
       child.stderr.on('data', (d) => (out += d));
       const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-      await waitFor(() => /Create another key/.test(out), 10_000);
-      const url = /listening on (http:\/\/localhost:\d+)/.exec(out)![1]!;
-      for (let i = 0; i < 3; i++) expect((await fetch(`${url}/v1/hello`, { headers: { 'x-api-key': key } })).status).toBe(200);
-      child.kill('SIGTERM');
-      expect(await exited).toBe(0);
+      try {
+        await waitFor(() => /Create another key/.test(out), 10_000);
+        const url = /listening on (http:\/\/localhost:\d+)/.exec(out)![1]!;
+        for (let i = 0; i < 3; i++) expect((await fetch(`${url}/v1/hello`, { headers: { 'x-api-key': key } })).status).toBe(200);
+        child.kill('SIGTERM');
+        expect(await exited).toBe(0);
+      } finally {
+        if (child.exitCode === null) child.kill('SIGKILL'); // a failed assertion must not leave the server running
+      }
       const events = stripe.requests.filter((r) => r.status === 200);
       expect(events.map((r) => [r.form['payload[stripe_customer_id]'], r.form['payload[value]']])).toEqual([['cus_Example1', '3']]);
       const ledger = readFileSync(join(cwd, 'data', `ledger-${new Date().toISOString().slice(0, 7)}.jsonl`), 'utf8');
