@@ -29,7 +29,8 @@ describe('a monthly quota on the JSON store with several processes', () => {
     for (const r of results) expect(Object.keys(r.statuses).every((s) => s === '200' || s === '429')).toBe(true);
     // What one process may not see of the other: the other's requests not flushed yet (up to one
     // interval, plus the flush that is writing them) and flushed since this one last read the file.
-    const unseen = (other: { elapsedMs: number }) => Math.ceil((300 / Math.max(other.elapsedMs, 1)) * (2 * flushIntervalMs + reloadIntervalMs));
+    const unseen = (other: { elapsedMs: number }) =>
+      Math.ceil((300 / Math.max(other.elapsedMs, 1)) * (2 * flushIntervalMs + reloadIntervalMs));
     const bound = unseen(results[1]!) + unseen(results[0]!) + 2 * 2; // + the requests in flight (lanes)
     expect(allowed).toBeGreaterThanOrEqual(quota);
     expect(allowed - quota).toBeLessThanOrEqual(bound);

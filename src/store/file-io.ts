@@ -134,7 +134,7 @@ const writeBytes = promisify(fs.write) as (
 
 /** Writes a whole buffer (a write may take fewer bytes than asked). */
 async function writeAllBytes(fd: number, buffer: Buffer): Promise<void> {
-  for (let offset = 0; offset < buffer.length; ) {
+  for (let offset = 0; offset < buffer.length;) {
     const { bytesWritten } = await writeBytes(fd, buffer, offset, buffer.length - offset, null);
     offset += bytesWritten;
   }
