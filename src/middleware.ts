@@ -372,7 +372,9 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
           await billing?.close();
           await store.close();
           await limiter.close?.();
-          if (redis?.owned) await redis.client.quit().catch(() => undefined);
+          // quit() fails while the client is reconnecting (no offline queue): disconnect then, or
+          // its reconnect timer would keep the process alive.
+          if (redis?.owned) await redis.client.quit().catch(() => (redis.client as unknown as { disconnect(): void }).disconnect());
         }
       })()),
   });

@@ -2,7 +2,9 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Redis from 'ioredis';
-import { RedisKeyStore, hashKey } from '../../src';
+import request from 'supertest';
+import { RedisKeyStore, daymindAuth, hashKey } from '../../src';
+import { appWith } from '../helpers';
 import { redisForFile } from './harness';
 
 const run = promisify(execFile);
@@ -55,4 +57,35 @@ describe('plans on Redis: exact across instances', () => {
       expect((await store.fetch(hashKey(key)))!).toMatchObject({ usage_count: 50, credits: 0 });
     });
   });
+
+  test('while Redis is down: a key with a quota is answered 503 (nothing can be spent safely), a plain key goes on (open mode)', async () => {
+    const { metered, plain } = await withStore('plans3', async (store) => ({
+      metered: (await store.create({ owner: 'metered', plan: 'metered' })).key,
+      plain: (await store.create({ owner: 'plain' })).key,
+    }));
+    const errors: string[] = [];
+    const auth = daymindAuth({
+      env: {},
+      redis: testRedis.server.url,
+      keyStore: 'redis',
+      redisPrefix: 'plans3',
+      plans: PLANS,
+      billing: false,
+      onError: (e) => errors.push(e.message),
+    });
+    try {
+      await auth.ready;
+      const app = appWith(auth);
+      expect((await request(app).get('/v1/hello').set('x-api-key', metered)).status).toBe(200);
+      await testRedis.server.stop();
+      const refused = await request(app).get('/v1/hello').set('x-api-key', metered);
+      expect(refused.status).toBe(503);
+      expect(refused.body.error.code).toBe('service_unavailable');
+      expect((await request(app).get('/v1/hello').set('x-api-key', plain)).status).toBe(200);
+      expect(errors.join('\n')).toMatch(/quota and credits check failed/);
+      await testRedis.server.start();
+    } finally {
+      await auth.close().catch(() => undefined);
+    }
+  }, 30_000);
 });
