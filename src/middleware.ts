@@ -8,27 +8,14 @@ import { MemoryRateLimiter } from './ratelimit/memory';
 import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
 import { sendCreditsExhausted, sendQuotaExceeded, sendRateLimited, sendUnauthorized, sendUnavailable } from './responses';
 import { RequestUsageTracker } from './request-usage';
-import { join } from 'node:path';
-import { BillingDispatcher } from './billing/dispatcher';
-import { LocalLedgerProvider } from './billing/ledger';
-import { Outbox } from './billing/outbox';
 import { reportsFor } from './billing/reports';
-import { StripeBillingProvider } from './billing/stripe';
 import { RedisRateLimiter } from './ratelimit/redis';
-import { connectRedis, watchRedisHealth } from './redis/connection';
-import type { RedisClientLike } from './redis/types';
-import { JsonFileKeyStore } from './store/json-file';
-import { MemoryKeyStore } from './store/memory';
-import { RedisKeyStore } from './store/redis';
 import type { KeyRecord, KeyStore } from './store/types';
 import { UsageRecorder, type LiveUsage } from './usage/recorder';
 import { createUsageRouter, type UsageRouterOptions } from './usage/router';
-import type { UsageHistory } from './usage/history';
-import { MemoryUsageHistory } from './usage/history-memory';
-import { FileUsageHistory, historyDirFor } from './usage/history-file';
-import { RedisUsageHistory } from './usage/history-redis';
 import { Verifier, type VerifyOptions, type VerifyResult } from './verify';
 import { outcomeOf, type DaymindStats, type RequestEvent, type RequestListener, type RequestOutcome } from './observe';
+import { createBilling, createHistory, createRedis, createStore } from './parts';
 import './request-info';
 
 /** The middleware returned by {@link daymindAuth}, with the parts it composes. */
@@ -68,68 +55,6 @@ export interface DaymindAuth extends RequestHandler {
   stats(): Promise<DaymindStats>;
   /** Stops background work and writes pending usage. Call it on shutdown. */
   close(): Promise<void>;
-}
-
-function createBilling(config: ResolvedConfig): BillingDispatcher | undefined {
-  if (config.billing === false) return undefined;
-  const dir = config.ledgerDir;
-  const provider =
-    typeof config.billing === 'object'
-      ? config.billing
-      : config.billing === 'stripe'
-        ? new StripeBillingProvider({ ...config.stripe!, ledger: new LocalLedgerProvider(dir), onError: config.onError })
-        : new LocalLedgerProvider(dir);
-  const outbox = new Outbox(join(dir, 'billing-outbox.jsonl'), (line) =>
-    config.onError(
-      new DaymindError('ERR_DAYMIND_BILLING', `line ${line} of ${join(dir, 'billing-outbox.jsonl')} is damaged and was skipped`),
-    ),
-  );
-  return new BillingDispatcher(outbox, provider, {
-    intervalMs: config.billingIntervalMs,
-    deadLetterPath: join(dir, 'billing-dead-letter.jsonl'),
-    onError: config.onError,
-  });
-}
-
-/** Where per-day history goes: the option, else beside the store (memory for keys held in memory). */
-function createHistory(config: ResolvedConfig, store: KeyStore, redis: RedisClientLike | undefined): UsageHistory | undefined {
-  if (config.history === false) return undefined;
-  if (config.history) return config.history;
-  if (store instanceof JsonFileKeyStore) return new FileUsageHistory({ dir: historyDirFor(store.path), now: config.now });
-  if (store instanceof RedisKeyStore && redis) return new RedisUsageHistory({ client: redis, prefix: config.redisPrefix });
-  return new MemoryUsageHistory(config.now);
-}
-
-/** The Redis client to use, and whether daymind-auth made it (and so closes it). */
-function createRedis(config: ResolvedConfig): { client: RedisClientLike; owned: boolean } | undefined {
-  if (config.redis === undefined) return undefined;
-  const owned = typeof config.redis === 'string';
-  const client =
-    typeof config.redis === 'string'
-      ? connectRedis(config.redis, 'the Redis setting (REDIS_URL or redis)', config.redisCommandTimeoutMs)
-      : config.redis;
-  watchRedisHealth(client, config.onError);
-  return { client, owned };
-}
-
-function createStore(config: ResolvedConfig, redis: RedisClientLike | undefined): KeyStore {
-  if (config.store) return config.store;
-  if (config.keyStore === 'memory') return new MemoryKeyStore({ keys: config.keys, keyPrefix: config.keyPrefix });
-  if (config.keyStore === 'redis') {
-    return new RedisKeyStore({
-      client: redis!,
-      prefix: config.redisPrefix,
-      failureMode: config.redisFailureMode,
-      keyPrefix: config.keyPrefix,
-      onError: config.onError,
-    });
-  }
-  return new JsonFileKeyStore({
-    path: config.storePath,
-    reloadIntervalMs: config.reloadIntervalMs,
-    keyPrefix: config.keyPrefix,
-    onError: config.onError,
-  });
 }
 
 /**

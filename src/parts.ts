@@ -1,0 +1,81 @@
+import { join } from 'node:path';
+import type { ResolvedConfig } from './config';
+import { DaymindError } from './errors';
+import { BillingDispatcher } from './billing/dispatcher';
+import { LocalLedgerProvider } from './billing/ledger';
+import { Outbox } from './billing/outbox';
+import { StripeBillingProvider } from './billing/stripe';
+import { connectRedis, watchRedisHealth } from './redis/connection';
+import type { RedisClientLike } from './redis/types';
+import { JsonFileKeyStore } from './store/json-file';
+import { MemoryKeyStore } from './store/memory';
+import { RedisKeyStore } from './store/redis';
+import type { KeyStore } from './store/types';
+import type { UsageHistory } from './usage/history';
+import { FileUsageHistory, historyDirFor } from './usage/history-file';
+import { MemoryUsageHistory } from './usage/history-memory';
+import { RedisUsageHistory } from './usage/history-redis';
+
+/* The parts daymindAuth() composes, made from the resolved configuration. */
+
+export function createBilling(config: ResolvedConfig): BillingDispatcher | undefined {
+  if (config.billing === false) return undefined;
+  const dir = config.ledgerDir;
+  const provider =
+    typeof config.billing === 'object'
+      ? config.billing
+      : config.billing === 'stripe'
+        ? new StripeBillingProvider({ ...config.stripe!, ledger: new LocalLedgerProvider(dir), onError: config.onError })
+        : new LocalLedgerProvider(dir);
+  const outbox = new Outbox(join(dir, 'billing-outbox.jsonl'), (line) =>
+    config.onError(
+      new DaymindError('ERR_DAYMIND_BILLING', `line ${line} of ${join(dir, 'billing-outbox.jsonl')} is damaged and was skipped`),
+    ),
+  );
+  return new BillingDispatcher(outbox, provider, {
+    intervalMs: config.billingIntervalMs,
+    deadLetterPath: join(dir, 'billing-dead-letter.jsonl'),
+    onError: config.onError,
+  });
+}
+
+/** Where per-day history goes: the option, else beside the store (memory for keys held in memory). */
+export function createHistory(config: ResolvedConfig, store: KeyStore, redis: RedisClientLike | undefined): UsageHistory | undefined {
+  if (config.history === false) return undefined;
+  if (config.history) return config.history;
+  if (store instanceof JsonFileKeyStore) return new FileUsageHistory({ dir: historyDirFor(store.path), now: config.now });
+  if (store instanceof RedisKeyStore && redis) return new RedisUsageHistory({ client: redis, prefix: config.redisPrefix });
+  return new MemoryUsageHistory(config.now);
+}
+
+/** The Redis client to use, and whether daymind-auth made it (and so closes it). */
+export function createRedis(config: ResolvedConfig): { client: RedisClientLike; owned: boolean } | undefined {
+  if (config.redis === undefined) return undefined;
+  const owned = typeof config.redis === 'string';
+  const client =
+    typeof config.redis === 'string'
+      ? connectRedis(config.redis, 'the Redis setting (REDIS_URL or redis)', config.redisCommandTimeoutMs)
+      : config.redis;
+  watchRedisHealth(client, config.onError);
+  return { client, owned };
+}
+
+export function createStore(config: ResolvedConfig, redis: RedisClientLike | undefined): KeyStore {
+  if (config.store) return config.store;
+  if (config.keyStore === 'memory') return new MemoryKeyStore({ keys: config.keys, keyPrefix: config.keyPrefix });
+  if (config.keyStore === 'redis') {
+    return new RedisKeyStore({
+      client: redis!,
+      prefix: config.redisPrefix,
+      failureMode: config.redisFailureMode,
+      keyPrefix: config.keyPrefix,
+      onError: config.onError,
+    });
+  }
+  return new JsonFileKeyStore({
+    path: config.storePath,
+    reloadIntervalMs: config.reloadIntervalMs,
+    keyPrefix: config.keyPrefix,
+    onError: config.onError,
+  });
+}
