@@ -143,7 +143,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
       return IP_LIMITED;
     }
     const at = config.now();
-    const result = verifier.check(extractKey(req, config.queryParam), { cost, now: at, defer: true });
+    const result = verifier.check(extractKey(req, config.queryParam), { cost, now: at, defer: usageTracker.defers });
     if (result instanceof Promise) return result.then((r) => decide(req, res, ipResult, r, at));
     return decide(req, res, ipResult, result, at);
   }
@@ -169,7 +169,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
           credits: result.credits ?? null,
           scopes: record.scopes ?? [],
         };
-        usageTracker.track(req, res, result, ipResult, at);
+        if (usageTracker.defers) usageTracker.track(req, res, result, ipResult, at);
         break;
       }
       case 'RATE_LIMITED':

@@ -12,6 +12,8 @@ interface RequestUsage {
   ipResult: RateLimitResult | undefined;
   /** Refused after the key check (a missing scope, a cost it could not pay): not usage. */
   refused: boolean;
+  /** Whether `results[0]` is the request itself (false when it was counted at once). */
+  first?: boolean;
   /** The request's time (ms), for counting it in the right day and month. */
   at: number;
 }
@@ -34,14 +36,32 @@ export interface RequestUsageParts {
  */
 export class RequestUsageTracker {
   private readonly states = new WeakMap<Request, RequestUsage>();
+  private guards = false;
 
   constructor(private readonly parts: RequestUsageParts) {}
 
+  /**
+   * Whether allowed requests are held until their response ends: only when something may still
+   * refuse or exclude them (a route guard was made, or `billable` is set). Otherwise they are
+   * counted at once, which spares the request path a listener and some objects.
+   */
+  get defers(): boolean {
+    return this.guards || this.parts.billable !== undefined;
+  }
+
   /** Holds an allowed request's usage until its response ends. */
   track(req: Request, res: Response, result: VerifyResult, ipResult: RateLimitResult | undefined, at: number): void {
-    const state: RequestUsage = { results: [result], ipResult, refused: false, at };
+    const state: RequestUsage = { results: [result], ipResult, refused: false, at, first: true };
     this.states.set(req, state);
     res.once('close', () => this.settle(req, res, state));
+  }
+
+  /** State for a request counted at once (no results to settle), so that more units are held. */
+  private adopt(req: Request, res: Response): RequestUsage {
+    const state: RequestUsage = { results: [], ipResult: undefined, refused: false, at: this.parts.now() };
+    this.states.set(req, state);
+    res.once('close', () => this.settle(req, res, state));
+    return state;
   }
 
   private settle(req: Request, res: Response, state: RequestUsage): void {
@@ -57,16 +77,19 @@ export class RequestUsageTracker {
         );
       }
     }
-    state.results.forEach((result, i) => this.parts.verifier.settle(result, counted, state.at, i > 0));
+    // The first result is the request itself; later ones are more units of it (auth.cost(n)).
+    state.results.forEach((result, i) => this.parts.verifier.settle(result, counted, state.at, i > 0 || !state.first));
   }
 
   /** Route middleware: the request costs `units` in all (windows, quota, credits, usage, billing). */
   cost(units: number): RequestHandler {
     if (!Number.isSafeInteger(units) || units < 1)
       throw new ConfigError('cost', `must be a whole number of at least 1, got ${JSON.stringify(units)}`);
+    this.guards = true;
     return (req, res, next) => {
-      const state = this.states.get(req);
-      if (!req.daymind || !state) return this.parts.authenticate(req, res, next, units);
+      if (!req.daymind) return this.parts.authenticate(req, res, next, units);
+      // A request let through before any guard existed was counted at once: track it from here.
+      const state = this.states.get(req) ?? this.adopt(req, res);
       const extra = units - req.daymind.cost;
       if (extra <= 0) return next();
       let taken: VerifyResult | Promise<VerifyResult>;
@@ -93,6 +116,7 @@ export class RequestUsageTracker {
     if (typeof scope !== 'string' || !/^[A-Za-z0-9_:.-]{1,64}$/.test(scope)) {
       throw new ConfigError('requireScope', `a scope is a name of letters, digits and _ : . - (at most 64), got ${JSON.stringify(scope)}`);
     }
+    this.guards = true;
     const check: RequestHandler = (req, res, next) => {
       if (req.daymind!.record.scopes?.includes(scope)) return next();
       const state = this.states.get(req);

@@ -289,3 +289,25 @@ describe('a bad plans file', () => {
     );
   });
 });
+
+describe('when usage is counted', () => {
+  test('without route guards or billable, at once; a guard made later still charges its extra units', async () => {
+    const storePath = join(tempDir(), 'api_keys.json');
+    const auth = daymindAuth({ env: {}, storePath, billing: false, ipRateLimitPerMinute: false });
+    try {
+      const { key, record } = await auth.store.create({ owner: 'late', credits: 10 });
+      const app = express();
+      app.use(auth);
+      app.get('/hello', (req, res) => res.json({ ok: true }));
+      // A guard made only while a request is on its way (after the middleware let it through).
+      app.get('/late', (req, res, next) => auth.cost(3)(req, res, () => res.json({ cost: req.daymind!.cost })));
+      await request(app).get('/hello').set('x-api-key', key).expect(200);
+      expect(auth.usage(auth.store.get(record.key_hash) as typeof record).usage_count).toBe(1);
+      expect((await request(app).get('/late').set('x-api-key', key)).body).toEqual({ cost: 3 });
+      await auth.flush();
+      expect(auth.store.get(record.key_hash)).toMatchObject({ usage_count: 4, credits: 6 });
+    } finally {
+      await auth.close();
+    }
+  });
+});
