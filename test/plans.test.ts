@@ -300,7 +300,7 @@ describe('when usage is counted', () => {
       app.use(auth);
       app.get('/hello', (req, res) => res.json({ ok: true }));
       // A guard made only while a request is on its way (after the middleware let it through).
-      app.get('/late', (req, res, next) => auth.cost(3)(req, res, () => res.json({ cost: req.daymind!.cost })));
+      app.get('/late', (req, res) => auth.cost(3)(req, res, () => res.json({ cost: req.daymind!.cost })));
       await request(app).get('/hello').set('x-api-key', key).expect(200);
       expect(auth.usage(auth.store.get(record.key_hash) as typeof record).usage_count).toBe(1);
       expect((await request(app).get('/late').set('x-api-key', key)).body).toEqual({ cost: 3 });
