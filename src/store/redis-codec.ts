@@ -1,13 +1,8 @@
 import type { KeyRecord } from './types';
 import type { RawRecord } from './record';
 
-/** Record fields kept as numbers in the Redis hash (absent when null). */
-const NUMBER_FIELDS = [
-  'created_at',
-  'usage_count',
-  'requests_today',
-  'requests_day',
-  'last_used',
+/** Optional record fields kept as numbers in the Redis hash (absent when null). */
+const OPTIONAL_NUMBER_FIELDS = [
   'revoked_at',
   'revoke_at',
   'rate_limit_per_minute',
@@ -17,6 +12,9 @@ const NUMBER_FIELDS = [
   'requests_this_month',
   'requests_month',
 ] as const;
+
+/** Record fields kept as numbers in the Redis hash (absent when null). */
+const NUMBER_FIELDS = ['created_at', 'usage_count', 'requests_today', 'requests_day', 'last_used', ...OPTIONAL_NUMBER_FIELDS] as const;
 
 /** Counters that are always present (0 when unused), never deleted. */
 const COUNTERS = new Set(['usage_count', 'requests_today', 'requests_day']);
@@ -69,16 +67,7 @@ export function decodeRecord(hash: string, h: Record<string, string>): KeyRecord
     last_used: num('last_used') ?? null,
     revoked: h.revoked === '1',
   };
-  for (const name of [
-    'revoked_at',
-    'revoke_at',
-    'rate_limit_per_minute',
-    'expires_at',
-    'credits',
-    'credits_period',
-    'requests_this_month',
-    'requests_month',
-  ] as const) {
+  for (const name of OPTIONAL_NUMBER_FIELDS) {
     const value = num(name);
     if (value !== undefined) record[name] = value;
   }
