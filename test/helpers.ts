@@ -1,3 +1,4 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, copyFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -51,4 +52,36 @@ export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs
     if (Date.now() - start > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
     await sleep(stepMs);
   }
+}
+
+/** The built example server (`npm run pretest` builds it). */
+export const EXAMPLE_SERVER = resolve(__dirname, '../build/examples/server.js');
+
+export interface ExampleServer {
+  child: ChildProcess;
+  /** `http://localhost:PORT`. */
+  url: string;
+  /** What it printed so far (stdout and stderr). */
+  out(): string;
+  /** Resolves with its exit code. */
+  exited: Promise<number | null>;
+}
+
+/**
+ * Starts the example server in `cwd` (PATH and PORT=0 plus `env`) and waits until it listens. A
+ * server that exits or does not start within 10 s is killed and the call throws with its output.
+ */
+export async function startExampleServer(cwd: string, env: NodeJS.ProcessEnv = {}): Promise<ExampleServer> {
+  const child = spawn(process.execPath, [EXAMPLE_SERVER], { cwd, env: { PATH: process.env.PATH, PORT: '0', ...env } });
+  let out = '';
+  for (const stream of [child.stdout, child.stderr]) stream.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  try {
+    await waitFor(() => /Create another key/.test(out) || child.exitCode !== null, 10_000);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
+  if (child.exitCode !== null) throw new Error(`the example server exited at start-up:\n${out}`);
+  return { child, url: /listening on (http:\/\/localhost:\d+)/.exec(out)![1]!, out: () => out, exited };
 }

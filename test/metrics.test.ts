@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { copyFileSync, cpSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -16,7 +16,7 @@ import {
   type DaymindOptions,
   type KeyRecord,
 } from '../src';
-import { appWith, SEED_KEYS, seedStoreCopy, tempDir, waitFor } from './helpers';
+import { appWith, SEED_KEYS, seedStoreCopy, startExampleServer, tempDir, waitFor } from './helpers';
 import { startRedis } from './redis/harness';
 
 const ROOT = resolve(__dirname, '..');
@@ -312,16 +312,9 @@ describe('metrics with Redis', () => {
 
 describe('examples/server.ts', () => {
   test('serves the metrics at /metrics without a key', async () => {
-    const cwd = tempDir();
-    const child = spawn(process.execPath, [join(ROOT, 'build/examples/server.js')], { cwd, env: { PATH: process.env.PATH, PORT: '0' } });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const { child, url, out, exited } = await startExampleServer(tempDir());
     try {
-      await waitFor(() => /Create another key/.test(out), 10_000);
-      const url = /listening on (http:\/\/localhost:\d+)/.exec(out)![1]!;
-      const key = /\b(dm_[0-9A-Za-z]{28})\b/.exec(out)![1]!;
+      const key = /\b(dm_[0-9A-Za-z]{28})\b/.exec(out())![1]!;
       expect((await fetch(`${url}/v1/hello`, { headers: { 'x-api-key': key } })).status).toBe(200);
       expect((await fetch(`${url}/v1/hello`)).status).toBe(401);
       const res = await fetch(`${url}/metrics`);

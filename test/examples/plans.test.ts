@@ -1,12 +1,9 @@
-import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import Redis from 'ioredis';
-import { sleep, tempDir, waitFor } from '../helpers';
+import { sleep, startExampleServer, tempDir } from '../helpers';
 import { hashKey, JsonFileKeyStore, RedisKeyStore, type KeyStore, type NewKeyInput } from '../../src';
 import { startRedis, type TestRedis } from '../redis/harness';
-
-const SERVER = resolve(__dirname, '../../build/examples/server.js');
 
 /** Small limits, so that every window and the quota can be reached in a few requests. */
 const PLANS = {
@@ -46,21 +43,14 @@ async function createKeys(store: KeyStore): Promise<Keys> {
 async function startServer(cwd: string, extraEnv: NodeJS.ProcessEnv): Promise<{ url: string; out: () => string; stop(): Promise<void> }> {
   const plansFile = join(cwd, 'plans.json');
   writeFileSync(plansFile, JSON.stringify(PLANS));
-  const env = { PATH: process.env.PATH, PORT: '0', IP_RATE_LIMIT_PER_MINUTE: 'off', DAYMIND_PLANS_FILE: plansFile, ...extraEnv };
-  const child = spawn(process.execPath, [SERVER], { cwd, env });
-  let out = '';
-  for (const stream of [child.stdout, child.stderr]) stream.on('data', (d) => (out += d));
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  try {
-    await waitFor(() => /Create another key/.test(out) || child.exitCode !== null, 10_000);
-  } catch (err) {
-    child.kill('SIGKILL');
-    throw err;
-  }
-  if (child.exitCode !== null) throw new Error(`the example server exited at start-up:\n${out}`);
+  const { url, out, exited, child } = await startExampleServer(cwd, {
+    IP_RATE_LIMIT_PER_MINUTE: 'off',
+    DAYMIND_PLANS_FILE: plansFile,
+    ...extraEnv,
+  });
   return {
-    url: /listening on (http:\/\/localhost:\d+)/.exec(out)![1]!,
-    out: () => out,
+    url,
+    out,
     async stop() {
       child.kill('SIGTERM');
       expect(await exited).toBe(0);

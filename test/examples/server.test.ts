@@ -1,26 +1,17 @@
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { tempDir, waitFor } from '../helpers';
+import { join } from 'node:path';
+import { EXAMPLE_SERVER, startExampleServer, tempDir } from '../helpers';
 import { readLedger } from '../../src';
 import { startStripeServer } from '../billing/stripe-server';
 import { cli } from '../cli/run';
 
-const SERVER = resolve(__dirname, '../../build/examples/server.js');
-
 describe('examples/server.ts (npm run example)', () => {
   test('starts on an empty store, prints a working demo key, and flushes usage on SIGTERM', async () => {
     const cwd = tempDir();
-    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, PORT: '0' };
-    const child = spawn(process.execPath, [SERVER], { cwd, env });
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const { child, url, out, exited } = await startExampleServer(cwd);
     try {
-      await waitFor(() => /Create another key/.test(out), 10_000);
-      const url = /listening on (http:\/\/localhost:\d+)/.exec(out)![1]!;
-      const key = /\b(dm_[0-9A-Za-z]{28})\b/.exec(out)![1]!;
+      const key = /\b(dm_[0-9A-Za-z]{28})\b/.exec(out())![1]!;
       const hello = await fetch(`${url}/v1/hello`, { headers: { authorization: `Bearer ${key}` } });
       expect(hello.status).toBe(200);
       expect(await hello.json()).toEqual({ message: 'Hello, demo!', key: key.slice(0, 9) });
@@ -31,7 +22,7 @@ describe('examples/server.ts (npm run example)', () => {
       child.kill('SIGTERM');
     }
     expect(await exited).toBe(0);
-    expect(out).toContain('usage flushed');
+    expect(out()).toContain('usage flushed');
     const [record] = JSON.parse(readFileSync(join(cwd, 'data', 'api_keys.json'), 'utf8'));
     expect(record).toMatchObject({ owner: 'demo', usage_count: 2, requests_today: 2 });
     // Local billing is on by default: the usage ledger beside the store bills the same 2 units.
@@ -41,7 +32,10 @@ describe('examples/server.ts (npm run example)', () => {
 
   test('a bad environment value stops it at start-up, naming the variable', async () => {
     const cwd = tempDir();
-    const child = spawn(process.execPath, [SERVER], { cwd, env: { PATH: process.env.PATH, PORT: '0', API_RATE_LIMIT_PER_MINUTE: 'abc' } });
+    const child = spawn(process.execPath, [EXAMPLE_SERVER], {
+      cwd,
+      env: { PATH: process.env.PATH, PORT: '0', API_RATE_LIMIT_PER_MINUTE: 'abc' },
+    });
     let err = '';
     child.stderr.on('data', (d) => (err += d));
     const code = await new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
@@ -55,21 +49,12 @@ describe('examples/server.ts (npm run example)', () => {
     try {
       const created = await cli(['--store', join(cwd, 'data', 'api_keys.json'), 'create', 'acme', '--stripe-customer', 'cus_Example1']);
       const key = created.stdout.trim();
-      const env: NodeJS.ProcessEnv = {
-        PATH: process.env.PATH,
-        PORT: '0',
+      const { child, url, exited } = await startExampleServer(cwd, {
         BILLING_MODE: 'stripe',
         STRIPE_SECRET_KEY: 'sk_test_example',
         STRIPE_API_BASE: `http://127.0.0.1:${stripe.port}`,
-      };
-      const child = spawn(process.execPath, [SERVER], { cwd, env });
-      let out = '';
-      child.stdout.on('data', (d) => (out += d));
-      child.stderr.on('data', (d) => (out += d));
-      const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+      });
       try {
-        await waitFor(() => /Create another key/.test(out), 10_000);
-        const url = /listening on (http:\/\/localhost:\d+)/.exec(out)![1]!;
         for (let i = 0; i < 3; i++) expect((await fetch(`${url}/v1/hello`, { headers: { 'x-api-key': key } })).status).toBe(200);
         child.kill('SIGTERM');
         expect(await exited).toBe(0);

@@ -8,7 +8,7 @@
  * 127.0.0.2, 25 requests, so 5 are refused with 429 and show as rate-limited in the key's history,
  * while the browser (127.0.0.1 or ::1) has its own, nearly untouched, per-IP allowance.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { dirname, join, resolve } from 'node:path';
@@ -19,9 +19,8 @@ import type { KeyRecord } from '../../src/store/types';
 import { DASHBOARD_CSP } from '../../src/usage/dashboard';
 import { dayOffset, type HistoryEntry } from '../../src/usage/history';
 import { FileUsageHistory, historyDirFor } from '../../src/usage/history-file';
-import { tempDir, waitFor } from '../helpers';
+import { startExampleServer, tempDir } from '../helpers';
 
-const SERVER = resolve(__dirname, '../../build/examples/server.js');
 const SCREENSHOT = resolve(__dirname, '../../docs/dashboard.png');
 const CHROMIUM_ARGS = [
   '--no-sandbox',
@@ -175,15 +174,10 @@ describe('GET /v1/usage/dashboard in Chromium', () => {
     await createKeys(store);
     seeded = await seedPastUsage(store, keys.main);
 
-    const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, PORT: '0', IP_RATE_LIMIT_PER_MINUTE: String(IP_LIMIT) };
-    const child = spawn(process.execPath, [SERVER], { cwd, env });
-    server = child;
-    exited = new Promise((r) => child.on('exit', (code) => r(code)));
-    let out = '';
-    child.stdout.on('data', (d) => (out += d));
-    child.stderr.on('data', (d) => (out += d));
-    await waitFor(() => /Create another key/.test(out), 10_000);
-    base = /listening on (http:\/\/localhost:\d+)/.exec(out)![1]!;
+    const started = await startExampleServer(cwd, { IP_RATE_LIMIT_PER_MINUTE: String(IP_LIMIT) });
+    server = started.child;
+    exited = started.exited;
+    base = started.url;
     dashboard = `${base}/v1/usage/dashboard`;
 
     // The traffic of the chart, from another address than the browser's.
