@@ -60,6 +60,17 @@ export interface VerifyOptions {
   additional?: boolean;
 }
 
+/** One request's pass through the key's windows, quota and credits. */
+interface Attempt {
+  record: KeyRecord;
+  windows: readonly RateLimitWindow[];
+  /** The state of each window taken so far, then the `"month"` policy. */
+  limits: RateLimitResult[];
+  now: number;
+  cost: number;
+  options: VerifyOptions;
+}
+
 export interface VerifierParts {
   store: KeyStore;
   limiter: RateLimiterAdapter;
@@ -192,139 +203,96 @@ export class Verifier {
    * holds it in flight with `defer`). A refusal gives back what earlier windows took.
    */
   take(record: KeyRecord, cost: number, now: number, options: VerifyOptions): VerifyResult | Promise<VerifyResult> {
-    const windows = this.windowsFor(record);
+    const a: Attempt = { record, windows: this.windowsFor(record), limits: [], now, cost, options };
     const { limiter } = this.parts;
-    const limits: RateLimitResult[] = [];
-    if (!limiter.consumeSync) return this.limitLater(record, windows, limits, now, cost, options);
+    if (!limiter.consumeSync) return this.limitLater(a);
     try {
-      for (const window of windows) {
+      for (const window of a.windows) {
         const result = limiter.consumeSync(window, record.key_hash, cost);
-        if (result === undefined) return this.limitLater(record, windows, limits, now, cost, options);
-        limits.push(result);
-        if (!result.allowed) return this.refused(record, windows, limits, result, now, cost);
+        if (result === undefined) return this.limitLater(a);
+        a.limits.push(result);
+        if (!result.allowed) return this.refused(a, result);
       }
     } catch (err) {
-      return this.unavailable('rate limiter failed', err, cost, record, limits);
+      return this.unavailable('rate limiter failed', err, cost, record, a.limits);
     }
-    return this.spendAndCount(record, windows, limits, now, cost, options);
+    return this.spendAndCount(a);
   }
 
-  /** The windows from `limits.length` on, through the limiter's asynchronous consume. */
-  private async limitLater(
-    record: KeyRecord,
-    windows: readonly RateLimitWindow[],
-    limits: RateLimitResult[],
-    now: number,
-    cost: number,
-    options: VerifyOptions,
-  ): Promise<VerifyResult> {
+  /** The windows from `a.limits.length` on, through the limiter's asynchronous consume. */
+  private async limitLater(a: Attempt): Promise<VerifyResult> {
     try {
-      for (let i = limits.length; i < windows.length; i++) {
-        const result = await this.parts.limiter.consume(windows[i]!, record.key_hash, cost);
-        limits.push(result);
-        if (!result.allowed) return this.refused(record, windows, limits, result, now, cost);
+      for (let i = a.limits.length; i < a.windows.length; i++) {
+        const result = await this.parts.limiter.consume(a.windows[i]!, a.record.key_hash, a.cost);
+        a.limits.push(result);
+        if (!result.allowed) return this.refused(a, result);
       }
     } catch (err) {
-      return this.unavailable('rate limiter failed', err, cost, record, limits);
+      return this.unavailable('rate limiter failed', err, a.cost, a.record, a.limits);
     }
-    return this.spendAndCount(record, windows, limits, now, cost, options);
+    return this.spendAndCount(a);
   }
 
-  /** Gives back `cost` to the windows before the last one in `limits` (a later check refused). */
-  private refundWindows(record: KeyRecord, windows: readonly RateLimitWindow[], count: number, cost: number): void {
+  /** Gives back the request's units to the first `count` windows (a later check refused). */
+  private refundWindows(a: Attempt, count: number): void {
     const { limiter } = this.parts;
     if (!limiter.refund) return;
     for (let i = 0; i < count; i++) {
-      limiter.refund(windows[i]!, record.key_hash, cost).catch((err: unknown) => this.fail('rate limiter refund failed', err));
+      limiter.refund(a.windows[i]!, a.record.key_hash, a.cost).catch((err: unknown) => this.fail('rate limiter refund failed', err));
     }
   }
 
-  private spendAndCount(
-    record: KeyRecord,
-    windows: readonly RateLimitWindow[],
-    limits: RateLimitResult[],
-    now: number,
-    cost: number,
-    options: VerifyOptions,
-  ): VerifyResult | Promise<VerifyResult> {
-    const plan = this.limits.planOf(record);
+  private spendAndCount(a: Attempt): VerifyResult | Promise<VerifyResult> {
+    const plan = this.limits.planOf(a.record);
+    const failed = (err: unknown): VerifyResult => {
+      this.refundWindows(a, a.limits.length);
+      return this.unavailable('quota and credits check failed', err, a.cost, a.record, a.limits);
+    };
     let spending: Spending | Promise<Spending> | undefined;
     try {
-      spending = spend(this.parts.store, this.parts.recorder, record, plan, cost, now);
+      spending = spend(this.parts.store, this.parts.recorder, a.record, plan, a.cost, a.now);
     } catch (err) {
-      this.refundWindows(record, windows, limits.length, cost);
-      return this.unavailable('quota and credits check failed', err, cost, record, limits);
+      return failed(err);
     }
-    if (spending === undefined) return this.allowed(record, limits, now, cost, options, plan, undefined);
-    if (spending instanceof Promise) {
-      return spending.then(
-        (s) => this.afterSpending(record, windows, limits, now, cost, options, plan, s),
-        (err: unknown) => {
-          this.refundWindows(record, windows, limits.length, cost);
-          return this.unavailable('quota and credits check failed', err, cost, record, limits);
-        },
-      );
-    }
-    return this.afterSpending(record, windows, limits, now, cost, options, plan, spending);
+    if (spending === undefined) return this.allowed(a, plan, undefined);
+    if (spending instanceof Promise) return spending.then((s) => this.afterSpending(a, plan, s), failed);
+    return this.afterSpending(a, plan, spending);
   }
 
-  private afterSpending(
-    record: KeyRecord,
-    windows: readonly RateLimitWindow[],
-    limits: RateLimitResult[],
-    now: number,
-    cost: number,
-    options: VerifyOptions,
-    plan: Plan | undefined,
-    spending: Spending,
-  ): VerifyResult {
-    if (spending.quota) limits.push(spending.quota);
-    if (!spending.refused) return this.allowed(record, limits, now, cost, options, plan, spending);
-    this.refundWindows(record, windows, windows.length, cost);
+  private afterSpending(a: Attempt, plan: Plan | undefined, spending: Spending): VerifyResult {
+    if (spending.quota) a.limits.push(spending.quota);
+    if (!spending.refused) return this.allowed(a, plan, spending);
+    this.refundWindows(a, a.windows.length);
     const refused: VerifyResult = {
       valid: false,
       code: spending.refused,
-      record,
-      limits,
-      cost,
+      record: a.record,
+      limits: a.limits,
+      cost: a.cost,
       plan: plan?.name,
       quota: spending.quota,
       credits: spending.credits,
     };
     if (spending.refused === 'QUOTA_EXCEEDED') {
-      this.parts.recorder.recordRateLimited(record.key_hash, now);
+      this.parts.recorder.recordRateLimited(a.record.key_hash, a.now);
       refused.refusedBy = spending.quota;
     }
     return refused;
   }
 
-  private refused(
-    record: KeyRecord,
-    windows: readonly RateLimitWindow[],
-    limits: RateLimitResult[],
-    refusedBy: RateLimitResult,
-    now: number,
-    cost: number,
-  ): VerifyResult {
-    this.refundWindows(record, windows, limits.length - 1, cost);
-    this.parts.recorder.recordRateLimited(record.key_hash, now);
-    return { valid: false, code: 'RATE_LIMITED', record, limits, refusedBy, cost };
+  private refused(a: Attempt, refusedBy: RateLimitResult): VerifyResult {
+    this.refundWindows(a, a.limits.length - 1);
+    this.parts.recorder.recordRateLimited(a.record.key_hash, a.now);
+    return { valid: false, code: 'RATE_LIMITED', record: a.record, limits: a.limits, refusedBy, cost: a.cost };
   }
 
-  private allowed(
-    record: KeyRecord,
-    limits: RateLimitResult[],
-    now: number,
-    cost: number,
-    options: VerifyOptions,
-    plan: Plan | undefined,
-    spending: Spending | undefined,
-  ): VerifyResult {
+  private allowed(a: Attempt, plan: Plan | undefined, spending: Spending | undefined): VerifyResult {
+    const { record, cost, options } = a;
     this.failures.clear();
     const credits = spending?.localCredits ?? 0;
     if (options.defer) this.parts.recorder.reserve(record.key_hash, cost, credits, options.additional ? 0 : 1);
-    else this.parts.recorder.record(record.key_hash, cost, now, credits);
-    const result: VerifyResult = { valid: true, code: 'VALID', record, limits, cost };
+    else this.parts.recorder.record(record.key_hash, cost, a.now, credits);
+    const result: VerifyResult = { valid: true, code: 'VALID', record, limits: a.limits, cost };
     if (plan) result.plan = plan.name;
     if (spending) {
       result.spending = spending;
