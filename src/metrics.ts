@@ -4,6 +4,7 @@ import { ConfigError, DaymindError, describeError } from './errors';
 import type { DaymindAuth } from './middleware';
 import { REQUEST_OUTCOMES, type DaymindStats } from './observe';
 import { OnceReporter } from './report-once';
+import { loadPeer } from './peer';
 
 /**
  * The parts of a prom-client `Registry` used here. Declared structurally so that the published
@@ -40,16 +41,11 @@ type PromClient = typeof import('prom-client');
 
 /** Loads the optional peer dependency prom-client, or says how to install it. */
 function loadPromClient(): PromClient {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require('prom-client') as PromClient;
-  } catch (err) {
-    throw new DaymindError(
-      'ERR_DAYMIND_MISSING_PEER',
-      `metricsHandler() needs the optional peer dependency "prom-client", which cannot be loaded (${describeError(err).split('\n')[0]}); install it: npm install prom-client`,
-      { cause: err },
-    );
-  }
+  return loadPeer(
+    'prom-client',
+    (cause) =>
+      `metricsHandler() needs the optional peer dependency "prom-client", which cannot be loaded (${cause}); install it: npm install prom-client`,
+  );
 }
 
 interface Settings {

@@ -1,4 +1,5 @@
 import { DaymindError, describeError } from '../errors';
+import { loadPeer } from '../peer';
 import type { LocalLedgerProvider } from './ledger';
 import { BillingRejection } from './rejection';
 import type { BillingProvider, UsageReport } from './types';
@@ -28,16 +29,11 @@ interface StripeLike {
 }
 
 function loadStripe(): new (key: string, config: Record<string, unknown>) => StripeLike {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require('stripe') as new (key: string, config: Record<string, unknown>) => StripeLike;
-  } catch (err) {
-    throw new DaymindError(
-      'ERR_DAYMIND_MISSING_PEER',
-      `BILLING_MODE=stripe needs the optional peer dependency "stripe", which cannot be loaded (${describeError(err).split('\n')[0]}); install it: npm install stripe`,
-      { cause: err },
-    );
-  }
+  return loadPeer(
+    'stripe',
+    (cause) =>
+      `BILLING_MODE=stripe needs the optional peer dependency "stripe", which cannot be loaded (${cause}); install it: npm install stripe`,
+  );
 }
 
 /** host/port/protocol options of the Stripe SDK for an API base URL. */

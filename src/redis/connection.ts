@@ -1,5 +1,6 @@
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { DaymindError, describeError } from '../errors';
+import { loadPeer } from '../peer';
 
 import type { RedisClientLike } from './types';
 
@@ -23,16 +24,11 @@ export function clientOptions(commandTimeoutMs: number): RedisOptions {
 
 /** Loads the optional peer dependency ioredis, or says how to install it. */
 export function loadIoredis(variable: string): typeof import('ioredis') {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require('ioredis') as typeof import('ioredis');
-  } catch (err) {
-    throw new DaymindError(
-      'ERR_DAYMIND_MISSING_PEER',
-      `${variable} asks for Redis, but the optional peer dependency "ioredis" cannot be loaded (${describeError(err).split('\n')[0]}); install it: npm install ioredis`,
-      { cause: err },
-    );
-  }
+  return loadPeer(
+    'ioredis',
+    (cause) =>
+      `${variable} asks for Redis, but the optional peer dependency "ioredis" cannot be loaded (${cause}); install it: npm install ioredis`,
+  );
 }
 
 /** A new ioredis client for `url`, with the non-hanging options above. */
