@@ -1,5 +1,6 @@
 import { DaymindError } from '../errors';
 import { generateKey, hashKey, displayPrefix, DEFAULT_KEY_PREFIX } from '../keys';
+import { utcDay } from '../usage/day';
 import type { CreatedKey, KeyChanges, KeyRecord, NewKeyInput, RotatedKey, UsageDelta } from './types';
 
 /**
@@ -55,9 +56,8 @@ function assertPlanChanges(changes: KeyChanges): void {
 
 /** The refill period of a time: `YYYYMMDD` for daily refills, `YYYYMM` for monthly ones. */
 export function creditsPeriod(interval: 'daily' | 'monthly', nowMs: number): number {
-  const d = new Date(nowMs);
-  const month = d.getUTCFullYear() * 100 + d.getUTCMonth() + 1;
-  return interval === 'daily' ? month * 100 + d.getUTCDate() : month;
+  const day = utcDay(nowMs);
+  return interval === 'daily' ? day : Math.floor(day / 100);
 }
 
 /** The UTC month of a time as `YYYYMM`. */
