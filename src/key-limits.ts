@@ -39,8 +39,8 @@ export class KeyLimits {
     return plan;
   }
 
-  windowsFor(record: KeyRecord): readonly RateLimitWindow[] {
-    const plan = this.planOf(record);
+  /** The key's windows; `plan` when the caller has looked it up already. */
+  windowsFor(record: KeyRecord, plan: Plan | undefined = this.planOf(record)): readonly RateLimitWindow[] {
     const own = record.rate_limit_per_minute ?? undefined;
     if (!plan) return this.single(own ?? this.defaultRateLimitPerMinute);
     const id = `${plan.name}:${own ?? ''}`;

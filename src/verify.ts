@@ -63,6 +63,8 @@ export interface VerifyOptions {
 /** One request's pass through the key's windows, quota and credits. */
 interface Attempt {
   record: KeyRecord;
+  /** The key's plan in force, if any. */
+  plan: Plan | undefined;
   windows: readonly RateLimitWindow[];
   /** The state of each window taken so far, then the `"month"` policy. */
   limits: RateLimitResult[];
@@ -203,7 +205,8 @@ export class Verifier {
    * holds it in flight with `defer`). A refusal gives back what earlier windows took.
    */
   take(record: KeyRecord, cost: number, now: number, options: VerifyOptions): VerifyResult | Promise<VerifyResult> {
-    const a: Attempt = { record, windows: this.windowsFor(record), limits: [], now, cost, options };
+    const plan = this.limits.planOf(record);
+    const a: Attempt = { record, plan, windows: this.limits.windowsFor(record, plan), limits: [], now, cost, options };
     const { limiter } = this.parts;
     if (!limiter.consumeSync) return this.limitLater(a);
     try {
@@ -243,25 +246,24 @@ export class Verifier {
   }
 
   private spendAndCount(a: Attempt): VerifyResult | Promise<VerifyResult> {
-    const plan = this.limits.planOf(a.record);
     const failed = (err: unknown): VerifyResult => {
       this.refundWindows(a, a.limits.length);
       return this.unavailable('quota and credits check failed', err, a.cost, a.record, a.limits);
     };
     let spending: Spending | Promise<Spending> | undefined;
     try {
-      spending = spend(this.parts.store, this.parts.recorder, a.record, plan, a.cost, a.now);
+      spending = spend(this.parts.store, this.parts.recorder, a.record, a.plan, a.cost, a.now);
     } catch (err) {
       return failed(err);
     }
-    if (spending === undefined) return this.allowed(a, plan, undefined);
-    if (spending instanceof Promise) return spending.then((s) => this.afterSpending(a, plan, s), failed);
-    return this.afterSpending(a, plan, spending);
+    if (spending === undefined) return this.allowed(a, undefined);
+    if (spending instanceof Promise) return spending.then((s) => this.afterSpending(a, s), failed);
+    return this.afterSpending(a, spending);
   }
 
-  private afterSpending(a: Attempt, plan: Plan | undefined, spending: Spending): VerifyResult {
+  private afterSpending(a: Attempt, spending: Spending): VerifyResult {
     if (spending.quota) a.limits.push(spending.quota);
-    if (!spending.refused) return this.allowed(a, plan, spending);
+    if (!spending.refused) return this.allowed(a, spending);
     this.refundWindows(a, a.windows.length);
     const refused: VerifyResult = {
       valid: false,
@@ -269,7 +271,7 @@ export class Verifier {
       record: a.record,
       limits: a.limits,
       cost: a.cost,
-      plan: plan?.name,
+      plan: a.plan?.name,
       quota: spending.quota,
       credits: spending.credits,
     };
@@ -286,8 +288,8 @@ export class Verifier {
     return { valid: false, code: 'RATE_LIMITED', record: a.record, limits: a.limits, refusedBy, cost: a.cost };
   }
 
-  private allowed(a: Attempt, plan: Plan | undefined, spending: Spending | undefined): VerifyResult {
-    const { record, cost, options } = a;
+  private allowed(a: Attempt, spending: Spending | undefined): VerifyResult {
+    const { record, cost, options, plan } = a;
     this.failures.clear();
     const credits = spending?.localCredits ?? 0;
     if (options.defer) this.parts.recorder.reserve(record.key_hash, cost, credits, options.additional ? 0 : 1);
