@@ -107,11 +107,6 @@ export class Verifier {
   /** Keys seen recently: their hash and whether they carry a valid checksum (bounded). */
   private readonly seenKeys = new Map<string, { hash: string; checksummed: boolean }>();
 
-  /** The rate-limit windows that apply to a key (its plan's, or the per-minute one). */
-  windowsFor(record: KeyRecord): readonly RateLimitWindow[] {
-    return this.limits.windowsFor(record);
-  }
-
   /** Shape check, checksum and hash of a key; remembered for the 10,000 most recent keys. */
   private inspect(key: string): { hash: string; checksummed: boolean } | undefined {
     let seen = this.seenKeys.get(key);
