@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Request } from 'express';
 
 const BEARER = /^Bearer[ \t]+(\S+)[ \t]*$/i;
@@ -7,13 +8,13 @@ const BEARER = /^Bearer[ \t]+(\S+)[ \t]*$/i;
  * enabled) a query parameter. A non-Bearer Authorization header is ignored, not an error, so
  * that Basic auth in front of the API keeps working alongside X-API-Key.
  */
-export function extractKey(req: Request, queryParam: string | false): string | undefined {
-  const authorization = req.headers.authorization;
+export function extractKey(req: Request, queryParam: string | false, headers: IncomingHttpHeaders = req.headers): string | undefined {
+  const authorization = headers.authorization;
   if (authorization) {
     const match = BEARER.exec(authorization);
     if (match) return match[1];
   }
-  const header = req.headers['x-api-key'];
+  const header = headers['x-api-key'];
   if (typeof header === 'string' && header !== '') return header.trim();
   if (queryParam) {
     const value = (req.query as Record<string, unknown> | undefined)?.[queryParam];

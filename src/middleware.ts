@@ -1,9 +1,10 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import { resolveConfig, type DaymindOptions, type ResolvedConfig } from './config';
 import { DaymindError, describeError } from './errors';
 import { extractKey } from './extract';
 import { resetSeconds, setRateLimitHeaders } from './ratelimit/headers';
-import { ipLimitKey } from './ratelimit/ip';
+import { clientAddress, ipLimitKey } from './ratelimit/ip';
 import { MemoryRateLimiter } from './ratelimit/memory';
 import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
 import { sendCreditsExhausted, sendQuotaExceeded, sendRateLimited, sendUnauthorized, sendUnavailable } from './responses';
@@ -128,28 +129,36 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
    */
   function authenticate(req: Request, res: Response, cost: number): Decision | Promise<Decision> {
     if (!isReady) return ready.then(() => authenticate(req, res, cost));
-    if (!ipWindow) return checkKey(req, res, undefined, cost);
-    const subject = ipLimitKey(req.ip);
+    // Read once: every property read on req is slow (Express gives each request its own shape).
+    const headers = req.headers;
+    if (!ipWindow) return checkKey(req, res, headers, undefined, cost);
+    const subject = ipLimitKey(clientAddress(req, headers));
     const ipResult = limiter.consumeSync?.(ipWindow, subject, 1);
-    if (ipResult === undefined) return limiter.consume(ipWindow, subject, 1).then((result) => checkKey(req, res, result, cost));
-    return checkKey(req, res, ipResult, cost);
+    if (ipResult === undefined) return limiter.consume(ipWindow, subject, 1).then((result) => checkKey(req, res, headers, result, cost));
+    return checkKey(req, res, headers, ipResult, cost);
   }
 
-  function checkKey(req: Request, res: Response, ipResult: RateLimitResult | undefined, cost: number): Decision | Promise<Decision> {
+  function checkKey(
+    req: Request,
+    res: Response,
+    headers: IncomingHttpHeaders,
+    ipResult: RateLimitResult | undefined,
+    cost: number,
+  ): Decision | Promise<Decision> {
     if (ipResult && !ipResult.allowed) {
-      setRateLimitHeaders(res, [ipResult]);
+      setRateLimitHeaders(res, ipResult, []);
       sendRateLimited(res, ipResult);
-      if (recorder.history) void countIpLimited(extractKey(req, config.queryParam));
+      if (recorder.history) void countIpLimited(extractKey(req, config.queryParam, headers));
       return IP_LIMITED;
     }
     const at = config.now();
-    const result = verifier.check(extractKey(req, config.queryParam), { cost, now: at, defer: usageTracker.defers });
+    const result = verifier.check(extractKey(req, config.queryParam, headers), { cost, now: at, defer: usageTracker.defers });
     if (result instanceof Promise) return result.then((r) => decide(req, res, ipResult, r, at));
     return decide(req, res, ipResult, result, at);
   }
 
   function decide(req: Request, res: Response, ipResult: RateLimitResult | undefined, result: VerifyResult, at: number): Decision {
-    setRateLimitHeaders(res, ipResult ? [ipResult, ...result.limits] : result.limits);
+    setRateLimitHeaders(res, ipResult, result.limits);
     const decision: Decision = { outcome: outcomeOf(result.code), owner: result.record?.owner };
     switch (result.code) {
       case 'VALID': {

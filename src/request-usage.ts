@@ -103,7 +103,7 @@ export class RequestUsageTracker {
         state.results.push(result);
         req.daymind!.cost = units;
         req.daymind!.limits = result.limits;
-        setRateLimitHeaders(res, state.ipResult ? [state.ipResult, ...result.limits] : result.limits);
+        setRateLimitHeaders(res, state.ipResult, result.limits);
         next();
       };
       if (taken instanceof Promise) taken.then(settle, (err: unknown) => this.refuse(state, res, err));
@@ -133,7 +133,7 @@ export class RequestUsageTracker {
   /** Answers a request refused by a later check; its earlier usage is given back at the end. */
   private answer(state: RequestUsage, req: Request, res: Response, result: VerifyResult): void {
     state.refused = true;
-    setRateLimitHeaders(res, state.ipResult ? [state.ipResult, ...result.limits] : result.limits);
+    setRateLimitHeaders(res, state.ipResult, result.limits);
     if (result.code === 'RATE_LIMITED') sendRateLimited(res, result.refusedBy!);
     else if (result.code === 'QUOTA_EXCEEDED') sendQuotaExceeded(res, result.refusedBy!);
     else if (result.code === 'CREDITS_EXHAUSTED') {

@@ -182,6 +182,18 @@ describe('per-IP limit', () => {
     expect((await from('2001:db8:1:3::1')).status).toBe(401);
     expect((await from('198.51.100.1')).status).toBe(401);
   });
+
+  test('without trust proxy, X-Forwarded-For changes nothing: every request counts on the socket address', async () => {
+    const store = new MemoryKeyStore();
+    const a = auth({ store, ipRateLimitPerMinute: 3 });
+    const app = appWith(a);
+    expect((await request(app).get('/v1/hello')).status).toBe(401);
+    expect((await request(app).get('/v1/hello').set('X-Forwarded-For', '203.0.113.7')).status).toBe(401);
+    expect((await request(app).get('/v1/hello').set('X-Forwarded-For', '198.51.100.9')).status).toBe(401);
+    const res = await request(app).get('/v1/hello').set('X-Forwarded-For', '192.0.2.1');
+    expectJsonError(res, 429, 'rate_limited');
+    expect(res.headers['ratelimit']).toBe('"ip";r=0;t=60');
+  });
 });
 
 describe('failures answer 503, never crash or leak a stack', () => {

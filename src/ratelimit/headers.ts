@@ -8,11 +8,23 @@ import type { RateLimitResult } from './types';
  *   RateLimit: "ip";r=239;t=60, "key";r=119;t=42
  */
 export function rateLimitPolicyHeader(results: readonly RateLimitResult[]): string {
-  return results.map((r) => `"${r.policy}";q=${r.limit};w=${r.windowSeconds}`).join(', ');
+  let header = '';
+  for (let i = 0; i < results.length; i++) header = appendPolicy(header, results[i]!);
+  return header;
 }
 
 export function rateLimitHeader(results: readonly RateLimitResult[]): string {
-  return results.map((r) => `"${r.policy}";r=${r.remaining};t=${resetSeconds(r)}`).join(', ');
+  let header = '';
+  for (let i = 0; i < results.length; i++) header = appendState(header, results[i]!);
+  return header;
+}
+
+function appendPolicy(header: string, r: RateLimitResult): string {
+  return (header === '' ? '"' : header + ', "') + r.policy + '";q=' + r.limit + ';w=' + r.windowSeconds;
+}
+
+function appendState(header: string, r: RateLimitResult): string {
+  return (header === '' ? '"' : header + ', "') + r.policy + '";r=' + r.remaining + ';t=' + resetSeconds(r);
 }
 
 /** Whole seconds until the window resets, rounded up so that a client never retries too early. */
@@ -29,8 +41,18 @@ interface HeaderSink {
   setHeader(name: string, value: string): unknown;
 }
 
-export function setRateLimitHeaders(res: HeaderSink, results: readonly RateLimitResult[]): void {
-  if (results.length === 0) return;
-  res.setHeader('RateLimit-Policy', rateLimitPolicyHeader(results));
-  res.setHeader('RateLimit', rateLimitHeader(results));
+/**
+ * Sets both fields for `first` (the IP limit's result, when checked) followed by `results`.
+ * Built in one pass without intermediate arrays: it runs on every request.
+ */
+export function setRateLimitHeaders(res: HeaderSink, first: RateLimitResult | undefined, results: readonly RateLimitResult[]): void {
+  let policy = first ? appendPolicy('', first) : '';
+  let state = first ? appendState('', first) : '';
+  for (let i = 0; i < results.length; i++) {
+    policy = appendPolicy(policy, results[i]!);
+    state = appendState(state, results[i]!);
+  }
+  if (policy === '') return;
+  res.setHeader('RateLimit-Policy', policy);
+  res.setHeader('RateLimit', state);
 }

@@ -1,4 +1,17 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import { isIPv4, isIPv6 } from 'node:net';
+import type { Request } from 'express';
+
+/**
+ * The client address as Express's `req.ip` gives it. Without an X-Forwarded-For header `req.ip`
+ * is the socket's address whatever `trust proxy` says, so that is read directly: `req.ip` runs
+ * proxy-addr on every call, which cost more than the rest of the IP limit together. Outside
+ * Express (no `req.ip`) it is the socket's address.
+ */
+export function clientAddress(req: Request, headers: IncomingHttpHeaders): string | undefined {
+  if (!headers['x-forwarded-for']) return req.socket?.remoteAddress ?? req.ip;
+  return req.ip ?? req.socket?.remoteAddress;
+}
 
 /**
  * The subject of the per-IP limit: the IPv4 address, or the /64 network of an IPv6 address (one
@@ -7,6 +20,7 @@ import { isIPv4, isIPv6 } from 'node:net';
  */
 export function ipLimitKey(ip: string | undefined): string {
   if (!ip) return 'unknown';
+  if (ip.indexOf(':') === -1) return ip; // IPv4 (or no address at all): itself
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
   if (mapped) return mapped[1]!;
   if (isIPv4(ip)) return ip;

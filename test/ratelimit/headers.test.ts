@@ -1,5 +1,6 @@
-import { rateLimitHeader, rateLimitPolicyHeader } from '../../src/ratelimit/headers';
-import { ipLimitKey } from '../../src/ratelimit/ip';
+import type { Request } from 'express';
+import { rateLimitHeader, rateLimitPolicyHeader, setRateLimitHeaders } from '../../src/ratelimit/headers';
+import { clientAddress, ipLimitKey } from '../../src/ratelimit/ip';
 import { MemoryRateLimiter } from '../../src/ratelimit/memory';
 
 describe('RateLimit header fields', () => {
@@ -11,6 +12,18 @@ describe('RateLimit header fields', () => {
   test('one named item per policy, in Structured Fields list syntax', () => {
     expect(rateLimitPolicyHeader(results)).toBe('"ip";q=240;w=60, "key";q=120;w=60');
     expect(rateLimitHeader(results)).toBe('"ip";r=239;t=60, "key";r=119;t=42');
+  });
+
+  test('setRateLimitHeaders puts the IP result first, and sets nothing without results', () => {
+    const set = new Map<string, string>();
+    const sink = { setHeader: (name: string, value: string) => set.set(name, value) };
+    setRateLimitHeaders(sink, undefined, []);
+    expect(set.size).toBe(0);
+    setRateLimitHeaders(sink, results[0], [results[1]!]);
+    expect(set.get('RateLimit-Policy')).toBe('"ip";q=240;w=60, "key";q=120;w=60');
+    expect(set.get('RateLimit')).toBe('"ip";r=239;t=60, "key";r=119;t=42');
+    setRateLimitHeaders(sink, undefined, [results[1]!]);
+    expect(set.get('RateLimit')).toBe('"key";r=119;t=42');
   });
 });
 
@@ -24,8 +37,21 @@ describe('per-IP limit subject', () => {
     ['::1', '0:0:0:0::/64'],
     ['fe80::1%eth0', 'fe80:0:0:0::/64'],
     [undefined, 'unknown'],
+    ['not-an-address', 'not-an-address'],
   ])('%s -> %s', (ip, key) => {
     expect(ipLimitKey(ip)).toBe(key);
+  });
+
+  const req = (socketAddress: string | undefined, ip: string | undefined) =>
+    ({ socket: { remoteAddress: socketAddress }, ip }) as unknown as Request;
+  test("without X-Forwarded-For it is the socket's address, which is what req.ip gives then", () => {
+    expect(clientAddress(req('203.0.113.7', '203.0.113.7'), {})).toBe('203.0.113.7');
+    expect(clientAddress(req('203.0.113.7', '203.0.113.7'), { 'x-forwarded-for': '' })).toBe('203.0.113.7');
+    expect(clientAddress(req('203.0.113.7', undefined), {})).toBe('203.0.113.7');
+  });
+  test('with X-Forwarded-For it is req.ip (which applies trust proxy), else the socket address outside Express', () => {
+    expect(clientAddress(req('10.0.0.1', '198.51.100.4'), { 'x-forwarded-for': '198.51.100.4' })).toBe('198.51.100.4');
+    expect(clientAddress(req('10.0.0.1', undefined), { 'x-forwarded-for': '198.51.100.4' })).toBe('10.0.0.1');
   });
 });
 
