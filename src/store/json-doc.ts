@@ -59,29 +59,38 @@ export function positionsOf(raws: readonly RawRecord[], hashCache: Map<string, s
   return positions;
 }
 
-const CHUNK = 2000;
+const CHUNK = 1000;
+/** Records serialised between two yields to the event loop (each a few microseconds). */
+const YIELD_AFTER = 250;
 
 /** Lets the event loop run (requests, timers) between two slices of long work. */
 export const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+/** One encoded slice: its records, its bytes, and where each record's line ends in them. */
+interface EncodedSlice {
+  records: readonly RawRecord[];
+  bytes: Buffer;
+  /** Byte offset just past record j's line; its line starts after the separator before it. */
+  ends: Uint32Array;
+}
+
 /**
- * Encoded slices of the last write, each with the records it was made from: a slice whose records
- * are all the same objects again (records are replaced, never changed) is written as it was,
- * without encoding it again. So a flush of a large store that changed a few records encodes a
- * few slices, not the whole file.
+ * Encoded slices of the last write, with the records each was made from. A slice whose records
+ * are all the same objects again (records are replaced, never changed) is written as it was; in
+ * a slice with changes, each unchanged record's line is copied from the old bytes, so only the
+ * changed records are serialised. Nothing per record is kept on the JavaScript heap: a large
+ * store's flush neither re-encodes the whole file nor makes the garbage collector copy a
+ * string per record.
  */
 export class EncodedSlices {
-  private slices: Array<{ records: readonly RawRecord[]; bytes: Buffer } | undefined> = [];
+  private slices: Array<EncodedSlice | undefined> = [];
 
-  get(index: number, records: readonly RawRecord[]): Buffer | undefined {
-    const cached = this.slices[index];
-    if (!cached || cached.records.length !== records.length) return undefined;
-    for (let i = 0; i < records.length; i++) if (cached.records[i] !== records[i]) return undefined;
-    return cached.bytes;
+  get(index: number): EncodedSlice | undefined {
+    return this.slices[index];
   }
 
-  set(index: number, records: readonly RawRecord[], bytes: Buffer): void {
-    this.slices[index] = { records, bytes };
+  set(index: number, slice: EncodedSlice): void {
+    this.slices[index] = slice;
   }
 
   /** Keeps the first `count` slices (the document has no more). */
@@ -90,48 +99,83 @@ export class EncodedSlices {
   }
 }
 
+function sameRecords(cached: EncodedSlice, records: readonly RawRecord[]): boolean {
+  if (cached.records.length !== records.length) return false;
+  for (let i = 0; i < records.length; i++) if (cached.records[i] !== records[i]) return false;
+  return true;
+}
+
+const SEPARATOR = Buffer.from(',\n');
+
 /**
- * The store document as encoded parts, one record per line. Slices of 2,000 records unchanged
- * since the last write come from `slices`; lines of unchanged records from `lines`; the others are
- * serialised with a yield to the event loop between slices, so that a large store neither stalls
- * requests nor costs a full JSON.stringify and UTF-8 encoding on every flush.
+ * The store document as encoded parts, one record per line, in slices of 1,000 records (see
+ * EncodedSlices). New lines are serialised with a yield to the event loop every few hundred
+ * records, so that a large store never stalls requests for long.
  */
-export async function serializeRecords(
-  raws: readonly RawRecord[],
-  lines: WeakMap<RawRecord, string>,
-  slices: EncodedSlices = new EncodedSlices(),
-): Promise<Buffer[]> {
+export async function serializeRecords(raws: readonly RawRecord[], slices: EncodedSlices = new EncodedSlices()): Promise<Buffer[]> {
   if (raws.length === 0) return [Buffer.from('[]\n')];
   const parts: Buffer[] = [];
-  let work = 0;
+  const work = { done: 0 };
   for (let i = 0; i < raws.length; i += CHUNK) {
-    const slice = raws.slice(i, i + CHUNK);
     const index = i / CHUNK;
-    let bytes = slices.get(index, slice);
-    if (!bytes) {
-      const body = slice
-        .map((raw) => {
-          let line = lines.get(raw);
-          if (line === undefined) {
-            line = '  ' + JSON.stringify(raw);
-            lines.set(raw, line);
-            work++;
-          }
-          return line;
-        })
-        .join(',\n');
-      bytes = Buffer.from((i === 0 ? '[\n' : ',\n') + body);
-      slices.set(index, slice, bytes);
-      work += CHUNK / 10;
+    const records = raws.slice(i, i + CHUNK);
+    const cached = slices.get(index);
+    let slice = cached && sameRecords(cached, records) ? cached : undefined;
+    if (!slice) {
+      slice = await encodeSlice(records, cached, i === 0, work);
+      slices.set(index, slice);
+      if (work.done >= YIELD_AFTER) {
+        work.done = 0;
+        await yieldToEventLoop();
+      }
     }
-    parts.push(bytes);
-    // Yield after about a slice's worth of JSON.stringify or encoding.
-    if (work >= CHUNK) {
-      work = 0;
-      await yieldToEventLoop();
-    }
+    parts.push(slice.bytes);
   }
   slices.truncate(Math.ceil(raws.length / CHUNK));
   parts.push(Buffer.from('\n]\n'));
   return parts;
+}
+
+/**
+ * Encodes `records` as one slice: the lines of records unchanged at the same place in
+ * `previous` are copied from its bytes, the others serialised.
+ */
+async function encodeSlice(
+  records: readonly RawRecord[],
+  previous: EncodedSlice | undefined,
+  first: boolean,
+  work: { done: number },
+): Promise<EncodedSlice> {
+  const fresh = new Array<Buffer | undefined>(records.length);
+  const prefix = first ? '[\n' : ',\n';
+  let total = prefix.length + SEPARATOR.length * (records.length - 1);
+  for (let j = 0; j < records.length; j++) {
+    if (previous && previous.records[j] === records[j]) {
+      total += previous.ends[j]! - lineStart(previous, j);
+      continue;
+    }
+    const line = Buffer.from('  ' + JSON.stringify(records[j]));
+    fresh[j] = line;
+    total += line.length;
+    if (++work.done >= YIELD_AFTER) {
+      work.done = 0;
+      await yieldToEventLoop();
+    }
+  }
+  const bytes = Buffer.allocUnsafe(total);
+  const ends = new Uint32Array(records.length);
+  let at = bytes.write(prefix, 0, 'latin1');
+  for (let j = 0; j < records.length; j++) {
+    if (j > 0) at += SEPARATOR.copy(bytes, at);
+    const line = fresh[j];
+    at += line ? line.copy(bytes, at) : previous!.bytes.copy(bytes, at, lineStart(previous!, j), previous!.ends[j]);
+    ends[j] = at;
+  }
+  work.done += records.length / 40; // copying a slice costs about as much as serialising 25 records
+  return { records, bytes, ends };
+}
+
+/** Where record j's line starts in a slice: after the prefix or the separator before it. */
+function lineStart(slice: EncodedSlice, j: number): number {
+  return j === 0 ? 2 : slice.ends[j - 1]! + SEPARATOR.length;
 }

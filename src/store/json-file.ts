@@ -60,6 +60,9 @@ export interface JsonFileKeyStoreOptions {
  * its change to what it read (so other writers' counts, keys and revocations are kept) and
  * replaces the file atomically. A file that cannot be parsed is reported and never written.
  */
+/** Records edited or rebuilt between two yields to the event loop during a write. */
+const EDITS_PER_SLICE = 500;
+
 export class JsonFileKeyStore implements KeyStore {
   readonly path: string;
   private readonly reloadIntervalMs: number;
@@ -69,8 +72,6 @@ export class JsonFileKeyStore implements KeyStore {
   /** The document as last read or written, and where each hash sits in it. */
   private raws: RawRecord[] = [];
   private positions = new Map<string, number>();
-  /** Serialised lines of the records as last written, by record identity. */
-  private readonly lines = new WeakMap<RawRecord, string>();
   /** Encoded slices of the last write (see EncodedSlices). */
   private readonly slices = new EncodedSlices();
   private unchecksummed = new Set<string>();
@@ -190,9 +191,12 @@ export class JsonFileKeyStore implements KeyStore {
 
   async applyUsage(deltas: UsageDelta[], batch?: UsageBatch): Promise<void> {
     if (deltas.length === 0) return;
-    const dropped = await this.mutate((doc) => {
+    const dropped = await this.mutate(async (doc) => {
       let missing = 0;
-      for (const delta of deltas) {
+      for (let i = 0; i < deltas.length; i++) {
+        // A flush of many keys yields now and then: requests go on while it is applied.
+        if (i > 0 && i % EDITS_PER_SLICE === 0) await yieldToEventLoop();
+        const delta = deltas[i]!;
         const raw = doc.edit(delta.key_hash);
         if (raw) {
           addUsage(raw, delta);
@@ -262,7 +266,7 @@ export class JsonFileKeyStore implements KeyStore {
     for (const hash of doc.touched) {
       const at = this.positions.get(hash) ?? positions.get(hash);
       if (at !== undefined) rebuilt.push([hash, toKeyRecord(doc.raws[at]!, hash, this.keyPrefix)]);
-      if (++n % 5000 === 0) await yieldToEventLoop();
+      if (++n % EDITS_PER_SLICE === 0) await yieldToEventLoop();
     }
     this.raws = doc.raws;
     doc.commitPositions(this.positions);
@@ -299,13 +303,13 @@ export class JsonFileKeyStore implements KeyStore {
    * Runs `change` on the current document under the lock and writes the result atomically. The
    * file is re-read only when another writer changed it since this process last read or wrote it.
    */
-  private mutate<T>(change: (doc: StoreDoc) => T, onInstalled?: () => void): Promise<T> {
+  private mutate<T>(change: (doc: StoreDoc) => T | Promise<T>, onInstalled?: () => void): Promise<T> {
     const run = this.writeChain.then(() => this.mutateLocked(change, onInstalled));
     this.writeChain = run.catch(() => undefined);
     return run;
   }
 
-  private async mutateLocked<T>(change: (doc: StoreDoc) => T, onInstalled?: () => void): Promise<T> {
+  private async mutateLocked<T>(change: (doc: StoreDoc) => T | Promise<T>, onInstalled?: () => void): Promise<T> {
     let release: () => Promise<void>;
     try {
       release = await acquireLock(this.path, (err) =>
@@ -337,10 +341,10 @@ export class JsonFileKeyStore implements KeyStore {
         throw this.error('ERR_DAYMIND_STORE_UNREADABLE', `cannot read the key store ${this.path}: ${describeError(err)}`, err);
       }
       const doc = new StoreDoc(base, positions, this.hashCache);
-      const result = change(doc);
+      const result = await change(doc);
       let written: { signature: string; handle: OpenFile };
       try {
-        written = await writeAtomicKeepingOpen(this.path, await serializeRecords(doc.raws, this.lines, this.slices));
+        written = await writeAtomicKeepingOpen(this.path, await serializeRecords(doc.raws, this.slices));
       } catch (err) {
         throw this.error('ERR_DAYMIND_STORE_WRITE', `cannot write the key store ${this.path}: ${describeError(err)}`, err);
       }

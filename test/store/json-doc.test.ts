@@ -1,0 +1,47 @@
+import { EncodedSlices, serializeRecords } from '../../src/store/json-doc';
+import type { RawRecord } from '../../src/store/record';
+
+const record = (i: number, owner = `owner-${i}`): RawRecord => ({
+  owner,
+  created_at: 1_700_000_000 + i,
+  usage_count: i,
+  requests_today: 0,
+  requests_day: 0,
+  last_used: null,
+  revoked: false,
+  key_hash: i.toString(16).padStart(64, '0'),
+  key_prefix: `dm_${i}`,
+});
+
+/** What the file must hold: one record per line, as JSON.stringify would give each. */
+const expected = (raws: readonly RawRecord[]): string =>
+  raws.length === 0 ? '[]\n' : '[\n' + raws.map((r) => '  ' + JSON.stringify(r)).join(',\n') + '\n]\n';
+
+const text = async (raws: readonly RawRecord[], slices: EncodedSlices): Promise<string> =>
+  Buffer.concat(await serializeRecords(raws, slices)).toString('utf8');
+
+describe('serializeRecords', () => {
+  test('writes one record per line, and again after edits, additions and removals reusing the cached slices', async () => {
+    const slices = new EncodedSlices();
+    let raws = Array.from({ length: 2_345 }, (_, i) => record(i));
+    expect(await text(raws, slices)).toBe(expected(raws));
+    expect(JSON.parse(await text(raws, slices))).toEqual(raws);
+
+    // Records are replaced, never changed in place: edit a few in several slices, with multi-byte text.
+    raws = raws.slice();
+    for (const at of [0, 999, 1_000, 1_500, 2_344]) raws[at] = { ...raws[at]!, usage_count: 42, owner: `Zoë ✓ ${at}` };
+    expect(await text(raws, slices)).toBe(expected(raws));
+
+    raws = [...raws, record(9_000, 'новый'), record(9_001)];
+    expect(await text(raws, slices)).toBe(expected(raws));
+
+    raws = raws.filter((_, i) => i !== 10); // every later record moves up one place
+    expect(await text(raws, slices)).toBe(expected(raws));
+
+    raws = raws.slice(0, 900);
+    expect(await text(raws, slices)).toBe(expected(raws));
+    expect(await text([], slices)).toBe('[]\n');
+    raws = [record(1)];
+    expect(await text(raws, slices)).toBe(expected(raws));
+  });
+});
