@@ -93,6 +93,41 @@ export class EncodedSlices {
     this.slices[index] = slice;
   }
 
+  /**
+   * Takes the slices of a document read from a file as serializeRecords writes it (one record a
+   * line), so that the first write after a load copies the lines of unchanged records instead of
+   * serialising them all. A file in another layout (such as one record over several lines) seeds
+   * nothing, and is rewritten in this one by the next write.
+   */
+  seed(text: string, raws: readonly RawRecord[]): void {
+    this.slices = [];
+    if (raws.length === 0 || !text.startsWith('[\n') || !text.endsWith('\n]\n')) return;
+    const bytes = Buffer.from(text);
+    const ends = new Uint32Array(raws.length);
+    let start = 2;
+    for (let i = 0; i < raws.length; i++) {
+      const newline = bytes.indexOf(NEWLINE, start);
+      const last = i === raws.length - 1;
+      const end = last ? newline : newline - 1; // before the comma of a line that is not the last
+      const whole =
+        newline > start + 3 &&
+        bytes[start] === SPACE &&
+        bytes[start + 1] === SPACE &&
+        bytes[start + 2] === OPEN_BRACE &&
+        bytes[end - 1] === CLOSE_BRACE &&
+        (last ? newline + 3 === bytes.length : bytes[end] === COMMA);
+      if (!whole) return;
+      ends[i] = end;
+      start = newline + 1;
+    }
+    for (let i = 0; i < raws.length; i += CHUNK) {
+      const last = Math.min(i + CHUNK, raws.length) - 1;
+      const from = i === 0 ? 0 : ends[i - 1]!; // the slice starts with "[\n" or ",\n"
+      const sliceEnds = ends.slice(i, last + 1).map((end) => end - from);
+      this.slices.push({ records: raws.slice(i, last + 1), bytes: bytes.subarray(from, ends[last]), ends: sliceEnds });
+    }
+  }
+
   /** Keeps the first `count` slices (the document has no more). */
   truncate(count: number): void {
     this.slices.length = Math.min(this.slices.length, count);
@@ -106,6 +141,7 @@ function sameRecords(cached: EncodedSlice, records: readonly RawRecord[]): boole
 }
 
 const SEPARATOR = Buffer.from(',\n');
+const [NEWLINE, SPACE, OPEN_BRACE, CLOSE_BRACE, COMMA] = [0x0a, 0x20, 0x7b, 0x7d, 0x2c];
 
 /**
  * The store document as encoded parts, one record per line, in slices of 1,000 records (see

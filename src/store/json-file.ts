@@ -110,7 +110,9 @@ export class JsonFileKeyStore implements KeyStore {
       );
     }
     try {
-      this.install(this.parse(snapshot.text), snapshot.handle, snapshot.signature);
+      const raws = this.parse(snapshot.text);
+      this.install(raws, snapshot.handle, snapshot.signature);
+      this.slices.seed(snapshot.text, raws);
     } catch (err) {
       closeSync(snapshot.handle);
       throw err;
@@ -289,6 +291,7 @@ export class JsonFileKeyStore implements KeyStore {
         throw err;
       }
       this.install(raws, snapshot.handle, snapshot.signature);
+      this.slices.seed(snapshot.text, raws);
       this.problems.clear();
     } catch (err) {
       this.problems.report(
@@ -333,6 +336,7 @@ export class JsonFileKeyStore implements KeyStore {
           const snapshot = await readWithSignature(this.path);
           await closeOpenFile(snapshot.handle); // the version we write next is the one to hold
           base = this.parse(snapshot.text);
+          this.slices.seed(snapshot.text, base);
           positions = positionsOf(base, this.hashCache);
           reread = true;
         }

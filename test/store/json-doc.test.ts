@@ -44,4 +44,31 @@ describe('serializeRecords', () => {
     raws = [record(1)];
     expect(await text(raws, slices)).toBe(expected(raws));
   });
+
+  test('seeded from the file it loaded, the next write copies the unchanged lines as the file had them', async () => {
+    const raws = Array.from({ length: 2_500 }, (_, i) => record(i, i % 7 ? `owner-${i}` : `Zoë ${i}`));
+    // One record a line, but spaced unlike JSON.stringify: copied lines keep their own bytes.
+    const file = '[\n' + raws.map((r) => '  ' + JSON.stringify(r).replace(/,"/g, ', "')).join(',\n') + '\n]\n';
+    const slices = new EncodedSlices();
+    slices.seed(file, raws);
+    expect(await text(raws, slices)).toBe(file);
+    const edited = raws.slice();
+    edited[1_234] = { ...raws[1_234]!, usage_count: 99 };
+    const written = await text(edited, slices);
+    expect(JSON.parse(written)).toEqual(edited);
+    expect(written.split('\n')[1_235]).toBe('  ' + JSON.stringify(edited[1_234]) + ',');
+    expect(written.split('\n')[1_236]).toBe(file.split('\n')[1_236]);
+  });
+
+  test.each([
+    ['one record over several lines (JSON.stringify with indentation)', (raws: RawRecord[]) => JSON.stringify(raws, null, 2) + '\n'],
+    ['two records on one line', (raws: RawRecord[]) => '[\n  ' + JSON.stringify(raws[0]) + ', ' + JSON.stringify(raws[1]) + ',\n  ' + JSON.stringify(raws[2]) + ',\n  {"x":1}\n]\n'],
+    ['no newline at the end', (raws: RawRecord[]) => '[\n' + raws.map((r) => '  ' + JSON.stringify(r)).join(',\n') + '\n]'],
+  ])('a file in another layout (%s) seeds nothing: the write is the standard one', async (_, layout) => {
+    const raws = [record(1), record(2), record(3), record(4)];
+    const slices = new EncodedSlices();
+    slices.seed(layout(raws), raws);
+    expect(await text(raws, slices)).toBe(expected(raws));
+  });
 });
+
