@@ -62,7 +62,11 @@ describe('serializeRecords', () => {
 
   test.each([
     ['one record over several lines (JSON.stringify with indentation)', (raws: RawRecord[]) => JSON.stringify(raws, null, 2) + '\n'],
-    ['two records on one line', (raws: RawRecord[]) => '[\n  ' + JSON.stringify(raws[0]) + ', ' + JSON.stringify(raws[1]) + ',\n  ' + JSON.stringify(raws[2]) + ',\n  {"x":1}\n]\n'],
+    [
+      'two records on one line',
+      (raws: RawRecord[]) =>
+        '[\n  ' + JSON.stringify(raws[0]) + ', ' + JSON.stringify(raws[1]) + ',\n  ' + JSON.stringify(raws[2]) + ',\n  {"x":1}\n]\n',
+    ],
     ['no newline at the end', (raws: RawRecord[]) => '[\n' + raws.map((r) => '  ' + JSON.stringify(r)).join(',\n') + '\n]'],
   ])('a file in another layout (%s) seeds nothing: the write is the standard one', async (_, layout) => {
     const raws = [record(1), record(2), record(3), record(4)];
@@ -71,4 +75,3 @@ describe('serializeRecords', () => {
     expect(await text(raws, slices)).toBe(expected(raws));
   });
 });
-
