@@ -19,6 +19,15 @@ throughput *in the same round*; \`rounds range\` is the lowest and highest of th
 ratios (how much the rounds disagree). Latencies are autocannon's (whole milliseconds), medians
 over rounds.
 
+\`CPU µs/req\` is the server process's CPU time (user and system, all its threads, garbage
+collection and flushes included) during the measured run, divided by the requests it served;
+\`x bare by CPU\` is bare Express's CPU per request divided by the scenario's, per round, as a
+median: the throughput ratio that a server bound by its core would reach. It is much steadier
+than the throughput ratio on a shared machine, so it is reported beside it; the targets are
+judged on throughput. \`noop\` is Express with one middleware that only calls \`next()\`: what
+any middleware costs before it does anything (each Express request has its own hidden class,
+so every property a middleware reads or sets on \`req\` and \`res\` misses V8's inline caches).
+
 ${render(figures)}
 
 ${render(targets)}

@@ -6,6 +6,7 @@ const path = require('node:path');
 
 const SCENARIO_NOTES = {
   bare: 'Express alone',
+  noop: 'Express + one empty middleware (the floor for any middleware)',
   default: 'daymindAuth, JSON file store (1 key), memory limiters',
   keys10: 'the same, 10 keys in the store',
   keys100k: 'the same, 100,000 keys in the store',
@@ -106,6 +107,9 @@ function summarize(raw) {
       median_p99_ms: median(clean.map((s) => s.p99Ms)),
       ratio_to_bare: roundRatio(rounds, name, 'bare'),
       ratio_to_bare_range: ratioRange(rounds, name, 'bare'),
+      median_cpu_us_per_request: round(median(clean.map((s) => s.cpuMicrosPerRequest).filter(Number.isFinite)), 1),
+      // bare's CPU per request over this one's, per round: the throughput ratio a core-bound server would reach.
+      cpu_ratio_to_bare: roundRatio(rounds, 'bare', name, 'cpuMicrosPerRequest'),
       non2xx: clean.reduce((n, s) => n + s.non2xx, 0),
       errors: clean.reduce((n, s) => n + s.errors + s.timeouts, 0),
       failed_rounds: runs.length - clean.length,
@@ -118,6 +122,8 @@ function summarize(raw) {
   ratios.keys100k_p99_vs_keys10 = roundRatio(rounds, 'keys100k', 'keys10', 'p99Ms');
   ratios.default_vs_erl = roundRatio(rounds, 'default', 'erl');
   ratios.default_vs_erl_apikey = roundRatio(rounds, 'default', 'erl_apikey');
+  for (const name of raw.scenarios) if (name !== 'bare') ratios[`${name}_vs_bare_by_cpu`] = scenarios[name].cpu_ratio_to_bare;
+  ratios.default_vs_erl_by_cpu = roundRatio(rounds, 'erl', 'default', 'cpuMicrosPerRequest');
 
   const results = { meta: raw.meta, scenarios, ratios, micro: raw.micro, scale: raw.scale, notes: [...raw.notes] };
   results.targets = TARGETS.map((t) => {
@@ -147,7 +153,7 @@ const fmtGoal = (t) => `${t.op} ${t.unit === 'ops/s' ? fmtInt(t.goal) : t.goal}$
 
 /** The tables as header + rows, shared by the text and the Markdown rendering. */
 function tables(results) {
-  const scen = [['scenario', 'req/s (median)', 'x bare', 'rounds range', 'p50 ms', 'p99 ms', 'non-2xx/err', 'what']];
+  const scen = [['scenario', 'req/s (median)', 'x bare', 'rounds range', 'CPU µs/req', 'x bare by CPU', 'p50 ms', 'p99 ms', 'non-2xx/err', 'what']];
   for (const [name, s] of Object.entries(results.scenarios)) {
     const range = s.ratio_to_bare_range ? `${fmt(s.ratio_to_bare_range[0])}-${fmt(s.ratio_to_bare_range[1])}` : 'n/a';
     scen.push([
@@ -155,6 +161,8 @@ function tables(results) {
       fmtInt(s.median_rps),
       fmt(s.ratio_to_bare),
       range,
+      fmt(s.median_cpu_us_per_request, 0),
+      fmt(s.cpu_ratio_to_bare),
       fmt(s.median_p50_ms, 0),
       fmt(s.median_p99_ms, 0),
       `${s.non2xx}/${s.errors}`,

@@ -160,8 +160,13 @@ async function runScenario(load, name, config, runDir) {
     const url = `http://127.0.0.1:${ready.port}/hello`;
     const headers = { authorization: `Bearer ${ready.key}` };
     await check(url, headers);
-    const run = { type: 'run', url, headers, connections: PLAN.connections, duration: PLAN.durationS, warmup: PLAN.warmupS };
-    return payload(await ask(load, run, 'result', (PLAN.durationS + PLAN.warmupS) * 1000 + 60_000));
+    const run = { type: 'run', url, headers, connections: PLAN.connections };
+    await ask(load, { ...run, duration: PLAN.warmupS, warmup: 0 }, 'result', PLAN.warmupS * 1000 + 60_000);
+    // The server's CPU time per request of the measured run: far steadier than throughput on a shared machine.
+    const before = (await ask(server, { type: 'cpu' }, 'cpu', 10_000)).micros;
+    const result = payload(await ask(load, { ...run, duration: PLAN.durationS, warmup: 0 }, 'result', PLAN.durationS * 1000 + 60_000));
+    const after = (await ask(server, { type: 'cpu' }, 'cpu', 10_000)).micros;
+    return { ...result, cpuMicrosPerRequest: result.requests > 0 ? (after - before) / result.requests : null };
   } finally {
     await stop(server);
     fs.rmSync(runDir, { recursive: true, force: true });
@@ -216,7 +221,7 @@ async function main() {
   if (spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status !== 0)
     notes.push('redis scenario skipped: redis-server is not on PATH');
   else redis = await attempt('starting redis-server (redis scenario skipped)', notes, () => startRedis(tmp));
-  const scenarios = ['bare', 'default', 'keys10', 'keys100k', ...(redis ? ['redis'] : []), 'erl', 'erl_apikey'];
+  const scenarios = ['bare', 'noop', 'default', 'keys10', 'keys100k', ...(redis ? ['redis'] : []), 'erl', 'erl_apikey'];
   let runs = 0;
   const configFor = (name) => {
     const runDir = path.join(tmp, `run-${++runs}`);

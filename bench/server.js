@@ -38,6 +38,8 @@ async function setup() {
   switch (scenario) {
     case 'bare':
       return { middleware: [], key: config.key };
+    case 'noop':
+      return { middleware: [(req, res, next) => next()], key: config.key };
     case 'erl':
       return { middleware: [erl()], key: config.key };
     case 'erl_apikey':
@@ -115,6 +117,12 @@ async function measureFlush(auth, baselineMs, timeoutMs) {
   return { baselineMaxMs, flushMaxMs: histogram.max / 1e6, flushMs, flushFinished: written !== undefined, batchKeys: written?.keys };
 }
 
+/** CPU time this process has used, user and system, in microseconds. */
+function cpuMicros() {
+  const { user, system } = process.cpuUsage();
+  return user + system;
+}
+
 async function main() {
   exitWithParent();
   const { middleware, key, auth } = await setup();
@@ -125,6 +133,7 @@ async function main() {
   const server = http.createServer(app);
   server.listen(0, '127.0.0.1', () => process.send({ type: 'ready', port: server.address().port, key, countedKeys }));
   process.on('message', (msg) => {
+    if (msg?.type === 'cpu') process.send({ type: 'cpu', micros: cpuMicros() });
     if (msg?.type !== 'measure-flush') return;
     measureFlush(auth, msg.baselineMs, msg.timeoutMs).then(
       (figures) => process.send({ type: 'flush-measured', ...figures }),
