@@ -153,7 +153,9 @@ const fmtGoal = (t) => `${t.op} ${t.unit === 'ops/s' ? fmtInt(t.goal) : t.goal}$
 
 /** The tables as header + rows, shared by the text and the Markdown rendering. */
 function tables(results) {
-  const scen = [['scenario', 'req/s (median)', 'x bare', 'rounds range', 'CPU µs/req', 'x bare by CPU', 'p50 ms', 'p99 ms', 'non-2xx/err', 'what']];
+  const scen = [
+    ['scenario', 'req/s (median)', 'x bare', 'rounds range', 'CPU µs/req', 'x bare by CPU', 'p50 ms', 'p99 ms', 'non-2xx/err', 'what'],
+  ];
   for (const [name, s] of Object.entries(results.scenarios)) {
     const range = s.ratio_to_bare_range ? `${fmt(s.ratio_to_bare_range[0])}-${fmt(s.ratio_to_bare_range[1])}` : 'n/a';
     scen.push([
