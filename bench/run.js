@@ -241,7 +241,10 @@ async function main() {
   const rounds = [];
   for (let r = 0; r < PLAN.rounds; r++) {
     const round = {};
-    for (const name of scenarios) {
+    // Each round starts one scenario later (A B C, B C A, ...), so that no scenario always runs
+    // right after the same one or first of its round.
+    const order = scenarios.map((_, i) => scenarios[(i + r) % scenarios.length]);
+    for (const name of order) {
       const { config, runDir } = configFor(name);
       round[name] = await runScenario(load, name, config, runDir).catch((err) => {
         progress(`round ${r + 1} ${name} FAILED: ${err.message}`);
