@@ -20,7 +20,7 @@ export function clientAddress(req: Request, headers: IncomingHttpHeaders): strin
  */
 export function ipLimitKey(ip: string | undefined): string {
   if (!ip) return 'unknown';
-  if (ip.indexOf(':') === -1) return ip; // IPv4 (or no address at all): itself
+  if (ip.indexOf(':') === -1) return ip; // IPv4, or anything else without a colon: itself, as below
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
   if (mapped) return mapped[1]!;
   if (isIPv4(ip)) return ip;
