@@ -1,7 +1,8 @@
 import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
+import { coalesceWrites } from '../redis/coalesce';
 import type { RedisClientLike } from '../redis/types';
 import { RlfRateLimiter, rlfOptions } from './rlf-adapter';
-import type { RateLimitWindow } from './types';
+import type { RateLimitResult, RateLimitWindow } from './types';
 
 export interface RedisRateLimiterOptions {
   /** An ioredis client (or Cluster), shared by every app instance. */
@@ -27,6 +28,11 @@ export class RedisRateLimiter extends RlfRateLimiter {
 
   protected override keyPrefixFor(window: RateLimitWindow): string {
     return `${this.options.prefix ?? 'daymind'}:rl:${super.keyPrefixFor(window)}`;
+  }
+
+  override consume(window: RateLimitWindow, id: string, cost: number): Promise<RateLimitResult> {
+    coalesceWrites(this.options.client);
+    return super.consume(window, id, cost);
   }
 
   protected build(window: RateLimitWindow, keyPrefix: string): RateLimiterRedis {

@@ -1,6 +1,7 @@
 import type { IORedisClient } from '../redis/connection';
 import { creditsPeriod, utcMonth } from './record';
 import type { SpendRequest, SpendResult } from './types';
+import { coalesceWrites } from '../redis/coalesce';
 
 /**
  * Spends a request's units from the monthly quota and the prepaid credits of a key, both or
@@ -78,6 +79,7 @@ export class RedisSpender {
   }
 
   async spend(hash: string, request: SpendRequest): Promise<SpendResult> {
+    coalesceWrites(this.client);
     const month = utcMonth(request.nowMs);
     const [status, monthUsed, credits] = await this.client.daymindSpend(
       this.recordKey(hash),
