@@ -1,4 +1,6 @@
 import type { Writable } from 'node:stream';
+// Node's own, not the global: fake timers in a user's tests must not keep commands corked.
+import { setImmediate } from 'node:timers';
 
 /** Streams corked until the current turn of the event loop ends. */
 const corked = new WeakSet<Writable>();

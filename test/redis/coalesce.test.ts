@@ -65,4 +65,15 @@ describe('coalesceWrites', () => {
     expect(results.map((r) => r.remaining).sort((a, b) => b - a)[0]).toBe(29);
     expect(writes.count).toBeLessThan(40);
   });
+
+  test("fake timers in the application's tests (jest.useFakeTimers) do not keep the commands corked", async () => {
+    const client = await connect();
+    jest.useFakeTimers();
+    try {
+      coalesceWrites(client);
+      expect(await client.incr('coalesce:fake')).toBe(1);
+    } finally {
+      jest.useRealTimers();
+    }
+  });
 });
