@@ -15,6 +15,7 @@ import {
   statSignature,
   writeAtomicKeepingOpen,
   type OpenFile,
+  type FileSnapshot,
 } from './file-io';
 import {
   addUsage,
@@ -52,6 +53,9 @@ export interface JsonFileKeyStoreOptions {
   onError?: (err: StoreError) => void;
 }
 
+/** Records edited or rebuilt between two yields to the event loop during a write. */
+const EDITS_PER_SLICE = 500;
+
 /**
  * Keys in one JSON file (an array of records, the existing deployments' format), held in memory
  * and indexed by key hash. The request path only reads memory.
@@ -60,9 +64,6 @@ export interface JsonFileKeyStoreOptions {
  * its change to what it read (so other writers' counts, keys and revocations are kept) and
  * replaces the file atomically. A file that cannot be parsed is reported and never written.
  */
-/** Records edited or rebuilt between two yields to the event loop during a write. */
-const EDITS_PER_SLICE = 500;
-
 export class JsonFileKeyStore implements KeyStore {
   readonly path: string;
   private readonly reloadIntervalMs: number;
@@ -110,9 +111,7 @@ export class JsonFileKeyStore implements KeyStore {
       );
     }
     try {
-      const raws = this.parse(snapshot.text);
-      this.install(raws, snapshot.handle, snapshot.signature);
-      this.slices.seed(snapshot.text, raws);
+      this.installRead(this.parse(snapshot.text), snapshot);
     } catch (err) {
       closeSync(snapshot.handle);
       throw err;
@@ -238,6 +237,12 @@ export class JsonFileKeyStore implements KeyStore {
     }
   }
 
+  /** install() of a document as just read from the file, whose text also seeds the next write's slices. */
+  private installRead(raws: RawRecord[], snapshot: FileSnapshot): void {
+    this.install(raws, snapshot.handle, snapshot.signature);
+    this.slices.seed(snapshot.text, raws);
+  }
+
   /** Takes a whole document read from the file as the state. */
   private install(raws: RawRecord[], file: OpenFile, signature: string): void {
     const index = new Map<string, KeyRecord>();
@@ -290,8 +295,7 @@ export class JsonFileKeyStore implements KeyStore {
         if (err instanceof StaleRead) return;
         throw err;
       }
-      this.install(raws, snapshot.handle, snapshot.signature);
-      this.slices.seed(snapshot.text, raws);
+      this.installRead(raws, snapshot);
       this.problems.clear();
     } catch (err) {
       this.problems.report(
