@@ -263,26 +263,32 @@ export function addUsage(target: RawRecord | KeyRecord, delta: UsageDelta): void
   const t = target as RawRecord;
   t.usage_count = num(t.usage_count) + delta.units;
   for (const { day, units } of delta.days) {
-    const current = num(t.requests_day);
-    if (day > current) {
-      t.requests_day = day;
-      t.requests_today = units;
-    } else if (day === current) {
-      t.requests_today = num(t.requests_today) + units;
-    }
-  }
-  for (const { day, units } of delta.days) {
-    const month = Math.floor(day / 100);
-    const current = num(t.requests_month);
-    if (month > current) {
-      t.requests_month = month;
-      t.requests_this_month = units;
-    } else if (month === current) {
-      t.requests_this_month = num(t.requests_this_month) + units;
-    }
+    countInPeriod(t, 'requests_day', 'requests_today', day, units);
+    countInPeriod(t, 'requests_month', 'requests_this_month', Math.floor(day / 100), units);
   }
   const last = typeof t.last_used === 'number' ? t.last_used : 0;
   if (delta.last_used > last) t.last_used = delta.last_used;
+}
+
+/**
+ * Adds `units` of `period` to a counter that holds only its latest period (`requests_today` of
+ * `requests_day`, `requests_this_month` of `requests_month`): a later period starts it again, an
+ * earlier one is not counted there.
+ */
+function countInPeriod(
+  t: RawRecord,
+  periodField: 'requests_day' | 'requests_month',
+  countField: 'requests_today' | 'requests_this_month',
+  period: number,
+  units: number,
+): void {
+  const current = num(t[periodField]);
+  if (period > current) {
+    t[periodField] = period;
+    t[countField] = units;
+  } else if (period === current) {
+    t[countField] = num(t[countField]) + units;
+  }
 }
 
 /**
