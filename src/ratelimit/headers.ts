@@ -8,14 +8,21 @@ import type { RateLimitResult } from './types';
  *   RateLimit: "ip";r=239;t=60, "key";r=119;t=42
  */
 export function rateLimitPolicyHeader(results: readonly RateLimitResult[]): string {
-  let header = '';
-  for (let i = 0; i < results.length; i++) header = appendPolicy(header, results[i]!);
-  return header;
+  return listOf(appendPolicy, undefined, results);
 }
 
 export function rateLimitHeader(results: readonly RateLimitResult[]): string {
-  let header = '';
-  for (let i = 0; i < results.length; i++) header = appendState(header, results[i]!);
+  return listOf(appendState, undefined, results);
+}
+
+/** The list of `first` (when given) and `results`, built by `append` without intermediate arrays. */
+function listOf(
+  append: (header: string, r: RateLimitResult) => string,
+  first: RateLimitResult | undefined,
+  results: readonly RateLimitResult[],
+): string {
+  let header = first ? append('', first) : '';
+  for (let i = 0; i < results.length; i++) header = append(header, results[i]!);
   return header;
 }
 
@@ -46,13 +53,7 @@ interface HeaderSink {
  * Built in one pass without intermediate arrays: it runs on every request.
  */
 export function setRateLimitHeaders(res: HeaderSink, first: RateLimitResult | undefined, results: readonly RateLimitResult[]): void {
-  let policy = first ? appendPolicy('', first) : '';
-  let state = first ? appendState('', first) : '';
-  for (let i = 0; i < results.length; i++) {
-    policy = appendPolicy(policy, results[i]!);
-    state = appendState(state, results[i]!);
-  }
-  if (policy === '') return;
-  res.setHeader('RateLimit-Policy', policy);
-  res.setHeader('RateLimit', state);
+  if (!first && results.length === 0) return;
+  res.setHeader('RateLimit-Policy', listOf(appendPolicy, first, results));
+  res.setHeader('RateLimit', listOf(appendState, first, results));
 }
