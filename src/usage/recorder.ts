@@ -303,10 +303,6 @@ export class UsageRecorder {
     await this.flushHistory();
   }
 
-  /**
-   * Hands per-day counts to the history: a batch waiting for a retry first (same id), then what
-   * came since. A failure keeps them for the next flush.
-   */
   /** History writes started so far, and the one in progress. */
   private historyWrites = 0;
   private historyWriting: Promise<unknown> | undefined;
@@ -324,6 +320,10 @@ export class UsageRecorder {
     }
   }
 
+  /**
+   * Hands per-day counts to the history: a batch waiting for a retry first (same id), then what
+   * came since. A failure keeps them for the next flush.
+   */
   private async flushHistory(): Promise<void> {
     if (!this.history) return;
     for (const [id, entry] of this.limited) {
