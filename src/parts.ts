@@ -27,10 +27,9 @@ export function createBilling(config: ResolvedConfig): BillingDispatcher | undef
       : config.billing === 'stripe'
         ? new StripeBillingProvider({ ...config.stripe!, ledger: new LocalLedgerProvider(dir), onError: config.onError })
         : new LocalLedgerProvider(dir);
-  const outbox = new Outbox(join(dir, 'billing-outbox.jsonl'), (line) =>
-    config.onError(
-      new DaymindError('ERR_DAYMIND_BILLING', `line ${line} of ${join(dir, 'billing-outbox.jsonl')} is damaged and was skipped`),
-    ),
+  const outboxPath = join(dir, 'billing-outbox.jsonl');
+  const outbox = new Outbox(outboxPath, (line) =>
+    config.onError(new DaymindError('ERR_DAYMIND_BILLING', `line ${line} of ${outboxPath} is damaged and was skipped`)),
   );
   return new BillingDispatcher(outbox, provider, {
     intervalMs: config.billingIntervalMs,
