@@ -63,6 +63,6 @@ export class KeyLimits {
 }
 
 function withOwnMinuteLimit(windows: readonly RateLimitWindow[], limit: number): readonly RateLimitWindow[] {
-  const replaced = windows.map((w) => (w.windowSeconds === 60 ? { ...w, limit } : w));
-  return windows.some((w) => w.windowSeconds === 60) ? replaced : [...windows, { name: 'key', limit, windowSeconds: 60 }];
+  if (!windows.some((w) => w.windowSeconds === 60)) return [...windows, { name: 'key', limit, windowSeconds: 60 }];
+  return windows.map((w) => (w.windowSeconds === 60 ? { ...w, limit } : w));
 }
