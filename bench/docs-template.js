@@ -102,9 +102,10 @@ What profiling on these machines found, for reading the figures above:
   at over a million per second on one core (the verify figure): about 1 microsecond.
 - **The flush stall** of a 100,000-key store is now mostly garbage collection: the store's
   records are a large heap, and with the process pinned to one core V8's concurrent marking
-  takes turns with the event loop. The write itself yields every few hundred records, copies
-  unchanged lines as bytes, and keeps no string per record. Redis is the answer for stores that
-  large.
+  takes turns with the event loop. The write itself runs in slices of about 5 ms (by time:
+  under load every yield waits for a whole turn of requests, so slices counted in records made
+  the flush last seconds), copies unchanged lines as bytes, keeps no string per record, and goes
+  to the file in one \`writev\`. Redis is the answer for stores that large.
 - **Redis** cost mostly system calls: a socket write per command. Commands sent in one turn of
   the event loop now share one write (the connection is corked until \`setImmediate\`).
 - **Run-to-run noise** on these shared machines is larger than some of the effects measured:

@@ -1,4 +1,5 @@
 import { rawHash, type RawRecord } from './record';
+import { WorkSlicer } from './slicer';
 
 /**
  * A working copy of a store document for one write: records are copied on first edit, so the
@@ -60,11 +61,6 @@ export function positionsOf(raws: readonly RawRecord[], hashCache: Map<string, s
 }
 
 const CHUNK = 1000;
-/** Records serialised between two yields to the event loop (each a few microseconds). */
-const YIELD_AFTER = 250;
-
-/** Lets the event loop run (requests, timers) between two slices of long work. */
-export const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** One encoded slice: its records, its bytes, and where each record's line ends in them. */
 interface EncodedSlice {
@@ -145,27 +141,27 @@ const [NEWLINE, SPACE, OPEN_BRACE, CLOSE_BRACE, COMMA] = [0x0a, 0x20, 0x7b, 0x7d
 
 /**
  * The store document as encoded parts, one record per line, in slices of 1,000 records (see
- * EncodedSlices). New lines are serialised with a yield to the event loop every few hundred
- * records, so that a large store never stalls requests for long.
+ * EncodedSlices). The work is cut by time (WorkSlicer), so that a large store never stalls
+ * requests for long.
  */
-export async function serializeRecords(raws: readonly RawRecord[], slices: EncodedSlices = new EncodedSlices()): Promise<Buffer[]> {
+export async function serializeRecords(
+  raws: readonly RawRecord[],
+  slices: EncodedSlices = new EncodedSlices(),
+  slicer: WorkSlicer = new WorkSlicer(),
+): Promise<Buffer[]> {
   if (raws.length === 0) return [Buffer.from('[]\n')];
   const parts: Buffer[] = [];
-  const work = { done: 0 };
   for (let i = 0; i < raws.length; i += CHUNK) {
     const index = i / CHUNK;
     const records = raws.slice(i, i + CHUNK);
     const cached = slices.get(index);
     let slice = cached && sameRecords(cached, records) ? cached : undefined;
     if (!slice) {
-      slice = await encodeSlice(records, cached, i === 0, work);
+      slice = await encodeSlice(records, cached, i === 0, slicer);
       slices.set(index, slice);
-      if (work.done >= YIELD_AFTER) {
-        work.done = 0;
-        await yieldToEventLoop();
-      }
     }
     parts.push(slice.bytes);
+    if (slicer.due()) await slicer.yield();
   }
   slices.truncate(Math.ceil(raws.length / CHUNK));
   parts.push(Buffer.from('\n]\n'));
@@ -180,9 +176,9 @@ async function encodeSlice(
   records: readonly RawRecord[],
   previous: EncodedSlice | undefined,
   first: boolean,
-  work: { done: number },
+  slicer: WorkSlicer,
 ): Promise<EncodedSlice> {
-  const fresh = new Array<Buffer | undefined>(records.length);
+  const fresh = new Array<string | undefined>(records.length);
   const prefix = first ? '[\n' : ',\n';
   let total = prefix.length + SEPARATOR.length * (records.length - 1);
   for (let j = 0; j < records.length; j++) {
@@ -190,13 +186,10 @@ async function encodeSlice(
       total += previous.ends[j]! - lineStart(previous, j);
       continue;
     }
-    const line = Buffer.from('  ' + JSON.stringify(records[j]));
+    const line = '  ' + JSON.stringify(records[j]);
     fresh[j] = line;
-    total += line.length;
-    if (++work.done >= YIELD_AFTER) {
-      work.done = 0;
-      await yieldToEventLoop();
-    }
+    total += Buffer.byteLength(line);
+    if (slicer.due()) await slicer.yield();
   }
   const bytes = Buffer.allocUnsafe(total);
   const ends = new Uint32Array(records.length);
@@ -204,10 +197,9 @@ async function encodeSlice(
   for (let j = 0; j < records.length; j++) {
     if (j > 0) at += SEPARATOR.copy(bytes, at);
     const line = fresh[j];
-    at += line ? line.copy(bytes, at) : previous!.bytes.copy(bytes, at, lineStart(previous!, j), previous!.ends[j]);
+    at += line !== undefined ? bytes.write(line, at) : previous!.bytes.copy(bytes, at, lineStart(previous!, j), previous!.ends[j]);
     ends[j] = at;
   }
-  work.done += records.length / 40; // copying a slice costs about as much as serialising 25 records
   return { records, bytes, ends };
 }
 

@@ -4,7 +4,8 @@ import { StoreError, describeError, type DaymindErrorCode } from '../errors';
 import { DEFAULT_KEY_PREFIX, hasValidChecksum } from '../keys';
 import { OnceReporter } from '../report-once';
 import { coalesced } from './coalesce';
-import { EncodedSlices, StoreDoc, positionsOf, serializeRecords, yieldToEventLoop } from './json-doc';
+import { EncodedSlices, StoreDoc, positionsOf, serializeRecords } from './json-doc';
+import { WorkSlicer } from './slicer';
 import {
   KnownVersion,
   closeOpenFile,
@@ -52,9 +53,6 @@ export interface JsonFileKeyStoreOptions {
   /** Called with problems met in the background (unreadable or corrupt file, failed lock). */
   onError?: (err: StoreError) => void;
 }
-
-/** Records edited or rebuilt between two yields to the event loop during a write. */
-const EDITS_PER_SLICE = 500;
 
 /**
  * Keys in one JSON file (an array of records, the existing deployments' format), held in memory
@@ -192,17 +190,16 @@ export class JsonFileKeyStore implements KeyStore {
 
   async applyUsage(deltas: UsageDelta[], batch?: UsageBatch): Promise<void> {
     if (deltas.length === 0) return;
-    const dropped = await this.mutate(async (doc) => {
+    const dropped = await this.mutate(async (doc, slicer) => {
       let missing = 0;
-      for (let i = 0; i < deltas.length; i++) {
-        // A flush of many keys yields now and then: requests go on while it is applied.
-        if (i > 0 && i % EDITS_PER_SLICE === 0) await yieldToEventLoop();
-        const delta = deltas[i]!;
+      for (const delta of deltas) {
         const raw = doc.edit(delta.key_hash);
         if (raw) {
           addUsage(raw, delta);
           spendCredits(raw, delta);
         } else missing += delta.units;
+        // A flush of many keys lets requests in now and then while it is applied.
+        if (slicer.due()) await slicer.yield();
       }
       return missing;
     }, batch?.onApplied);
@@ -265,15 +262,14 @@ export class JsonFileKeyStore implements KeyStore {
    * built in slices with yields between them, then swapped in at once (so live views never see
    * half of a batch).
    */
-  private async installEdits(doc: StoreDoc, file: OpenFile, signature: string): Promise<void> {
+  private async installEdits(doc: StoreDoc, file: OpenFile, signature: string, slicer: WorkSlicer): Promise<void> {
     this.known.set(file, signature); // first: a reload during the yields must not re-read our own write
     const positions = new Map(doc.addedPositions());
     const rebuilt: Array<[string, KeyRecord]> = [];
-    let n = 0;
     for (const hash of doc.touched) {
       const at = this.positions.get(hash) ?? positions.get(hash);
       if (at !== undefined) rebuilt.push([hash, toKeyRecord(doc.raws[at]!, hash, this.keyPrefix)]);
-      if (++n % EDITS_PER_SLICE === 0) await yieldToEventLoop();
+      if (slicer.due()) await slicer.yield();
     }
     this.raws = doc.raws;
     doc.commitPositions(this.positions);
@@ -310,13 +306,13 @@ export class JsonFileKeyStore implements KeyStore {
    * Runs `change` on the current document under the lock and writes the result atomically. The
    * file is re-read only when another writer changed it since this process last read or wrote it.
    */
-  private mutate<T>(change: (doc: StoreDoc) => T | Promise<T>, onInstalled?: () => void): Promise<T> {
+  private mutate<T>(change: (doc: StoreDoc, slicer: WorkSlicer) => T | Promise<T>, onInstalled?: () => void): Promise<T> {
     const run = this.writeChain.then(() => this.mutateLocked(change, onInstalled));
     this.writeChain = run.catch(() => undefined);
     return run;
   }
 
-  private async mutateLocked<T>(change: (doc: StoreDoc) => T | Promise<T>, onInstalled?: () => void): Promise<T> {
+  private async mutateLocked<T>(change: (doc: StoreDoc, slicer: WorkSlicer) => T | Promise<T>, onInstalled?: () => void): Promise<T> {
     let release: () => Promise<void>;
     try {
       release = await acquireLock(this.path, (err) =>
@@ -349,16 +345,18 @@ export class JsonFileKeyStore implements KeyStore {
         throw this.error('ERR_DAYMIND_STORE_UNREADABLE', `cannot read the key store ${this.path}: ${describeError(err)}`, err);
       }
       const doc = new StoreDoc(base, positions, this.hashCache);
-      const result = await change(doc);
+      // One slicer for the write's work on the event loop: apply, encode, install.
+      const slicer = new WorkSlicer();
+      const result = await change(doc, slicer);
       let written: { signature: string; handle: OpenFile };
       try {
-        written = await writeAtomicKeepingOpen(this.path, await serializeRecords(doc.raws, this.slices));
+        written = await writeAtomicKeepingOpen(this.path, await serializeRecords(doc.raws, this.slices, slicer));
       } catch (err) {
         throw this.error('ERR_DAYMIND_STORE_WRITE', `cannot write the key store ${this.path}: ${describeError(err)}`, err);
       }
       this.generation++;
       if (reread) this.install(doc.raws, written.handle, written.signature);
-      else await this.installEdits(doc, written.handle, written.signature);
+      else await this.installEdits(doc, written.handle, written.signature, slicer);
       onInstalled?.();
       this.problems.clear();
       return result;

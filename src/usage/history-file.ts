@@ -2,7 +2,7 @@ import { mkdir, readdir, unlink } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { StoreError, describeError } from '../errors';
 import { acquireLock, closeOpenFile, readWithSignature, statSignature, writeAtomic } from '../store/file-io';
-import { yieldToEventLoop } from '../store/json-doc';
+import { WorkSlicer } from '../store/slicer';
 import { HISTORY_RETENTION_DAYS, dayOffset, isoDay, type DayCounts, type HistoryEntry, type UsageHistory } from './history';
 
 /** Counts of one day: key hash -> [allowed, rate_limited]. */
@@ -10,7 +10,7 @@ type DayFile = Map<string, [number, number]>;
 
 /** Parsed day files kept in memory for reads, at most this many entries in all. */
 const MAX_CACHED_ENTRIES = 1_000_000;
-/** Lines serialised between two yields to the event loop. */
+/** Lines joined into one part of the written file. */
 const SLICE = 5_000;
 
 /** `data/api_keys.json` -> `data/api_keys.history`: where the day files of a store go. */
@@ -234,9 +234,10 @@ function parseDayFile(path: string, text: string): DayFile {
   return counts;
 }
 
-/** The day file as text parts, one key a line, with yields to the event loop between slices. */
+/** The day file as text parts, one key a line, cut by time (WorkSlicer) so that requests go on meanwhile. */
 async function serialize(counts: DayFile): Promise<string[]> {
   const parts: string[] = ['{'];
+  const slicer = new WorkSlicer();
   let slice: string[] = [];
   let first = true;
   for (const [hash, [allowed, rateLimited]] of counts) {
@@ -245,8 +246,8 @@ async function serialize(counts: DayFile): Promise<string[]> {
     if (slice.length >= SLICE) {
       parts.push(slice.join(''));
       slice = [];
-      await yieldToEventLoop();
     }
+    if (slicer.due()) await slicer.yield();
   }
   parts.push(slice.join(''), '\n}\n');
   return parts;
