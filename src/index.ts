@@ -9,7 +9,7 @@ export { MemoryKeyStore, type MemoryKeyStoreOptions } from './store/memory';
 export { RedisKeyStore, type RedisKeyStoreOptions } from './store/redis';
 export { RedisRateLimiter, type RedisRateLimiterOptions } from './ratelimit/redis';
 export type { RedisClientLike } from './redis/types';
-export type { RateLimiterAdapter, RateLimitWindow, RateLimitResult } from './ratelimit/types';
+export type { ConsumeRequest, RateLimiterAdapter, RateLimitWindow, RateLimitResult } from './ratelimit/types';
 export { MemoryRateLimiter } from './ratelimit/memory';
 export { rateLimitHeader, rateLimitPolicyHeader } from './ratelimit/headers';
 export type { LiveUsage } from './usage/recorder';

@@ -6,7 +6,7 @@ import { extractKey } from './extract';
 import { resetSeconds, setRateLimitHeaders } from './ratelimit/headers';
 import { clientAddress, ipLimitKey } from './ratelimit/ip';
 import { MemoryRateLimiter } from './ratelimit/memory';
-import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
+import type { ConsumeRequest, RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
 import { sendCreditsExhausted, sendQuotaExceeded, sendRateLimited, sendUnauthorized, sendUnavailable } from './responses';
 import { RequestUsageTracker } from './request-usage';
 import { reportsFor } from './billing/reports';
@@ -14,7 +14,7 @@ import { RedisRateLimiter } from './ratelimit/redis';
 import type { KeyRecord, KeyStore } from './store/types';
 import { UsageRecorder, type LiveUsage } from './usage/recorder';
 import { createUsageRouter, type UsageRouterOptions } from './usage/router';
-import { Verifier, type VerifyOptions, type VerifyResult } from './verify';
+import { Verifier, type LeadWindow, type VerifyOptions, type VerifyResult } from './verify';
 import { outcomeOf, type DaymindStats, type RequestEvent, type RequestListener, type RequestOutcome } from './observe';
 import { createBilling, createHistory, createRedis, createStore } from './parts';
 import './request-info';
@@ -134,8 +134,37 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     if (!ipWindow) return checkKey(req, res, headers, undefined, cost);
     const subject = ipLimitKey(clientAddress(req, headers));
     const ipResult = limiter.consumeSync?.(ipWindow, subject, 1);
-    if (ipResult === undefined) return limiter.consume(ipWindow, subject, 1).then((result) => checkKey(req, res, headers, result, cost));
+    if (ipResult === undefined) return checkKeyAndIp(req, res, headers, { window: ipWindow, id: subject, cost: 1 }, cost);
     return checkKey(req, res, headers, ipResult, cost);
+  }
+
+  /**
+   * The check with a limiter that answers asynchronously (Redis): the IP's window is handed to the
+   * verifier, which spends it with the key's windows in one call (consumeAll), or alone before
+   * any store refresh. When the check ended before that (no key, a malformed or revoked one), the
+   * IP's window is spent here.
+   */
+  async function checkKeyAndIp(
+    req: Request,
+    res: Response,
+    headers: IncomingHttpHeaders,
+    ip: ConsumeRequest,
+    cost: number,
+  ): Promise<Decision> {
+    const lead: LeadWindow = { request: ip };
+    const at = config.now();
+    const result = await verifier.check(extractKey(req, config.queryParam, headers), { cost, now: at, defer: usageTracker.defers, lead });
+    let ipResult = lead.result;
+    if (!ipResult && result.code !== 'UNAVAILABLE') ipResult = await limiter.consume(ip.window, ip.id, ip.cost);
+    if (ipResult && !ipResult.allowed) return ipLimited(req, res, headers, ipResult);
+    return decide(req, res, ipResult, result, at);
+  }
+
+  function ipLimited(req: Request, res: Response, headers: IncomingHttpHeaders, ipResult: RateLimitResult): Decision {
+    setRateLimitHeaders(res, ipResult, []);
+    sendRateLimited(res, ipResult);
+    if (recorder.history) void countIpLimited(extractKey(req, config.queryParam, headers));
+    return IP_LIMITED;
   }
 
   function checkKey(
@@ -145,12 +174,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     ipResult: RateLimitResult | undefined,
     cost: number,
   ): Decision | Promise<Decision> {
-    if (ipResult && !ipResult.allowed) {
-      setRateLimitHeaders(res, ipResult, []);
-      sendRateLimited(res, ipResult);
-      if (recorder.history) void countIpLimited(extractKey(req, config.queryParam, headers));
-      return IP_LIMITED;
-    }
+    if (ipResult && !ipResult.allowed) return ipLimited(req, res, headers, ipResult);
     const at = config.now();
     const result = verifier.check(extractKey(req, config.queryParam, headers), { cost, now: at, defer: usageTracker.defers });
     if (result instanceof Promise) return result.then((r) => decide(req, res, ipResult, r, at));

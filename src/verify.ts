@@ -3,7 +3,7 @@ import { OnceReporter } from './report-once';
 import { hasValidChecksum, hashKey, isPlausibleKey } from './keys';
 
 const SEEN_KEYS_LIMIT = 10_000;
-import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
+import type { ConsumeRequest, RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
 import { isExpired, isRevoked } from './store/record';
 import { KeyLimits } from './key-limits';
 import type { Plan } from './plans';
@@ -60,6 +60,21 @@ export interface VerifyOptions {
   additional?: boolean;
 }
 
+/**
+ * A window of another subject that a request spends before its key's (the middleware's IP limit),
+ * handed to the verifier so that a limiter with `consumeAll` spends both in one call.
+ */
+export interface LeadWindow {
+  request: ConsumeRequest;
+  /** Its result, once spent here; unset when the check ended before the key's windows. */
+  result?: RateLimitResult;
+}
+
+/** {@link VerifyOptions} of the middleware's own checks. */
+export interface CheckOptions extends VerifyOptions {
+  lead?: LeadWindow;
+}
+
 /** One request's pass through the key's windows, quota and credits. */
 interface Attempt {
   record: KeyRecord;
@@ -70,7 +85,7 @@ interface Attempt {
   limits: RateLimitResult[];
   now: number;
   cost: number;
-  options: VerifyOptions;
+  options: CheckOptions;
 }
 
 export interface VerifierParts {
@@ -140,7 +155,7 @@ export class Verifier {
    * {@link verify}, answered synchronously when the store and the limiter can (a JSON or memory
    * store with the memory limiter): the request path then allocates no promise at all.
    */
-  check(key: string | undefined, options: VerifyOptions = {}): VerifyResult | Promise<VerifyResult> {
+  check(key: string | undefined, options: CheckOptions = {}): VerifyResult | Promise<VerifyResult> {
     const cost = options.cost ?? 1;
     if (key === undefined || key === '') return { valid: false, code: 'MISSING', limits: [], cost };
     const seen = this.inspect(key);
@@ -169,25 +184,42 @@ export class Verifier {
     found: KeyRecord | undefined | Promise<KeyRecord | undefined>,
     hash: string,
     checksummed: boolean,
-    options: VerifyOptions,
+    options: CheckOptions,
     cost: number,
   ): Promise<VerifyResult> {
     const { store } = this.parts;
     let record: KeyRecord | undefined;
     try {
       record = await found;
-      if (!record && checksummed && store.refresh) {
-        await store.refresh();
-        record = await store.get(hash);
-      }
     } catch (err) {
       return this.unavailable('key store look-up failed', err, cost);
+    }
+    if (!record && checksummed && store.refresh) {
+      // An unknown key's refresh waits for the lead: a flood that the IP limit refuses never reaches the store.
+      if (options.lead) {
+        const refused = await this.spendLeadAlone(options.lead, cost);
+        if (refused) return refused;
+        options = { ...options, lead: undefined };
+      }
+      try {
+        await store.refresh();
+        record = await store.get(hash);
+      } catch (err) {
+        return this.unavailable('key store look-up failed', err, cost);
+      }
     }
     return this.checkRecord(record, options, cost);
   }
 
+  /** Spends the lead window on its own; the result to answer with when it refused. */
+  private async spendLeadAlone(lead: LeadWindow, cost: number): Promise<VerifyResult | undefined> {
+    const { window, id } = lead.request;
+    lead.result = await this.parts.limiter.consume(window, id, lead.request.cost);
+    return lead.result.allowed ? undefined : leadRefused(lead.result, cost);
+  }
+
   /** Status and limits of a found record; synchronous when the limiter is. */
-  private checkRecord(record: KeyRecord | undefined, options: VerifyOptions, cost: number): VerifyResult | Promise<VerifyResult> {
+  private checkRecord(record: KeyRecord | undefined, options: CheckOptions, cost: number): VerifyResult | Promise<VerifyResult> {
     if (!record) return { valid: false, code: 'NOT_FOUND', limits: [], cost };
     const now = options.now ?? (this.parts.now ?? Date.now)();
     if (isRevoked(record, now)) return { valid: false, code: 'REVOKED', record, limits: [], cost };
@@ -199,11 +231,11 @@ export class Verifier {
    * Takes `cost` from every window of the key, then from its quota and credits; counts it (or
    * holds it in flight with `defer`). A refusal gives back what earlier windows took.
    */
-  take(record: KeyRecord, cost: number, now: number, options: VerifyOptions): VerifyResult | Promise<VerifyResult> {
+  take(record: KeyRecord, cost: number, now: number, options: CheckOptions): VerifyResult | Promise<VerifyResult> {
     const plan = this.limits.planOf(record);
     const a: Attempt = { record, plan, windows: this.limits.windowsFor(record, plan), limits: [], now, cost, options };
     const { limiter } = this.parts;
-    if (!limiter.consumeSync) return this.limitLater(a);
+    if (!limiter.consumeSync || options.lead) return this.limitLater(a);
     try {
       for (const window of a.windows) {
         const result = limiter.consumeSync(window, record.key_hash, cost);
@@ -217,9 +249,26 @@ export class Verifier {
     return this.spendAndCount(a);
   }
 
-  /** The windows from `a.limits.length` on, through the limiter's asynchronous consume. */
+  /**
+   * The windows from `a.limits.length` on, through the limiter's asynchronous consume; with a lead
+   * window, that one first, and all of them in one `consumeAll` call when the limiter has it.
+   */
   private async limitLater(a: Attempt): Promise<VerifyResult> {
     try {
+      const lead = a.options.lead;
+      if (lead) {
+        const ownWindows = a.windows.map((window): ConsumeRequest => ({ window, id: a.record.key_hash, cost: a.cost }));
+        const { limiter } = this.parts;
+        const results = limiter.consumeAll
+          ? await limiter.consumeAll([lead.request, ...ownWindows])
+          : [await limiter.consume(lead.request.window, lead.request.id, lead.request.cost)];
+        lead.result = results[0]!;
+        if (!lead.result.allowed) return leadRefused(lead.result, a.cost, a.record);
+        for (const result of results.slice(1)) {
+          a.limits.push(result);
+          if (!result.allowed) return this.refused(a, result);
+        }
+      }
       for (let i = a.limits.length; i < a.windows.length; i++) {
         const result = await this.parts.limiter.consume(a.windows[i]!, a.record.key_hash, a.cost);
         a.limits.push(result);
@@ -321,4 +370,9 @@ export class Verifier {
         .catch((err: unknown) => this.fail('giving back quota and credits failed', err));
     }
   }
+}
+
+/** The result when the lead window refused: the key's windows were not spent; the caller answers for the lead. */
+function leadRefused(refusedBy: RateLimitResult, cost: number, record?: KeyRecord): VerifyResult {
+  return { valid: false, code: 'RATE_LIMITED', record, limits: [], refusedBy, cost };
 }

@@ -9,6 +9,9 @@ import {
   type KeyRecord,
   type KeyStore,
   type RateLimiterAdapter,
+  MemoryRateLimiter,
+  generateKey,
+  hashKey,
 } from '../src';
 import { appWith, tempDir } from './helpers';
 
@@ -245,6 +248,47 @@ describe('failures answer 503, never crash or leak a stack', () => {
     expectJsonError(await request(appWith(a)).get('/v1/hello').set('X-API-Key', key), 503, 'service_unavailable');
     const b = auth({ store, rateLimiter: failing, ipRateLimitPerMinute: false });
     expectJsonError(await request(appWith(b)).get('/v1/hello').set('X-API-Key', key), 503, 'service_unavailable');
+  });
+});
+
+describe('an asynchronous rate limiter (as Redis)', () => {
+  /** The memory limiter without its synchronous consume, counting the consumes it gets. */
+  function asyncLimiter(): { limiter: RateLimiterAdapter; calls: string[] } {
+    const inner = new MemoryRateLimiter();
+    const calls: string[] = [];
+    const limiter: RateLimiterAdapter = {
+      consume: async (window, id, cost) => {
+        calls.push(window.name);
+        return inner.consume(window, id, cost);
+      },
+      peek: (window, id) => inner.peek(window, id),
+    };
+    return { limiter, calls };
+  }
+
+  test('the IP limit answers before the key is checked further: a refused flood of unknown keys never refreshes the store', async () => {
+    const store = new JsonFileKeyStore({ path: join(tempDir(), 'keys.json') });
+    const { key } = await store.create({ owner: 'acme' });
+    const refresh = jest.spyOn(store, 'refresh');
+    const { limiter, calls } = asyncLimiter();
+    const a = auth({ store, rateLimiter: limiter, ipRateLimitPerMinute: 2 });
+    const app = appWith(a);
+    const res = await request(app).get('/v1/hello').set('X-API-Key', key);
+    expect(res.status).toBe(200);
+    expect(res.headers['ratelimit']).toBe('"ip";r=1;t=60, "key";r=119;t=60');
+    expect(calls).toEqual(['ip', 'key']);
+
+    expectJsonError(await request(app).get('/v1/hello').set('X-API-Key', generateKey()), 401, 'invalid_api_key');
+    expect(refresh).toHaveBeenCalledTimes(1); // the unknown key, allowed by the IP limit, was looked for
+
+    refresh.mockClear();
+    calls.length = 0;
+    for (let i = 0; i < 3; i++) expectJsonError(await request(app).get('/v1/hello').set('X-API-Key', generateKey()), 429, 'rate_limited');
+    expect(refresh).not.toHaveBeenCalled();
+    expect(calls).toEqual(['ip', 'ip', 'ip']);
+    // A valid key from the refused IP: 429, and its own window is not spent.
+    expectJsonError(await request(app).get('/v1/hello').set('X-API-Key', key), 429, 'rate_limited');
+    expect((await limiter.peek!({ name: 'key', limit: 120, windowSeconds: 60 }, hashKey(key))).remaining).toBe(119);
   });
 });
 

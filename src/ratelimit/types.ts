@@ -20,6 +20,13 @@ export interface RateLimitResult {
   windowSeconds: number;
 }
 
+/** One window to spend on, for one subject, in a {@link RateLimiterAdapter.consumeAll} call. */
+export interface ConsumeRequest {
+  window: RateLimitWindow;
+  id: string;
+  cost: number;
+}
+
 /**
  * The rate-limiter contract. One adapter serves any number of named windows; `id` is the subject
  * (a key hash, an IP group). Implement it to put limits in another backend.
@@ -33,6 +40,13 @@ export interface RateLimiterAdapter {
    * no promise for the limiter.
    */
   consumeSync?(window: RateLimitWindow, id: string, cost: number): RateLimitResult | undefined;
+  /**
+   * Spends on several windows in one call, in order, and stops at the first refusal: the refusing
+   * window counts the attempt (as `consume` does), the windows after it are left alone. Returns
+   * the results up to and including the refusal. Optional: a backend with a round trip per call
+   * (Redis) then answers a request's IP and key windows in one.
+   */
+  consumeAll?(requests: readonly ConsumeRequest[]): Promise<RateLimitResult[]>;
   /** Gives back `cost` units of `window` for `id` (a request that turned out not to count). */
   refund?(window: RateLimitWindow, id: string, cost: number): Promise<void>;
   /** The current state without spending anything. */
