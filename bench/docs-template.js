@@ -14,9 +14,11 @@ ${headline}
 
 ${render(scen)}
 
-\`x bare\` is the median over rounds of the scenario's throughput divided by bare Express's
-throughput *in the same round*; \`rounds range\` is the lowest and highest of those per-round
-ratios (how much the rounds disagree). Latencies are autocannon's (whole milliseconds), medians
+\`x bare\` is the median over rounds of the scenario's throughput divided by that of the bare
+Express runs just before and just after it (bare runs first in every round, again after every
+second scenario, and last); \`rounds range\` is the lowest and highest of those per-round ratios
+(how much the rounds disagree). Ratios between two scenarios (keys100k vs keys10, default vs
+express-rate-limit) divide their \`x bare\` figures of the same round. Latencies are autocannon's (whole milliseconds), medians
 over rounds.
 
 \`CPU µs/req\` is the server process's CPU time (user and system, all its threads, garbage
@@ -40,10 +42,12 @@ ${notes}
   [autocannon](https://github.com/mcollina/autocannon) as a library: 50 connections, pipelining 1,
   a warm-up run, then the measured run. With \`taskset\` available, servers (and Redis) run on core 0
   and the load generator on core 1, so the two do not compete for a core.
-- **Interleaving.** Scenarios run in turn (bare, noop, default, keys10, ... then again), for 5
-  rounds of 5 s with 1 s warm-up (\`--quick\`: 2 rounds of 2 s, 0.3 s warm-up); each round starts
-  one scenario later than the one before, so no scenario always runs first. Slow drifts of a shared
-  machine then hit every scenario alike; ratios are taken within a round and reported as medians.
+- **Interleaving.** Scenarios run in turn (bare, noop, default, bare, keys10, ... then again), for
+  5 rounds of 5 s with 1 s warm-up (\`--quick\`: 2 rounds of 1.5 s, 0.3 s warm-up, bare after every
+  third scenario); each round starts one scenario later than the one before, so no scenario always
+  runs first. The speed of these shared machines changes for tens of seconds at a time, so each
+  scenario is compared with the bare runs on either side of it rather than with one bare run per
+  round; ratios are reported as medians over rounds.
   The warm-up and the measured run are separate autocannon runs, and the server's CPU time is
   read just before and after the measured one.
 - **daymindAuth settings.** \`env: {}\`, \`billing: false\`, \`rateLimitPerMinute\` and
@@ -63,8 +67,9 @@ ${notes}
   without HTTP.
 - **Store load** (\`bench/scale.js\`). Time of \`new JsonFileKeyStore({ path })\` on the 100,000-key
   file in a fresh process, and the growth of its RSS (peak RSS growth in brackets).
-- **Flush stall** (\`bench/scale.js\`). A server on the 100,000-key store (automatic flushes off)
-  first counts usage for 10,000 of its keys through \`auth.verify\`; under load, it records
+- **Flush stall** (\`bench/scale.js\`). A server on the 100,000-key store (automatic flushes off;
+  the file in the indented layout of existing deployments, so this first write encodes every
+  record anew) first counts usage for 10,000 of its keys through \`auth.verify\`; under load, it records
   \`monitorEventLoopDelay\` (1 ms resolution) for a baseline period without a flush (in brackets), then
   from \`auth.flush()\` until the store has written that batch (10,001 keys: \`flush()\` goes on
   writing the usage that arrives meanwhile, so under load it resolves late or not at all); the
@@ -118,7 +123,7 @@ fails.
 ## Running it
 
 \`\`\`sh
-npm run bench              # full: about 5 minutes
+npm run bench              # full: about 7 minutes
 npm run bench -- --quick   # about 1 minute, rougher figures
 \`\`\`
 

@@ -79,8 +79,19 @@ const median = (xs) => {
 const round = (x, digits = 3) => (x == null ? null : Number(x.toFixed(digits)));
 const get = (obj, dotted) => dotted.split('.').reduce((o, k) => (o == null ? undefined : o[k]), obj);
 
-/** Per-round ratios a/b (NaN where either did not run cleanly). */
-const ratiosOf = (rounds, a, b, field = 'rps') => rounds.map((r) => (r[a] && r[b] && r[b][field] > 0 ? r[a][field] / r[b][field] : NaN));
+/**
+ * A run's figure relative to bare Express at the time it ran (the bare runs either side of it),
+ * or to its round's bare when the run has no bracket (bare itself, older result files).
+ */
+function relative(r, name, field) {
+  const run = r[name];
+  if (!run || run.error || !(run[field] > 0)) return NaN;
+  const bare = run.bare ?? r.bare;
+  return bare && bare[field] > 0 ? run[field] / bare[field] : NaN;
+}
+
+/** Per-round ratios a/b, each scenario against the bare runs beside it (NaN where either did not run cleanly). */
+const ratiosOf = (rounds, a, b, field = 'rps') => rounds.map((r) => relative(r, a, field) / relative(r, b, field));
 
 /** Median over rounds of a per-round ratio a/b. */
 function roundRatio(rounds, a, b, field = 'rps') {

@@ -15,8 +15,9 @@ const QUICK = process.argv.includes('--quick');
 const PLAN = QUICK
   ? {
       rounds: 2,
-      durationS: 2,
+      durationS: 1.5,
       warmupS: 0.3,
+      bareEvery: 3,
       connections: 50,
       microS: 1,
       microWarmupS: 0.3,
@@ -28,6 +29,7 @@ const PLAN = QUICK
       rounds: 5,
       durationS: 5,
       warmupS: 1,
+      bareEvery: 2,
       connections: 50,
       microS: 2,
       microWarmupS: 1,
@@ -173,6 +175,35 @@ async function runScenario(load, name, config, runDir) {
   }
 }
 
+/**
+ * One round's runs (in order) as { scenario: summary }: each scenario's summary carries, as
+ * `bare`, the mean of the bare runs just before and after it (the machine's speed at that time);
+ * bare's own entry is the median of its runs, with all of them in `runs`.
+ */
+function bracketed(runs) {
+  const round = {};
+  const bareAt = runs.flatMap((run, i) => (run.name === 'bare' && run.result.rps ? [i] : []));
+  const fields = ['rps', 'cpuMicrosPerRequest', 'p99Ms'];
+  runs.forEach((run, i) => {
+    if (run.name === 'bare' || run.result.error) {
+      if (run.name !== 'bare') round[run.name] = run.result;
+      return;
+    }
+    const before = bareAt.filter((j) => j < i).pop();
+    const after = bareAt.find((j) => j > i);
+    const sides = [before, after].filter((j) => j !== undefined).map((j) => runs[j].result);
+    const bare = {};
+    for (const field of fields) bare[field] = sides.reduce((sum, side) => sum + side[field], 0) / sides.length;
+    round[run.name] = sides.length ? { ...run.result, bare } : run.result;
+  });
+  const bareRuns = bareAt.map((j) => runs[j].result);
+  if (bareRuns.length) {
+    const middle = [...bareRuns].sort((a, b) => a.rps - b.rps)[Math.floor((bareRuns.length - 1) / 2)];
+    round.bare = { ...middle, runs: bareRuns };
+  } else round.bare = runs.find((run) => run.name === 'bare')?.result;
+  return round;
+}
+
 async function micro(kind, extra = []) {
   const child = nodeChild(0, 'micro.js', [kind, String(PLAN.microS), String(PLAN.microWarmupS), ...extra]);
   try {
@@ -239,21 +270,28 @@ async function main() {
   await nextMessage(load, 'ready', 30_000);
 
   const rounds = [];
+  const others = scenarios.filter((name) => name !== 'bare');
   for (let r = 0; r < PLAN.rounds; r++) {
-    const round = {};
     // Each round starts one scenario later (A B C, B C A, ...), so that no scenario always runs
-    // right after the same one or first of its round.
-    const order = scenarios.map((_, i) => scenarios[(i + r) % scenarios.length]);
+    // right after the same one or first of its round; bare Express runs first, after every
+    // PLAN.bareEvery scenarios and last, so that each scenario has a bare run on either side.
+    const rotated = others.map((_, i) => others[(i + r) % others.length]);
+    const order = ['bare'];
+    rotated.forEach((name, i) => {
+      order.push(name);
+      if ((i + 1) % PLAN.bareEvery === 0 || i === rotated.length - 1) order.push('bare');
+    });
+    const runs = [];
     for (const name of order) {
       const { config, runDir } = configFor(name);
-      round[name] = await runScenario(load, name, config, runDir).catch((err) => {
+      const result = await runScenario(load, name, config, runDir).catch((err) => {
         progress(`round ${r + 1} ${name} FAILED: ${err.message}`);
         return { error: err.message };
       });
-      if (round[name].rps)
-        progress(`round ${r + 1}/${PLAN.rounds} ${name}: ${Math.round(round[name].rps)} req/s, p99 ${round[name].p99Ms} ms`);
+      runs.push({ name, result });
+      if (result.rps) progress(`round ${r + 1}/${PLAN.rounds} ${name}: ${Math.round(result.rps)} req/s, p99 ${result.p99Ms} ms`);
     }
-    rounds.push(round);
+    rounds.push(bracketed(runs));
   }
 
   progress('verify() micro-benchmark');
