@@ -272,4 +272,33 @@ function writeDocs(results, file) {
   fs.writeFileSync(file, require('./docs-template')({ headline: headline(results.meta), ...t, render: renderMarkdown, notes }));
 }
 
-module.exports = { summarize, printText, writeJson, writeDocs };
+/**
+ * One round's runs (in order) as { scenario: summary }: each scenario's summary carries, as
+ * `bare`, the mean of the bare runs just before and after it (the machine's speed at that time);
+ * bare's own entry is the median of its runs, with all of them in `runs`.
+ */
+function bracketed(runs) {
+  const round = {};
+  const bareAt = runs.flatMap((run, i) => (run.name === 'bare' && run.result.rps ? [i] : []));
+  const fields = ['rps', 'cpuMicrosPerRequest', 'p99Ms'];
+  runs.forEach((run, i) => {
+    if (run.name === 'bare' || run.result.error) {
+      if (run.name !== 'bare') round[run.name] = run.result;
+      return;
+    }
+    const before = bareAt.filter((j) => j < i).pop();
+    const after = bareAt.find((j) => j > i);
+    const sides = [before, after].filter((j) => j !== undefined).map((j) => runs[j].result);
+    const bare = {};
+    for (const field of fields) bare[field] = sides.reduce((sum, side) => sum + side[field], 0) / sides.length;
+    round[run.name] = sides.length ? { ...run.result, bare } : run.result;
+  });
+  const bareRuns = bareAt.map((j) => runs[j].result);
+  if (bareRuns.length) {
+    const middle = [...bareRuns].sort((a, b) => a.rps - b.rps)[Math.floor((bareRuns.length - 1) / 2)];
+    round.bare = { ...middle, runs: bareRuns };
+  } else round.bare = runs.find((run) => run.name === 'bare')?.result;
+  return round;
+}
+
+module.exports = { bracketed, summarize, printText, writeJson, writeDocs };

@@ -175,35 +175,6 @@ async function runScenario(load, name, config, runDir) {
   }
 }
 
-/**
- * One round's runs (in order) as { scenario: summary }: each scenario's summary carries, as
- * `bare`, the mean of the bare runs just before and after it (the machine's speed at that time);
- * bare's own entry is the median of its runs, with all of them in `runs`.
- */
-function bracketed(runs) {
-  const round = {};
-  const bareAt = runs.flatMap((run, i) => (run.name === 'bare' && run.result.rps ? [i] : []));
-  const fields = ['rps', 'cpuMicrosPerRequest', 'p99Ms'];
-  runs.forEach((run, i) => {
-    if (run.name === 'bare' || run.result.error) {
-      if (run.name !== 'bare') round[run.name] = run.result;
-      return;
-    }
-    const before = bareAt.filter((j) => j < i).pop();
-    const after = bareAt.find((j) => j > i);
-    const sides = [before, after].filter((j) => j !== undefined).map((j) => runs[j].result);
-    const bare = {};
-    for (const field of fields) bare[field] = sides.reduce((sum, side) => sum + side[field], 0) / sides.length;
-    round[run.name] = sides.length ? { ...run.result, bare } : run.result;
-  });
-  const bareRuns = bareAt.map((j) => runs[j].result);
-  if (bareRuns.length) {
-    const middle = [...bareRuns].sort((a, b) => a.rps - b.rps)[Math.floor((bareRuns.length - 1) / 2)];
-    round.bare = { ...middle, runs: bareRuns };
-  } else round.bare = runs.find((run) => run.name === 'bare')?.result;
-  return round;
-}
-
 async function micro(kind, extra = []) {
   const child = nodeChild(0, 'micro.js', [kind, String(PLAN.microS), String(PLAN.microWarmupS), ...extra]);
   try {
@@ -291,7 +262,7 @@ async function main() {
       runs.push({ name, result });
       if (result.rps) progress(`round ${r + 1}/${PLAN.rounds} ${name}: ${Math.round(result.rps)} req/s, p99 ${result.p99Ms} ms`);
     }
-    rounds.push(bracketed(runs));
+    rounds.push(report.bracketed(runs));
   }
 
   progress('verify() micro-benchmark');
