@@ -44,7 +44,7 @@ ${notes}
   and the load generator on core 1, so the two do not compete for a core.
 - **Interleaving.** Scenarios run in turn (bare, noop, default, bare, keys10, ... then again), for
   5 rounds of 5 s with 1 s warm-up (\`--quick\`: 2 rounds of 1.5 s, 0.3 s warm-up, bare after every
-  third scenario); each round starts one scenario later than the one before, so no scenario always
+  fourth scenario); each round starts one scenario later than the one before, so no scenario always
   runs first. The speed of these shared machines changes for tens of seconds at a time, so each
   scenario is compared with the bare runs on either side of it rather than with one bare run per
   round; ratios are reported as medians over rounds.
@@ -55,8 +55,11 @@ ${notes}
   otherwise (usage flushed every second, store file polled every 500 ms). The key is sent as
   \`Authorization: Bearer <key>\`.
 - **Scenarios.** \`bare\`: Express only. \`default\`: JSON file store with one key, memory limiters.
-  \`keys10\` / \`keys100k\`: the same with 10 / 100,000 keys in the store (records as the store
-  writes them, \`key_hash\` = SHA-256 of a key from \`generateKey\`). \`redis\`: \`keyStore: 'redis'\`
+  \`keys10\` / \`keys100k\`: the same with 10 / 100,000 keys in the store (records with the fields
+  the store gives them, \`key_hash\` = SHA-256 of a key from \`generateKey\`; the 100,000-key file
+  laid out one record a line, as the store writes it: a deployment's file after its first write.
+  The first write to an indented file encodes every record anew, once: the flush stall measures
+  that write). \`redis\`: \`keyStore: 'redis'\`
   and Redis limiters against a private \`redis-server\` (\`--save '' --appendonly no\`, on core 0 with
   the server; skipped when \`redis-server\` is not installed). \`erl\`: express-rate-limit alone
   (\`limit: 1e9\`, \`standardHeaders: 'draft-8'\`). \`erl_apikey\`: express-rate-limit plus a
