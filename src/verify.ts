@@ -4,6 +4,7 @@ import { hasValidChecksum, hashKey, isPlausibleKey } from './keys';
 
 const SEEN_KEYS_LIMIT = 10_000;
 import type { ConsumeRequest, RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
+import { consumeEach } from './ratelimit/consume-each';
 import { isExpired, isRevoked } from './store/record';
 import { KeyLimits } from './key-limits';
 import type { Plan } from './plans';
@@ -251,7 +252,8 @@ export class Verifier {
 
   /**
    * The windows from `a.limits.length` on, through the limiter's asynchronous consume; with a lead
-   * window, that one first, and all of them in one `consumeAll` call when the limiter has it.
+   * window, that one first and then all of the key's, in one `consumeAll` call when the limiter
+   * has it.
    */
   private async limitLater(a: Attempt): Promise<VerifyResult> {
     try {
@@ -259,9 +261,8 @@ export class Verifier {
       if (lead) {
         const ownWindows = a.windows.map((window): ConsumeRequest => ({ window, id: a.record.key_hash, cost: a.cost }));
         const { limiter } = this.parts;
-        const results = limiter.consumeAll
-          ? await limiter.consumeAll([lead.request, ...ownWindows])
-          : [await limiter.consume(lead.request.window, lead.request.id, lead.request.cost)];
+        const all = [lead.request, ...ownWindows];
+        const results = await (limiter.consumeAll ? limiter.consumeAll(all) : consumeEach(limiter, all));
         lead.result = results[0]!;
         if (!lead.result.allowed) return leadRefused(lead.result, a.cost, a.record);
         for (const result of results.slice(1)) {

@@ -2,7 +2,7 @@ import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 import { coalesceWrites } from '../redis/coalesce';
 import type { RedisClientLike } from '../redis/types';
 import { consumeEach } from './consume-each';
-import { RlfRateLimiter, rlfOptions } from './rlf-adapter';
+import { RlfRateLimiter, rlfOptions, windowResult } from './rlf-adapter';
 import type { ConsumeRequest, RateLimitResult, RateLimitWindow } from './types';
 
 export interface RedisRateLimiterOptions {
@@ -99,15 +99,7 @@ export class RedisRateLimiter extends RlfRateLimiter {
     for (let i = 0; i < reply.length / 2; i++) {
       const { window } = requests[i]!;
       const consumed = Number(reply[2 * i]);
-      const allowed = consumed <= window.limit;
-      results.push({
-        policy: window.name,
-        allowed,
-        limit: window.limit,
-        remaining: allowed ? window.limit - consumed : 0,
-        resetMs: Math.max(0, Number(reply[2 * i + 1])),
-        windowSeconds: window.windowSeconds,
-      });
+      results.push(windowResult(window, consumed, Number(reply[2 * i + 1]), consumed <= window.limit));
     }
     return results;
   }

@@ -75,12 +75,17 @@ export function rlfOptions(
 }
 
 export function toResult(window: RateLimitWindow, res: RateLimiterRes, allowed: boolean): RateLimitResult {
+  return windowResult(window, res.consumedPoints, res.msBeforeNext, allowed);
+}
+
+/** A window's result from its counter (units consumed in the window) and the time to its reset. */
+export function windowResult(window: RateLimitWindow, consumed: number, msBeforeNext: number, allowed: boolean): RateLimitResult {
   return {
     policy: window.name,
     allowed,
     limit: window.limit,
-    remaining: allowed ? Math.max(0, window.limit - res.consumedPoints) : 0,
-    resetMs: Math.max(0, res.msBeforeNext),
+    remaining: allowed ? Math.max(0, window.limit - consumed) : 0,
+    resetMs: Math.max(0, msBeforeNext),
     windowSeconds: window.windowSeconds,
   };
 }
