@@ -49,13 +49,20 @@ export class FileUsageHistory implements UsageHistory {
     return join(this.dir, `${isoDay(day)}.json`);
   }
 
+  /**
+   * Adds counts to their day files. A flush of many keys brings a count per key, so the work on
+   * the event loop is cut into slices (WorkSlicer). The recorder reads the history only between
+   * writes (UsageRecorder.readHistory), so a day's counts are never read half merged.
+   */
   async add(entries: HistoryEntry[]): Promise<void> {
     if (entries.length === 0) return;
+    const slicer = new WorkSlicer();
     const byDay = new Map<number, HistoryEntry[]>();
     for (const entry of entries) {
       const list = byDay.get(entry.day);
       if (list) list.push(entry);
       else byDay.set(entry.day, [entry]);
+      if (slicer.due()) await slicer.yield();
     }
     try {
       await mkdir(this.dir, { recursive: true, mode: 0o700 });
@@ -69,11 +76,11 @@ export class FileUsageHistory implements UsageHistory {
         },
       );
     }
-    for (const day of [...byDay.keys()].sort()) await this.addToDay(day, byDay.get(day)!);
+    for (const day of [...byDay.keys()].sort()) await this.addToDay(day, byDay.get(day)!, slicer);
     await this.prune();
   }
 
-  private async addToDay(day: number, entries: HistoryEntry[]): Promise<void> {
+  private async addToDay(day: number, entries: HistoryEntry[], slicer: WorkSlicer): Promise<void> {
     const path = this.pathOf(day);
     let release: () => Promise<void>;
     try {
@@ -94,6 +101,7 @@ export class FileUsageHistory implements UsageHistory {
           counts.set(entry.key_hash, [entry.allowed, entry.rate_limited]);
           this.cachedEntries++;
         }
+        if (slicer.due()) await slicer.yield();
       }
       let signature: string;
       try {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { DaymindError, describeError } from '../errors';
 import { OnceReporter } from '../report-once';
 import { addUsage, type RawRecord } from '../store/record';
+import { SLICE_BUDGET_MS, WorkSlicer } from '../store/slicer';
 import type { KeyRecord, KeyStore, UsageDelta } from '../store/types';
 import { utcDay } from './day';
 import type { DayCounts, HistoryEntry, UsageHistory } from './history';
@@ -62,10 +63,17 @@ export class UsageRecorder {
 
   /** Rate-limited requests not yet handed to the history. */
   private limited: HistoryCounts = new Map();
+  /** Rate-limited counts being folded into the next history head (see nextHistoryHead). */
+  private limitedFolding: HistoryCounts | undefined;
   /** History counts written or waiting for a retry (with the id they were first offered under). */
   private historyHead: { id: string; counts: HistoryCounts } | undefined;
-  /** History counts of applied usage batches, not yet offered. */
-  private historyTail: HistoryCounts = new Map();
+  /**
+   * Batches applied to the store whose per-day counts wait for the history. Kept as they are (a
+   * batch joins in O(1) when the store applied it), folded into counts by nextHistoryHead.
+   */
+  private settled: Batch[] = [];
+  /** How long the history fold runs before it lets requests in, in ms (tests set 0: a turn after each key). */
+  sliceBudgetMs = SLICE_BUDGET_MS;
 
   constructor(
     private readonly store: KeyStore,
@@ -156,14 +164,20 @@ export class UsageRecorder {
   unwrittenHistory(keyHash: string, day: number): DayCounts {
     const counts: DayCounts = { allowed: 0, rate_limited: 0 };
     const id = `${day}:${keyHash}`;
-    for (const source of [this.historyHead?.counts, this.historyTail, this.limited]) {
+    for (const source of [this.historyHead?.counts, this.limitedFolding, this.limited]) {
       const entry = source?.get(id);
       if (entry) {
         counts.allowed += entry.allowed;
         counts.rate_limited += entry.rate_limited;
       }
     }
-    for (const delta of [this.unsettled?.deltas.get(keyHash), this.pending.get(keyHash)]) {
+    // Applied batches waiting for the history, the batch being written, and pending usage.
+    const deltas = [
+      ...this.settled.map((batch) => batch.deltas.get(keyHash)),
+      this.unsettled?.deltas.get(keyHash),
+      this.pending.get(keyHash),
+    ];
+    for (const delta of deltas) {
       for (const d of delta?.days ?? []) if (d.day === day) counts.allowed += d.requests ?? 0;
     }
     // Requests still in progress (this one, when asked from a route) count on today.
@@ -208,7 +222,7 @@ export class UsageRecorder {
   }
 
   private historyWaiting(): boolean {
-    return this.historyHead !== undefined || this.historyTail.size > 0 || this.limited.size > 0;
+    return this.historyHead !== undefined || this.settled.length > 0 || this.limited.size > 0;
   }
 
   /** Units counted but not yet written to the store. */
@@ -273,15 +287,11 @@ export class UsageRecorder {
       }
       const batch = this.unsettled;
       // Usage leaves `unsettled` and joins the history's queue in one step, so that live views
-      // of today's history never miss it in between.
+      // of today's history never miss it in between; the whole batch moves, whatever its size.
       const applied = () => {
         if (this.unsettled !== batch) return;
         this.unsettled = undefined;
-        if (this.history) {
-          for (const delta of batch.deltas.values()) {
-            for (const d of delta.days) addToHistory(this.historyTail, delta.key_hash, d.day, d.requests ?? 0, 0);
-          }
-        }
+        if (this.history) this.settled.push(batch);
       };
       const deltas = [...batch.deltas.values()];
       try {
@@ -326,21 +336,11 @@ export class UsageRecorder {
    */
   private async flushHistory(): Promise<void> {
     if (!this.history) return;
-    for (const [id, entry] of this.limited) {
-      const tail = this.historyTail.get(id);
-      if (tail) tail.rate_limited += entry.rate_limited;
-      else this.historyTail.set(id, entry);
-    }
-    this.limited = new Map();
-    for (let pass = 0; pass < 2 && (this.historyHead || this.historyTail.size > 0); pass++) {
-      if (!this.historyHead) {
-        this.historyHead = { id: randomUUID(), counts: this.historyTail };
-        this.historyTail = new Map();
-      }
-      const head = this.historyHead;
+    for (let pass = 0; pass < 2 && this.historyWaiting(); pass++) {
+      const head = this.historyHead ?? (await this.nextHistoryHead());
       try {
         this.historyWrites++;
-        this.historyWriting = this.history.add([...head.counts.values()], head.id);
+        this.historyWriting = this.history!.add([...head.counts.values()], head.id);
         await this.historyWriting;
       } catch (err) {
         const cause = describeError(err);
@@ -356,5 +356,35 @@ export class UsageRecorder {
       }
       this.historyHead = undefined;
     }
+  }
+
+  /**
+   * Makes the settled batches and the rate-limited counts the next history head. A flush of many
+   * keys has a count per key, so the counts are built in slices (WorkSlicer), with requests
+   * going on meanwhile; the sources stay visible to live views until the head takes their place
+   * in one step, so every request is counted exactly once throughout.
+   */
+  private async nextHistoryHead(): Promise<{ id: string; counts: HistoryCounts }> {
+    const limited = this.limited;
+    this.limited = new Map();
+    this.limitedFolding = limited;
+    const batches = this.settled.slice();
+    const counts: HistoryCounts = new Map();
+    const slicer = new WorkSlicer(this.sliceBudgetMs);
+    for (const [id, entry] of limited) {
+      counts.set(id, { ...entry });
+      if (slicer.due()) await slicer.yield();
+    }
+    for (const batch of batches) {
+      for (const delta of batch.deltas.values()) {
+        for (const d of delta.days) addToHistory(counts, delta.key_hash, d.day, d.requests ?? 0, 0);
+        if (slicer.due()) await slicer.yield();
+      }
+    }
+    const head = { id: randomUUID(), counts };
+    this.historyHead = head;
+    this.settled.splice(0, batches.length);
+    this.limitedFolding = undefined;
+    return head;
   }
 }

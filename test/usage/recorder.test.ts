@@ -1,4 +1,4 @@
-import { MemoryKeyStore, type KeyStore, type UsageBatch, type UsageDelta } from '../../src';
+import { MemoryKeyStore, MemoryUsageHistory, type KeyStore, type UsageBatch, type UsageDelta } from '../../src';
 import { UsageRecorder } from '../../src/usage/recorder';
 import { utcDay } from '../../src/usage/day';
 
@@ -130,6 +130,50 @@ describe('UsageRecorder', () => {
     await recorderRef.flush();
     expect(calls).toBe(1);
     expect(recorderRef.unflushedUnits).toBe(1);
+  });
+
+  test('a flush of many keys hands their history over in slices, and counts every request exactly once meanwhile', async () => {
+    const store = new MemoryKeyStore();
+    const hashes: string[] = [];
+    for (let i = 0; i < 3_000; i++) hashes.push((await store.create({ owner: `o${i}` })).record.key_hash);
+    const history = new MemoryUsageHistory();
+    const recorder = new UsageRecorder(store, 60_000, () => undefined, undefined, history);
+    recorder.sliceBudgetMs = 0; // a turn of the event loop after every key
+    const now = Date.now();
+    const day = utcDay(now);
+    for (const hash of hashes) recorder.record(hash, 1, now);
+    recorder.recordRateLimited(hashes[0]!, now);
+    recorder.recordRateLimited(hashes[0]!, now);
+    const sampled = [hashes[0]!, hashes[1_500]!, hashes[2_999]!];
+    /** Stored plus not yet written, read as the usage route reads it. */
+    const seen = (hash: string) =>
+      recorder.readHistory(
+        () => history.read(hash, [day]),
+        ([stored]) => {
+          const unwritten = recorder.unwrittenHistory(hash, day);
+          return { allowed: stored!.allowed + unwritten.allowed, rate_limited: stored!.rate_limited + unwritten.rate_limited };
+        },
+      );
+    const wrong: unknown[] = [];
+    let turns = 0;
+    let running = true;
+    const tick = async (): Promise<void> => {
+      turns++;
+      for (const hash of sampled) {
+        const counts = await seen(hash);
+        const expected = { allowed: 1, rate_limited: hash === hashes[0] ? 2 : 0 };
+        if (counts.allowed !== expected.allowed || counts.rate_limited !== expected.rate_limited) wrong.push({ turn: turns, hash, counts });
+      }
+      if (running) setImmediate(() => void tick());
+    };
+    setImmediate(() => void tick());
+    await recorder.flush();
+    running = false;
+    expect(wrong).toEqual([]);
+    expect(turns).toBeGreaterThan(1_000); // the event loop ran between keys, not once for the whole batch
+    expect(await history.read(hashes[0]!, [day])).toEqual([{ allowed: 1, rate_limited: 2 }]);
+    expect(await history.read(hashes[2_999]!, [day])).toEqual([{ allowed: 1, rate_limited: 0 }]);
+    expect(recorder.unwrittenHistory(hashes[1_500]!, day)).toEqual({ allowed: 0, rate_limited: 0 });
   });
 
   test('utcDay is the UTC calendar day as YYYYMMDD', () => {
