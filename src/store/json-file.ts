@@ -68,6 +68,11 @@ export class JsonFileKeyStore implements KeyStore {
   private readonly keyPrefix: string;
   private readonly hashCache = new Map<string, string>();
   private index = new Map<string, KeyRecord>();
+  /**
+   * Records rebuilt by the last write, read ahead of `index` until merged into it in slices (see
+   * installEdits): a large batch becomes visible at once without a long synchronous loop.
+   */
+  private fresh: Map<string, KeyRecord> | undefined;
   /** The document as last read or written, and where each hash sits in it. */
   private raws: RawRecord[] = [];
   private positions = new Map<string, number>();
@@ -123,7 +128,7 @@ export class JsonFileKeyStore implements KeyStore {
   }
 
   get(keyHash: string): KeyRecord | undefined {
-    return this.index.get(keyHash);
+    return this.fresh?.get(keyHash) ?? this.index.get(keyHash);
   }
 
   /** Number of records loaded. */
@@ -185,7 +190,7 @@ export class JsonFileKeyStore implements KeyStore {
 
   async list(): Promise<KeyRecord[]> {
     await this.refresh();
-    return [...this.index.values()].map((r) => ({ ...r }));
+    return [...this.index].map(([hash, record]) => ({ ...(this.fresh?.get(hash) ?? record) }));
   }
 
   async applyUsage(deltas: UsageDelta[], batch?: UsageBatch): Promise<void> {
@@ -251,6 +256,7 @@ export class JsonFileKeyStore implements KeyStore {
       if (typeof raw.key === 'string' && !hasValidChecksum(raw.key, this.keyPrefix)) unchecksummed.add(hash);
     }
     this.index = index;
+    this.fresh = undefined; // a merge still running stops (see mergeFresh)
     this.unchecksummed = unchecksummed;
     this.raws = raws;
     this.positions = positionsOf(raws, this.hashCache);
@@ -259,21 +265,39 @@ export class JsonFileKeyStore implements KeyStore {
 
   /**
    * Takes a document this process wrote as the state, rebuilding only the records it touched:
-   * built in slices with yields between them, then swapped in at once (so live views never see
-   * half of a batch).
+   * built in slices with yields between them, then made visible at once as the `fresh` layer
+   * (so live views never see half of a batch). mergeFresh folds that layer into the index later.
    */
   private async installEdits(doc: StoreDoc, file: OpenFile, signature: string, slicer: WorkSlicer): Promise<void> {
     this.known.set(file, signature); // first: a reload during the yields must not re-read our own write
     const positions = new Map(doc.addedPositions());
-    const rebuilt: Array<[string, KeyRecord]> = [];
+    const rebuilt = new Map<string, KeyRecord>();
+    const added: Array<[string, KeyRecord]> = [];
     for (const hash of doc.touched) {
       const at = this.positions.get(hash) ?? positions.get(hash);
-      if (at !== undefined) rebuilt.push([hash, toKeyRecord(doc.raws[at]!, hash, this.keyPrefix)]);
+      if (at !== undefined) {
+        const record = toKeyRecord(doc.raws[at]!, hash, this.keyPrefix);
+        if (this.index.has(hash)) rebuilt.set(hash, record);
+        else added.push([hash, record]); // new keys go straight into the index (few; size() counts them)
+      }
       if (slicer.due()) await slicer.yield();
     }
     this.raws = doc.raws;
     doc.commitPositions(this.positions);
-    for (const [hash, record] of rebuilt) this.index.set(hash, record);
+    for (const [hash, record] of added) this.index.set(hash, record);
+    this.fresh = rebuilt.size > 0 ? rebuilt : undefined;
+  }
+
+  /** Folds the `fresh` layer into the index in slices (the same records: invisible to readers). */
+  private async mergeFresh(slicer: WorkSlicer): Promise<void> {
+    const fresh = this.fresh;
+    if (!fresh) return;
+    for (const [hash, record] of fresh) {
+      if (this.fresh !== fresh) return; // a reload installed newer state meanwhile
+      this.index.set(hash, record);
+      if (slicer.due()) await slicer.yield();
+    }
+    if (this.fresh === fresh) this.fresh = undefined;
   }
 
   private async reloadIfChanged(): Promise<void> {
@@ -359,6 +383,7 @@ export class JsonFileKeyStore implements KeyStore {
       else await this.installEdits(doc, written.handle, written.signature, slicer);
       onInstalled?.();
       this.problems.clear();
+      await this.mergeFresh(slicer);
       return result;
     } finally {
       await release().catch(() => undefined);

@@ -203,6 +203,36 @@ describe('JsonFileKeyStore', () => {
     expect(JSON.parse(readFileSync(path, 'utf8'))[0].usage_count).toBe(600);
   }, 60_000);
 
+  test('a write of many keys shows all of them at once when applied, and the same records from then on', async () => {
+    const path = join(tempDir(), 'keys.json');
+    const keys = Array.from({ length: 20_000 }, (_, i) => `plain-key-${i}`);
+    const now = 1795550000;
+    writeFileSync(path, JSON.stringify(keys.map((key, i) => ({ key, owner: `o${i}`, created_at: now, usage_count: 0 }))));
+    const store = new JsonFileKeyStore({ path });
+    const hashes = keys.map((key) => hashKey(key));
+    const counted = () => hashes.filter((hash) => store.get(hash)?.usage_count === 1).length;
+    let atApply = -1;
+    const during: number[] = [];
+    let writing = true;
+    const write = store.applyUsage(
+      hashes.map((hash) => delta(hash, 1)),
+      { batchId: 'b1', onApplied: () => ((atApply = counted()), void sample()) },
+    );
+    // From the moment the batch is applied, every turn of the event loop sees all of it.
+    const sample = (): void => {
+      during.push(counted());
+      if (writing) setImmediate(sample);
+    };
+    await write;
+    writing = false;
+    expect(atApply).toBe(20_000);
+    expect(during.every((n) => n === 20_000)).toBe(true);
+    expect(counted()).toBe(20_000);
+    expect(store.size()).toBe(20_000);
+    expect((await store.list()).filter((r) => r.usage_count === 1)).toHaveLength(20_000);
+    await store.close();
+  }, 30_000);
+
   test('picks up changes by others on its own within a second', async () => {
     const path = join(tempDir(), 'keys.json');
     const store = new JsonFileKeyStore({ path });
