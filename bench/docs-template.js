@@ -47,7 +47,10 @@ ${notes}
   fourth scenario); each round starts one scenario later than the one before, so no scenario always
   runs first. The speed of these shared machines changes for tens of seconds at a time, so each
   scenario is compared with the bare runs on either side of it rather than with one bare run per
-  round; ratios are reported as medians over rounds.
+  round; ratios are reported as medians over rounds. Every Node.js child pinned to one core runs
+  with \`--v8-pool-size=0\` (V8's worker pool sized from the parallelism the process has: one
+  thread) instead of Node's fixed pool of 4: with 4, V8's parallel and concurrent GC threads
+  all share the one core with the event loop (see "Where the time goes").
   The warm-up and the measured run are separate autocannon runs, and the server's CPU time is
   read just before and after the measured one.
 - **daymindAuth settings.** \`env: {}\`, \`billing: false\`, \`rateLimitPerMinute\` and
@@ -115,16 +118,26 @@ What profiling on these machines found, for reading the figures above:
   text saved nothing measurable and was left out.
 - **The check itself** (hash cache, map look-up, two rate-limit windows, the usage count) runs
   at over a million per second on one core (the verify figure): about 1 microsecond.
-- **The flush stall** of a 100,000-key store is now mostly garbage collection: the store's
-  records are a large heap, and with the process pinned to one core V8's concurrent marking
-  takes turns with the event loop. The write itself runs in slices of about 5 ms (by time:
-  under load every yield waits for a whole turn of requests, so slices counted in records made
-  the flush last seconds), copies unchanged lines as bytes, keeps no string per record, and goes
-  to the file in one \`writev\`. A 10,000-key batch is written in under 2 s under load (it took
-  over 8 s with slices counted in records). Whether a major collection falls inside that window
-  decides most of the figure: with the collector on the main thread (\`node
-  --single-threaded-gc\`) four direct runs gave 41–54 ms against 32–111 ms without it. Redis is
-  the answer for stores that large.
+- **The flush stall.** Every step of a flush on the event loop runs in slices of about 5 ms,
+  by time (under load every yield waits for a whole turn of requests, so slices counted in
+  records made the flush last seconds): applying the usage, encoding (unchanged lines are copied
+  as bytes; no string is kept per record), rebuilding the records, making them visible (at once,
+  as a layer read ahead of the index, merged into it afterwards in slices), and handing the
+  per-day counts to the history (a batch joins the history's queue in one step and is folded
+  into counts in slices). Without load, the longest synchronous step of a 10,000-key flush of
+  the 100,000-key store measured 10–16 ms here; before the last two steps were sliced, 30–38 ms.
+  What remains is garbage collection, which happens under load with or without a flush:
+  - **Node's V8 pool on one core.** Node starts 4 V8 worker threads whatever the machine; pinned
+    to one core, V8's parallel scavenges and concurrent marking then take turns with the event
+    loop. Under load a scavenge took 17–20 ms instead of about 5, and each major GC of the
+    100,000-key heap (one every 2–2.6 s under load, flush or not) stalled the loop for 42–67 ms,
+    against 25–28 ms with \`--v8-pool-size=0\` (direct runs of 10 s without a flush). The
+    benchmark therefore sizes the pool of its pinned processes from their one core; on a
+    one-core machine or container, run Node the same way. \`--single-threaded-gc\` is worse
+    (all marking in the pause: 54–68 ms).
+  - **What is left** is a turn of 50 requests (about 20 ms here) plus a scavenge of the
+    requests' own short-lived objects (about 4 MB survive each one under this load, bare Express
+    alike). Redis is the answer for stores far larger than 100,000 keys.
 - **Redis** cost mostly system calls: a socket write per command. Commands sent in one turn of
   the event loop now share one write (the connection is corked until \`setImmediate\`), and a
   request's IP and key windows go in one script call. Under full load that call saves no

@@ -242,7 +242,8 @@ function headline(meta) {
   return (
     `${meta.mode} run, ${meta.date}: ${p.rounds} rounds x ${p.durationS} s per scenario (${p.warmupS} s warm-up), ` +
     `${p.connections} connections, pipelining 1; ${meta.machine.cpu}, ${meta.machine.cores} cores, Node.js ${meta.machine.node}; ` +
-    (meta.pinned ? 'servers on core 0, load generator on core 1' : 'NOT pinned (taskset unavailable)')
+    (meta.pinned ? 'servers on core 0, load generator on core 1' : 'NOT pinned (taskset unavailable)') +
+    (meta.childNodeOptions?.length ? `, node ${meta.childNodeOptions.join(' ')}` : '')
   );
 }
 

@@ -8,7 +8,7 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
-const { canPin, spawnPinned, nodeChild, nextMessage, ask, payload, stop, killAll } = require('./proc');
+const { NODE_OPTIONS, canPin, spawnPinned, nodeChild, nextMessage, ask, payload, stop, killAll } = require('./proc');
 
 const ROOT = path.resolve(__dirname, '..');
 const QUICK = process.argv.includes('--quick');
@@ -96,6 +96,7 @@ function meta() {
       builtAt: fs.statSync(path.join(ROOT, 'dist', 'cjs', 'index.js')).mtime.toISOString(),
     },
     pinned: canPin(),
+    childNodeOptions: NODE_OPTIONS(),
     plan: PLAN,
   };
 }
