@@ -151,7 +151,7 @@ describe('UsageRecorder', () => {
         () => history.read(hash, [day]),
         ([stored]) => {
           const unwritten = recorder.unwrittenHistory(hash, day);
-          return { allowed: stored!.allowed + unwritten.allowed, rate_limited: stored!.rate_limited + unwritten.rate_limited };
+          return [{ allowed: stored!.allowed + unwritten.allowed, rate_limited: stored!.rate_limited + unwritten.rate_limited }];
         },
       );
     const wrong: unknown[] = [];
@@ -160,9 +160,10 @@ describe('UsageRecorder', () => {
     const tick = async (): Promise<void> => {
       turns++;
       for (const hash of sampled) {
-        const counts = await seen(hash);
+        const [counts] = await seen(hash);
         const expected = { allowed: 1, rate_limited: hash === hashes[0] ? 2 : 0 };
-        if (counts.allowed !== expected.allowed || counts.rate_limited !== expected.rate_limited) wrong.push({ turn: turns, hash, counts });
+        if (counts!.allowed !== expected.allowed || counts!.rate_limited !== expected.rate_limited)
+          wrong.push({ turn: turns, hash, counts });
       }
       if (running) setImmediate(() => void tick());
     };
