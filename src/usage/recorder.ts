@@ -335,12 +335,13 @@ export class UsageRecorder {
    * came since. A failure keeps them for the next flush.
    */
   private async flushHistory(): Promise<void> {
-    if (!this.history) return;
+    const history = this.history;
+    if (!history) return;
     for (let pass = 0; pass < 2 && this.historyWaiting(); pass++) {
       const head = this.historyHead ?? (await this.nextHistoryHead());
       try {
         this.historyWrites++;
-        this.historyWriting = this.history!.add([...head.counts.values()], head.id);
+        this.historyWriting = history.add([...head.counts.values()], head.id);
         await this.historyWriting;
       } catch (err) {
         const cause = describeError(err);
@@ -372,7 +373,7 @@ export class UsageRecorder {
     const counts: HistoryCounts = new Map();
     const slicer = new WorkSlicer(this.sliceBudgetMs);
     for (const [id, entry] of limited) {
-      counts.set(id, { ...entry });
+      counts.set(id, { ...entry }); // a copy: the batches add to it while live views still read `limited`
       if (slicer.due()) await slicer.yield();
     }
     for (const batch of batches) {
