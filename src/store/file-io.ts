@@ -9,6 +9,8 @@ import { WorkSlicer } from './slicer';
 /** The content of a file together with the identity of the exact version that was read. */
 export interface FileSnapshot {
   text: string;
+  /** The bytes `text` was decoded from (kept: the store's encoded slices reuse them). */
+  bytes: Buffer;
   /** inode, size and mtime (ns): changes whenever the file is replaced or rewritten. */
   signature: string;
   /** The version read, still open (see {@link KnownVersion}). */
@@ -24,7 +26,7 @@ export type OpenFile = number;
 
 const openFd = promisify(fs.open);
 const fstatFd = promisify(fs.fstat) as (fd: number, options: { bigint: true }) => Promise<fs.BigIntStats>;
-const readFd = promisify(fs.readFile) as (fd: number, encoding: 'utf8') => Promise<string>;
+const readFd = promisify(fs.readFile) as (fd: number) => Promise<Buffer>;
 
 function closeFile(file: OpenFile): Promise<void> {
   return new Promise((resolve) => fs.close(file, () => resolve()));
@@ -68,8 +70,8 @@ export async function readWithSignature(path: string): Promise<FileSnapshot> {
   const fd = await openFd(path, 'r');
   try {
     const stat = await fstatFd(fd, { bigint: true });
-    const text = await readFd(fd, 'utf8');
-    return { text, signature: signatureOf(stat), handle: fd };
+    const bytes = await readFd(fd);
+    return { text: bytes.toString('utf8'), bytes, signature: signatureOf(stat), handle: fd };
   } catch (err) {
     await closeFile(fd);
     throw err;
@@ -85,8 +87,8 @@ export function readWithSignatureSync(path: string): FileSnapshot {
   const fd = fs.openSync(path, 'r');
   try {
     const stat = fs.fstatSync(fd, { bigint: true });
-    const text = fs.readFileSync(fd, 'utf8');
-    return { text, signature: signatureOf(stat), handle: fd };
+    const bytes = fs.readFileSync(fd);
+    return { text: bytes.toString('utf8'), bytes, signature: signatureOf(stat), handle: fd };
   } catch (err) {
     fs.closeSync(fd);
     throw err;

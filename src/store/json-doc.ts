@@ -90,15 +90,17 @@ export class EncodedSlices {
   }
 
   /**
-   * Takes the slices of a document read from a file as serializeRecords writes it (one record a
-   * line), so that the first write after a load copies the lines of unchanged records instead of
+   * Takes the slices of a document read from a file (its bytes, as read) as serializeRecords
+   * writes it (one record a line), so that the first write after a load copies the lines of unchanged records instead of
    * serialising them all. A file in another layout (such as one record over several lines) seeds
    * nothing, and is rewritten in this one by the next write.
    */
-  seed(text: string, raws: readonly RawRecord[]): void {
+  seed(bytes: Buffer, raws: readonly RawRecord[]): void {
     this.slices = [];
-    if (raws.length === 0 || !text.startsWith('[\n') || !text.endsWith('\n]\n')) return;
-    const bytes = Buffer.from(text);
+    const n = bytes.length;
+    const framed =
+      n >= 5 && bytes[0] === OPEN_BRACKET && bytes[1] === NEWLINE && bytes[n - 3] === NEWLINE && bytes[n - 2] === CLOSE_BRACKET;
+    if (raws.length === 0 || !framed || bytes[n - 1] !== NEWLINE) return;
     const ends = new Uint32Array(raws.length);
     let start = 2;
     for (let i = 0; i < raws.length; i++) {
@@ -137,7 +139,7 @@ function sameRecords(cached: EncodedSlice, records: readonly RawRecord[]): boole
 }
 
 const SEPARATOR = Buffer.from(',\n');
-const [NEWLINE, SPACE, OPEN_BRACE, CLOSE_BRACE, COMMA] = [0x0a, 0x20, 0x7b, 0x7d, 0x2c];
+const [NEWLINE, SPACE, OPEN_BRACE, CLOSE_BRACE, COMMA, OPEN_BRACKET, CLOSE_BRACKET] = [0x0a, 0x20, 0x7b, 0x7d, 0x2c, 0x5b, 0x5d];
 
 /**
  * The store document as encoded parts, one record per line, in slices of 1,000 records (see

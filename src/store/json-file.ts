@@ -242,24 +242,27 @@ export class JsonFileKeyStore implements KeyStore {
   /** install() of a document as just read from the file, whose text also seeds the next write's slices. */
   private installRead(raws: RawRecord[], snapshot: FileSnapshot): void {
     this.install(raws, snapshot.handle, snapshot.signature);
-    this.slices.seed(snapshot.text, raws);
+    this.slices.seed(snapshot.bytes, raws);
   }
 
   /** Takes a whole document read from the file as the state. */
   private install(raws: RawRecord[], file: OpenFile, signature: string): void {
     const index = new Map<string, KeyRecord>();
+    const positions = new Map<string, number>(); // as positionsOf: the first record of a hash
     const unchecksummed = new Set<string>();
-    for (const raw of raws) {
+    for (let i = 0; i < raws.length; i++) {
+      const raw = raws[i]!;
       const hash = rawHash(raw, this.hashCache);
       if (index.has(hash)) continue;
       index.set(hash, toKeyRecord(raw, hash, this.keyPrefix));
+      positions.set(hash, i);
       if (typeof raw.key === 'string' && !hasValidChecksum(raw.key, this.keyPrefix)) unchecksummed.add(hash);
     }
     this.index = index;
     this.fresh = undefined; // a merge still running stops (see mergeFresh)
     this.unchecksummed = unchecksummed;
     this.raws = raws;
-    this.positions = positionsOf(raws, this.hashCache);
+    this.positions = positions;
     this.known.set(file, signature);
   }
 
@@ -360,7 +363,7 @@ export class JsonFileKeyStore implements KeyStore {
           const snapshot = await readWithSignature(this.path);
           await closeOpenFile(snapshot.handle); // the version we write next is the one to hold
           base = this.parse(snapshot.text);
-          this.slices.seed(snapshot.text, base);
+          this.slices.seed(snapshot.bytes, base);
           positions = positionsOf(base, this.hashCache);
           reread = true;
         }

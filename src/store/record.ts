@@ -158,6 +158,11 @@ export function newRawRecord(input: NewKeyInput, prefix: string = DEFAULT_KEY_PR
   return { key, raw };
 }
 
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+const COUNTERS = ['created_at', 'usage_count', 'requests_today', 'requests_day'] as const;
+const OPTIONAL_NUMBERS = ['last_used', 'rate_limit_per_minute', 'expires_at', 'revoked_at', 'revoke_at'] as const;
+const CREDIT_NUMBERS = ['credits', 'credits_period', 'requests_this_month', 'requests_month'] as const;
+
 /** Why a raw record cannot be used, or undefined when it can. */
 function recordProblem(raw: unknown): string | undefined {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return 'is not an object';
@@ -166,11 +171,11 @@ function recordProblem(raw: unknown): string | undefined {
   if (r.key_hash != null && typeof r.key_hash !== 'string') return 'has a non-string "key_hash"';
   if (typeof r.key !== 'string' && typeof r.key_hash !== 'string') return 'has neither "key" nor "key_hash"';
   if (typeof r.key === 'string' && r.key.length === 0) return 'has an empty "key"';
-  if (typeof r.key_hash === 'string' && !/^[0-9a-f]{64}$/.test(r.key_hash)) return 'has a "key_hash" that is not a SHA-256 hex digest';
-  for (const field of ['created_at', 'usage_count', 'requests_today', 'requests_day'] as const) {
+  if (typeof r.key_hash === 'string' && !SHA256_HEX.test(r.key_hash)) return 'has a "key_hash" that is not a SHA-256 hex digest';
+  for (const field of COUNTERS) {
     if (r[field] !== undefined && (typeof r[field] !== 'number' || !Number.isFinite(r[field]))) return `has a non-numeric "${field}"`;
   }
-  for (const field of ['last_used', 'rate_limit_per_minute', 'expires_at', 'revoked_at', 'revoke_at'] as const) {
+  for (const field of OPTIONAL_NUMBERS) {
     if (r[field] != null && (typeof r[field] !== 'number' || !Number.isFinite(r[field]))) return `has a non-numeric "${field}"`;
   }
   if (r.rate_limit_per_minute != null && !(Number.isSafeInteger(r.rate_limit_per_minute) && (r.rate_limit_per_minute as number) > 0)) {
@@ -183,7 +188,7 @@ function recordProblem(raw: unknown): string | undefined {
   if (r.plan != null && typeof r.plan !== 'string') return 'has a non-string "plan"';
   if (r.scopes != null && !(Array.isArray(r.scopes) && r.scopes.every((x) => typeof x === 'string')))
     return 'has "scopes" that are not a list of strings';
-  for (const field of ['credits', 'credits_period', 'requests_this_month', 'requests_month'] as const) {
+  for (const field of CREDIT_NUMBERS) {
     if (r[field] != null && (typeof r[field] !== 'number' || !Number.isFinite(r[field]))) return `has a non-numeric "${field}"`;
   }
   const refill = r.credits_refill as Record<string, unknown> | null | undefined;
