@@ -85,3 +85,19 @@ export async function startExampleServer(cwd: string, env: NodeJS.ProcessEnv = {
   if (child.exitCode !== null) throw new Error(`the example server exited at start-up:\n${out}`);
   return { child, url: /listening on (http:\/\/localhost:\d+)/.exec(out)![1]!, out: () => out, exited };
 }
+
+/** Calls `sample` at every turn of the event loop while `work` runs; returns the samples (one a turn). */
+export async function everyTurn<T, R>(sample: () => T, work: () => Promise<R>): Promise<{ seen: T[]; result: R }> {
+  const seen: T[] = [];
+  let running = true;
+  const tick = (): void => {
+    seen.push(sample());
+    if (running) setImmediate(tick);
+  };
+  setImmediate(tick);
+  try {
+    return { seen, result: await work() };
+  } finally {
+    running = false;
+  }
+}

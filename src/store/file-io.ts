@@ -8,8 +8,7 @@ import { WorkSlicer } from './slicer';
 
 /** The content of a file together with the identity of the exact version that was read. */
 export interface FileSnapshot {
-  text: string;
-  /** The bytes `text` was decoded from (kept: the store's encoded slices reuse them). */
+  /** The content as read, not decoded: a large file is decoded in slices (see parseRecordsInSlices). */
   bytes: Buffer;
   /** inode, size and mtime (ns): changes whenever the file is replaced or rewritten. */
   signature: string;
@@ -71,7 +70,7 @@ export async function readWithSignature(path: string): Promise<FileSnapshot> {
   try {
     const stat = await fstatFd(fd, { bigint: true });
     const bytes = await readFd(fd);
-    return { text: bytes.toString('utf8'), bytes, signature: signatureOf(stat), handle: fd };
+    return { bytes, signature: signatureOf(stat), handle: fd };
   } catch (err) {
     await closeFile(fd);
     throw err;
@@ -88,7 +87,7 @@ export function readWithSignatureSync(path: string): FileSnapshot {
   try {
     const stat = fs.fstatSync(fd, { bigint: true });
     const bytes = fs.readFileSync(fd);
-    return { text: bytes.toString('utf8'), bytes, signature: signatureOf(stat), handle: fd };
+    return { bytes, signature: signatureOf(stat), handle: fd };
   } catch (err) {
     fs.closeSync(fd);
     throw err;

@@ -50,20 +50,10 @@ export class StoreDoc {
   }
 }
 
-/** Positions of the records by hash, first occurrence winning. */
-export function positionsOf(raws: readonly RawRecord[], hashCache: Map<string, string>): Map<string, number> {
-  const positions = new Map<string, number>();
-  raws.forEach((raw, i) => {
-    const hash = rawHash(raw, hashCache);
-    if (!positions.has(hash)) positions.set(hash, i);
-  });
-  return positions;
-}
-
 const CHUNK = 1000;
 
 /** One encoded slice: its records, its bytes, and where each record's line ends in them. */
-interface EncodedSlice {
+export interface EncodedSlice {
   records: readonly RawRecord[];
   bytes: Buffer;
   /** Byte offset just past record j's line; its line starts after the separator before it. */
@@ -89,46 +79,99 @@ export class EncodedSlices {
     this.slices[index] = slice;
   }
 
-  /**
-   * Takes the slices of a document read from a file (its bytes, as read) as serializeRecords
-   * writes it (one record a line), so that the first write after a load copies the lines of unchanged records instead of
-   * serialising them all. A file in another layout (such as one record over several lines) seeds
-   * nothing, and is rewritten in this one by the next write.
-   */
-  seed(bytes: Buffer, raws: readonly RawRecord[]): void {
-    this.slices = [];
-    const n = bytes.length;
-    const framed =
-      n >= 5 && bytes[0] === OPEN_BRACKET && bytes[1] === NEWLINE && bytes[n - 3] === NEWLINE && bytes[n - 2] === CLOSE_BRACKET;
-    if (raws.length === 0 || !framed || bytes[n - 1] !== NEWLINE) return;
-    const ends = new Uint32Array(raws.length);
-    let start = 2;
-    for (let i = 0; i < raws.length; i++) {
-      const newline = bytes.indexOf(NEWLINE, start);
-      const last = i === raws.length - 1;
-      const end = last ? newline : newline - 1; // before the comma of a line that is not the last
-      const whole =
-        newline > start + 3 &&
-        bytes[start] === SPACE &&
-        bytes[start + 1] === SPACE &&
-        bytes[start + 2] === OPEN_BRACE &&
-        bytes[end - 1] === CLOSE_BRACE &&
-        (last ? newline + 3 === bytes.length : bytes[end] === COMMA);
-      if (!whole) return;
-      ends[i] = end;
-      start = newline + 1;
-    }
-    for (let i = 0; i < raws.length; i += CHUNK) {
-      const last = Math.min(i + CHUNK, raws.length) - 1;
-      const from = i === 0 ? 0 : ends[i - 1]!; // the slice starts with "[\n" or ",\n"
-      const sliceEnds = ends.slice(i, last + 1).map((end) => end - from);
-      this.slices.push({ records: raws.slice(i, last + 1), bytes: bytes.subarray(from, ends[last]), ends: sliceEnds });
-    }
+  /** Takes the slices of a document as read (see seedSlices). */
+  use(slices: EncodedSlice[]): void {
+    this.slices = slices;
   }
 
   /** Keeps the first `count` slices (the document has no more). */
   truncate(count: number): void {
     this.slices.length = Math.min(this.slices.length, count);
+  }
+}
+
+/** Whether a document has serializeRecords' frame: "[\n" first, "\n]\n" last. */
+function isFramedDocument(bytes: Buffer): boolean {
+  const n = bytes.length;
+  return (
+    n >= 5 &&
+    bytes[0] === OPEN_BRACKET &&
+    bytes[1] === NEWLINE &&
+    bytes[n - 3] === NEWLINE &&
+    bytes[n - 2] === CLOSE_BRACKET &&
+    bytes[n - 1] === NEWLINE
+  );
+}
+
+/**
+ * The encoded slices of a document read from a file (its bytes, as read) as serializeRecords
+ * writes it (one record a line), so that the first write after a read copies the lines of
+ * unchanged records instead of serialising them all. A file in another layout (such as one
+ * record over several lines) gives none, and is rewritten in this one by the next write.
+ */
+export function seedSlices(bytes: Buffer, raws: readonly RawRecord[]): EncodedSlice[] {
+  const scan = new LineEnds(bytes, raws.length);
+  while (scan.step());
+  return scan.slicesOf(raws);
+}
+
+/** seedSlices() with the event loop let in whenever the slicer says so. */
+export async function seedSlicesInSlices(bytes: Buffer, raws: readonly RawRecord[], slicer: WorkSlicer): Promise<EncodedSlice[]> {
+  const scan = new LineEnds(bytes, raws.length);
+  while (scan.step()) if (slicer.due()) await slicer.yield();
+  return scan.slicesOf(raws);
+}
+
+/** Where each record's line ends in a document in serializeRecords' layout, found a line a step. */
+class LineEnds {
+  private readonly ends: Uint32Array;
+  private next = 0;
+  private start = 2;
+  private fits: boolean;
+
+  constructor(
+    private readonly bytes: Buffer,
+    private readonly count: number,
+  ) {
+    this.ends = new Uint32Array(count);
+    this.fits = count > 0 && isFramedDocument(bytes);
+  }
+
+  /** Scans the next record's line; false once all are scanned or the layout does not fit. */
+  step(): boolean {
+    if (!this.fits || this.next === this.count) return false;
+    const { bytes, start } = this;
+    const newline = bytes.indexOf(NEWLINE, start);
+    const last = this.next === this.count - 1;
+    const end = last ? newline : newline - 1; // before the comma of a line that is not the last
+    const whole =
+      newline > start + 3 &&
+      bytes[start] === SPACE &&
+      bytes[start + 1] === SPACE &&
+      bytes[start + 2] === OPEN_BRACE &&
+      bytes[end - 1] === CLOSE_BRACE &&
+      (last ? newline + 3 === bytes.length : bytes[end] === COMMA);
+    if (!whole) {
+      this.fits = false;
+      return false;
+    }
+    this.ends[this.next++] = end;
+    this.start = newline + 1;
+    return true;
+  }
+
+  /** The slices of `raws` (the records the scanned document holds), or none when it did not fit. */
+  slicesOf(raws: readonly RawRecord[]): EncodedSlice[] {
+    if (!this.fits || this.next !== this.count) return [];
+    const { bytes, ends } = this;
+    const slices: EncodedSlice[] = [];
+    for (let i = 0; i < raws.length; i += CHUNK) {
+      const last = Math.min(i + CHUNK, raws.length) - 1;
+      const from = i === 0 ? 0 : ends[i - 1]!; // the slice starts with "[\n" or ",\n"
+      const sliceEnds = ends.slice(i, last + 1).map((end) => end - from);
+      slices.push({ records: raws.slice(i, last + 1), bytes: bytes.subarray(from, ends[last]), ends: sliceEnds });
+    }
+    return slices;
   }
 }
 

@@ -1,11 +1,13 @@
 import { closeSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { StoreError, describeError, type DaymindErrorCode } from '../errors';
-import { DEFAULT_KEY_PREFIX, hasValidChecksum } from '../keys';
+import { DEFAULT_KEY_PREFIX } from '../keys';
 import { OnceReporter } from '../report-once';
 import { coalesced } from './coalesce';
-import { EncodedSlices, StoreDoc, positionsOf, serializeRecords } from './json-doc';
-import { WorkSlicer } from './slicer';
+import { EncodedSlices, StoreDoc, serializeRecords } from './json-doc';
+import { parseRecordsInSlices } from './parse-in-slices';
+import { buildState, buildStateInSlices, type StateContext, type StoreState } from './store-state';
+import { SLICE_BUDGET_MS, WorkSlicer } from './slicer';
 import {
   KnownVersion,
   closeOpenFile,
@@ -26,7 +28,6 @@ import {
   markRevoked,
   newRawRecord,
   parseRecords,
-  rawHash,
   rotateRaw,
   toKeyRecord,
   type RawRecord,
@@ -67,6 +68,7 @@ export class JsonFileKeyStore implements KeyStore {
   private readonly reloadIntervalMs: number;
   private readonly keyPrefix: string;
   private readonly hashCache = new Map<string, string>();
+  private readonly context: StateContext;
   private index = new Map<string, KeyRecord>();
   /**
    * Records rebuilt by the last write, read ahead of `index` until merged into it in slices (see
@@ -84,6 +86,8 @@ export class JsonFileKeyStore implements KeyStore {
   /** Bumped by every write of ours, so that a slower concurrent reload never installs older state. */
   private generation = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** How long a write's or a re-read's work runs before it lets requests in, in ms (tests set 0: a turn after each step). */
+  sliceBudgetMs = SLICE_BUDGET_MS;
   private writeChain: Promise<unknown> = Promise.resolve();
   /** Background problems, reported once while they last, not on every poll. */
   private readonly problems: OnceReporter<StoreError>;
@@ -93,6 +97,7 @@ export class JsonFileKeyStore implements KeyStore {
     this.path = resolve(options.path ?? DEFAULT_STORE_PATH);
     this.reloadIntervalMs = options.reloadIntervalMs ?? 500;
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
+    this.context = { hashCache: this.hashCache, keyPrefix: this.keyPrefix };
     this.problems = new OnceReporter(options.onError ?? ((err) => console.error(`[daymind-auth] ${err.message}`)));
     if (options.create !== false) {
       try {
@@ -114,7 +119,7 @@ export class JsonFileKeyStore implements KeyStore {
       );
     }
     try {
-      this.installRead(this.parse(snapshot.text), snapshot);
+      this.installRead(this.parse(snapshot.bytes.toString('utf8')), snapshot);
     } catch (err) {
       closeSync(snapshot.handle);
       throw err;
@@ -231,39 +236,44 @@ export class JsonFileKeyStore implements KeyStore {
     try {
       return parseRecords(text);
     } catch (err) {
-      throw this.error(
-        'ERR_DAYMIND_STORE_CORRUPT',
-        `the key store ${this.path} is corrupt: ${describeError(err)}. Fix or restore the file; daymind-auth will not write to it until it parses.`,
-        err,
-      );
+      throw this.corrupt(err);
     }
   }
 
-  /** install() of a document as just read from the file, whose text also seeds the next write's slices. */
+  /** parse() of a file another process wrote, in slices (see parseRecordsInSlices). */
+  private async parseInSlices(bytes: Buffer, slicer: WorkSlicer): Promise<RawRecord[]> {
+    try {
+      return await parseRecordsInSlices(bytes, slicer);
+    } catch (err) {
+      throw this.corrupt(err);
+    }
+  }
+
+  private corrupt(err: unknown): StoreError {
+    return this.error(
+      'ERR_DAYMIND_STORE_CORRUPT',
+      `the key store ${this.path} is corrupt: ${describeError(err)}. Fix or restore the file; daymind-auth will not write to it until it parses.`,
+      err,
+    );
+  }
+
+  /** Takes a document as read from the file as the state (built in one step: the first load). */
   private installRead(raws: RawRecord[], snapshot: FileSnapshot): void {
-    this.install(raws, snapshot.handle, snapshot.signature);
-    this.slices.seed(snapshot.bytes, raws);
+    this.install(buildState(raws, snapshot.bytes, this.context), snapshot);
   }
 
-  /** Takes a whole document read from the file as the state. */
-  private install(raws: RawRecord[], file: OpenFile, signature: string): void {
-    const index = new Map<string, KeyRecord>();
-    const positions = new Map<string, number>(); // as positionsOf: the first record of a hash
-    const unchecksummed = new Set<string>();
-    for (let i = 0; i < raws.length; i++) {
-      const raw = raws[i]!;
-      const hash = rawHash(raw, this.hashCache);
-      if (index.has(hash)) continue;
-      index.set(hash, toKeyRecord(raw, hash, this.keyPrefix));
-      positions.set(hash, i);
-      if (typeof raw.key === 'string' && !hasValidChecksum(raw.key, this.keyPrefix)) unchecksummed.add(hash);
-    }
-    this.index = index;
+  /**
+   * Takes the state of a document as just read from the file; the file's version becomes the
+   * known one.
+   */
+  private install(state: StoreState, snapshot: FileSnapshot): void {
+    this.index = state.index;
     this.fresh = undefined; // a merge still running stops (see mergeFresh)
-    this.unchecksummed = unchecksummed;
-    this.raws = raws;
-    this.positions = positions;
-    this.known.set(file, signature);
+    this.unchecksummed = state.unchecksummed;
+    this.raws = state.raws;
+    this.positions = state.positions;
+    this.slices.use(state.encoded);
+    this.known.set(snapshot.handle, snapshot.signature);
   }
 
   /**
@@ -308,17 +318,21 @@ export class JsonFileKeyStore implements KeyStore {
     try {
       if ((await statSignature(this.path)) === this.known.signature) return;
       const snapshot = await readWithSignature(this.path);
-      let raws: RawRecord[];
+      let state: StoreState;
       try {
         if (snapshot.signature === this.known.signature || generation !== this.generation) throw new StaleRead();
-        raws = this.parse(snapshot.text);
+        // In slices: every process sharing a large store re-reads it after each other's writes.
+        const slicer = new WorkSlicer(this.sliceBudgetMs);
+        const raws = await this.parseInSlices(snapshot.bytes, slicer);
         if (generation !== this.generation) throw new StaleRead();
+        state = await buildStateInSlices(raws, snapshot.bytes, this.context, slicer);
+        if (generation !== this.generation) throw new StaleRead(); // a write of ours is newer
       } catch (err) {
         await closeOpenFile(snapshot.handle);
         if (err instanceof StaleRead) return;
         throw err;
       }
-      this.installRead(raws, snapshot);
+      this.install(state, snapshot);
       this.problems.clear();
     } catch (err) {
       this.problems.report(
@@ -327,6 +341,23 @@ export class JsonFileKeyStore implements KeyStore {
           : this.error('ERR_DAYMIND_STORE_UNREADABLE', `cannot read the key store ${this.path}: ${describeError(err)}`, err),
       );
     }
+  }
+
+  /**
+   * Under the lock, takes the file another process wrote as the state (in slices), before a write
+   * goes onto it. The generation bump stops a slower reload from installing an older version.
+   */
+  private async rereadLocked(slicer: WorkSlicer): Promise<void> {
+    const snapshot = await readWithSignature(this.path);
+    let state: StoreState;
+    try {
+      state = await buildStateInSlices(await this.parseInSlices(snapshot.bytes, slicer), snapshot.bytes, this.context, slicer);
+    } catch (err) {
+      await closeOpenFile(snapshot.handle);
+      throw err;
+    }
+    this.generation++;
+    this.install(state, snapshot);
   }
 
   /**
@@ -349,31 +380,17 @@ export class JsonFileKeyStore implements KeyStore {
       throw this.error('ERR_DAYMIND_STORE_LOCK', `cannot lock the key store ${this.path}: ${describeError(err)}`, err);
     }
     try {
-      let base: RawRecord[];
-      let positions: Map<string, number>;
-      let reread = false;
+      // One slicer for the write's work on the event loop: re-read, apply, encode, install.
+      const slicer = new WorkSlicer(this.sliceBudgetMs);
       try {
-        const current = await statSignature(this.path);
-        // Compare and take the state in one synchronous step: a reload finishing during the stat
-        // may have installed a newer version, and the deltas must go onto what the file holds.
-        if (current === this.known.signature) {
-          base = this.raws;
-          positions = this.positions;
-        } else {
-          const snapshot = await readWithSignature(this.path);
-          await closeOpenFile(snapshot.handle); // the version we write next is the one to hold
-          base = this.parse(snapshot.text);
-          this.slices.seed(snapshot.bytes, base);
-          positions = positionsOf(base, this.hashCache);
-          reread = true;
-        }
+        if ((await statSignature(this.path)) !== this.known.signature) await this.rereadLocked(slicer);
       } catch (err) {
         if (err instanceof StoreError) throw err;
         throw this.error('ERR_DAYMIND_STORE_UNREADABLE', `cannot read the key store ${this.path}: ${describeError(err)}`, err);
       }
-      const doc = new StoreDoc(base, positions, this.hashCache);
-      // One slicer for the write's work on the event loop: apply, encode, install.
-      const slicer = new WorkSlicer();
+      // The state now is what the file holds (a reload finishing meanwhile installs the same
+      // version: no other process writes while we hold the lock), and the change goes onto it.
+      const doc = new StoreDoc(this.raws, this.positions, this.hashCache);
       const result = await change(doc, slicer);
       let written: { signature: string; handle: OpenFile };
       try {
@@ -382,8 +399,7 @@ export class JsonFileKeyStore implements KeyStore {
         throw this.error('ERR_DAYMIND_STORE_WRITE', `cannot write the key store ${this.path}: ${describeError(err)}`, err);
       }
       this.generation++;
-      if (reread) this.install(doc.raws, written.handle, written.signature);
-      else await this.installEdits(doc, written.handle, written.signature, slicer);
+      await this.installEdits(doc, written.handle, written.signature, slicer);
       onInstalled?.();
       this.problems.clear();
       await this.mergeFresh(slicer);

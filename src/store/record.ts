@@ -205,11 +205,14 @@ function recordProblem(raw: unknown): string | undefined {
 export function parseRecords(text: string): RawRecord[] {
   const doc: unknown = JSON.parse(text);
   if (!Array.isArray(doc)) throw new Error('the document is not a JSON array of key records');
-  doc.forEach((raw, i) => {
-    const problem = recordProblem(raw);
-    if (problem) throw new Error(`record ${i} ${problem}`);
-  });
+  doc.forEach(assertRecord);
   return doc as RawRecord[];
+}
+
+/** Throws a message naming record `i` of its document when `raw` cannot be used as a key record. */
+export function assertRecord(raw: unknown, i: number): asserts raw is RawRecord {
+  const problem = recordProblem(raw);
+  if (problem) throw new Error(`record ${i} ${problem}`);
 }
 
 /**

@@ -2,7 +2,8 @@ import { mkdir, readdir, unlink } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { StoreError, describeError } from '../errors';
 import { acquireLock, closeOpenFile, readWithSignature, statSignature, writeAtomic } from '../store/file-io';
-import { WorkSlicer } from '../store/slicer';
+import { parseChunksInSlices } from '../store/parse-in-slices';
+import { SLICE_BUDGET_MS, WorkSlicer } from '../store/slicer';
 import { HISTORY_RETENTION_DAYS, dayOffset, isoDay, type DayCounts, type HistoryEntry, type UsageHistory } from './history';
 
 /** Counts of one day: key hash -> [allowed, rate_limited]. */
@@ -39,6 +40,8 @@ export class FileUsageHistory implements UsageHistory {
   private readonly cache = new Map<number, { signature: string; counts: DayFile }>();
   private cachedEntries = 0;
   private prunedBefore = 0;
+  /** How long a flush's or a re-read's work runs before it lets requests in, in ms (tests set 0: a turn after each step). */
+  sliceBudgetMs = SLICE_BUDGET_MS;
 
   constructor(options: FileUsageHistoryOptions) {
     this.dir = options.dir;
@@ -56,7 +59,7 @@ export class FileUsageHistory implements UsageHistory {
    */
   async add(entries: HistoryEntry[]): Promise<void> {
     if (entries.length === 0) return;
-    const slicer = new WorkSlicer();
+    const slicer = new WorkSlicer(this.sliceBudgetMs);
     const byDay = new Map<number, HistoryEntry[]>();
     for (const entry of entries) {
       const list = byDay.get(entry.day);
@@ -91,7 +94,7 @@ export class FileUsageHistory implements UsageHistory {
       });
     }
     try {
-      const counts = await this.load(day);
+      const counts = await this.load(day, slicer);
       for (const entry of entries) {
         const current = counts.get(entry.key_hash);
         if (current) {
@@ -138,7 +141,7 @@ export class FileUsageHistory implements UsageHistory {
   }
 
   /** A day's counts as the file has them now: from memory when the file is the version we know. */
-  private async load(day: number): Promise<DayFile> {
+  private async load(day: number, slicer = new WorkSlicer(this.sliceBudgetMs)): Promise<DayFile> {
     const path = this.pathOf(day);
     const cached = this.cache.get(day);
     let signature: string;
@@ -168,7 +171,7 @@ export class FileUsageHistory implements UsageHistory {
       });
     }
     await closeOpenFile(snapshot.handle);
-    const counts = parseDayFile(path, snapshot.text);
+    const counts = await parseDayFileInSlices(path, snapshot.bytes, slicer);
     this.forget(day);
     this.remember(day, snapshot.signature, counts);
     return counts;
@@ -229,17 +232,41 @@ function parseDayFile(path: string, text: string): DayFile {
     throw new StoreError('ERR_DAYMIND_STORE_CORRUPT', path, `the usage history file ${path} is not a JSON object; it is left as it is`);
   }
   const counts: DayFile = new Map();
-  for (const [hash, value] of Object.entries(parsed)) {
-    if (!Array.isArray(value) || value.length !== 2 || !value.every((n) => Number.isSafeInteger(n) && n >= 0)) {
-      throw new StoreError(
-        'ERR_DAYMIND_STORE_CORRUPT',
-        path,
-        `the usage history file ${path} has a bad entry for ${hash}; it is left as it is`,
-      );
-    }
-    counts.set(hash, [value[0], value[1]]);
+  for (const [hash, value] of Object.entries(parsed)) counts.set(hash, dayCounts(path, hash, value));
+  return counts;
+}
+
+/**
+ * parseDayFile() of a day file as read, in slices (see parseChunksInSlices): the same counts, or
+ * the same error. Another process's flush rewrites the day file, and a day of 100,000 keys is
+ * about 8 MB.
+ */
+async function parseDayFileInSlices(path: string, bytes: Buffer, slicer: WorkSlicer): Promise<DayFile> {
+  const chunks = await parseChunksInSlices(bytes, '{', slicer);
+  if (!chunks) return parseDayFile(path, bytes.toString('utf8'));
+  const members = new Map<string, unknown>(); // a later duplicate wins, in the first one's place, as in JSON.parse
+  for (const chunk of chunks) {
+    for (const [hash, value] of Object.entries(chunk as object)) members.set(hash, value);
+    if (slicer.due()) await slicer.yield();
+  }
+  const counts: DayFile = new Map();
+  for (const [hash, value] of members) {
+    counts.set(hash, dayCounts(path, hash, value));
+    if (slicer.due()) await slicer.yield();
   }
   return counts;
+}
+
+/** One member of a day file: [allowed, rate limited]. */
+function dayCounts(path: string, hash: string, value: unknown): [number, number] {
+  if (!Array.isArray(value) || value.length !== 2 || !value.every((n) => Number.isSafeInteger(n) && n >= 0)) {
+    throw new StoreError(
+      'ERR_DAYMIND_STORE_CORRUPT',
+      path,
+      `the usage history file ${path} has a bad entry for ${hash}; it is left as it is`,
+    );
+  }
+  return [value[0], value[1]];
 }
 
 /** The day file as text parts, one key a line, cut by time (WorkSlicer) so that requests go on meanwhile. */

@@ -1,4 +1,4 @@
-import { EncodedSlices, serializeRecords } from '../../src/store/json-doc';
+import { EncodedSlices, seedSlices, serializeRecords } from '../../src/store/json-doc';
 import type { RawRecord } from '../../src/store/record';
 
 const record = (i: number, owner = `owner-${i}`): RawRecord => ({
@@ -50,7 +50,7 @@ describe('serializeRecords', () => {
     // One record a line, but spaced unlike JSON.stringify: copied lines keep their own bytes.
     const file = '[\n' + raws.map((r) => '  ' + JSON.stringify(r).replace(/,"/g, ', "')).join(',\n') + '\n]\n';
     const slices = new EncodedSlices();
-    slices.seed(Buffer.from(file), raws);
+    slices.use(seedSlices(Buffer.from(file), raws));
     expect(await text(raws, slices)).toBe(file);
     const edited = raws.slice();
     edited[1_234] = { ...raws[1_234]!, usage_count: 99 };
@@ -71,7 +71,7 @@ describe('serializeRecords', () => {
   ])('a file in another layout (%s) seeds nothing: the write is the standard one', async (_, layout) => {
     const raws = [record(1), record(2), record(3), record(4)];
     const slices = new EncodedSlices();
-    slices.seed(Buffer.from(layout(raws)), raws);
+    slices.use(seedSlices(Buffer.from(layout(raws)), raws));
     expect(await text(raws, slices)).toBe(expected(raws));
   });
 });

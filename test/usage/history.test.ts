@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import request from 'supertest';
 import { FileUsageHistory, daymindAuth, hashKey, historyDirFor } from '../../src';
 import { dayOffset } from '../../src/usage/history';
-import { appWith, seedStoreCopy, SEED_KEYS, tempDir } from '../helpers';
+import { appWith, everyTurn, seedStoreCopy, SEED_KEYS, tempDir } from '../helpers';
 
 const run = promisify(execFile);
 const WORKER = join(__dirname, '../fixtures/app-worker.js');
@@ -154,4 +154,29 @@ describe('per-day usage history', () => {
     ]);
     expect(existsSync(join(dir, `${iso(now - 120 * DAY_MS)}.json`))).toBe(false);
   });
+  test('a large day file written by another writer is read in slices: the same counts, and a bad member still refused', async () => {
+    const dir = join(tempDir(), 'history');
+    const now = today();
+    const day = dayOffset(now, 0);
+    const hashes = Array.from({ length: 20_000 }, (_, i) => hashKey(`key-${i}`));
+    const writer = new FileUsageHistory({ dir, now: () => now });
+    await writer.add(hashes.map((key_hash, i) => ({ key_hash, day, allowed: i + 1, rate_limited: i % 3 })));
+    const reader = new FileUsageHistory({ dir, now: () => now });
+    reader.sliceBudgetMs = 0; // a turn after each step: one long synchronous parse would show as few turns
+    const { seen: turns, result: days } = await everyTurn(
+      () => 1,
+      () => reader.readDays([day]),
+    );
+    expect(turns.length).toBeGreaterThan(20_000);
+    const counts = days.get(day)!;
+    expect(counts.size).toBe(20_000);
+    expect(hashes.every((hash, i) => counts.get(hash)?.allowed === i + 1 && counts.get(hash)?.rate_limited === i % 3)).toBe(true);
+    // The writer adds to it again; the reader sees the new version.
+    await writer.add([{ key_hash: hashes[19_999]!, day, allowed: 5, rate_limited: 1 }]);
+    expect(await reader.read(hashes[19_999]!, [day])).toEqual([{ allowed: 20_005, rate_limited: 1 + (19_999 % 3) }]);
+    // A bad member deep in the file is refused as a whole parse refuses it, naming the file.
+    const file = join(dir, `${iso(now)}.json`);
+    writeFileSync(file, readFileSync(file, 'utf8').replace(`"${hashes[15_000]}":[15001,`, `"${hashes[15_000]}":[-1,`));
+    await expect(reader.read(hashes[0]!, [day])).rejects.toThrow(`the usage history file ${file} has a bad entry for ${hashes[15_000]}`);
+  }, 30_000);
 });
