@@ -89,6 +89,8 @@ export class JsonFileKeyStore implements KeyStore {
   /** How long a write's or a re-read's work runs before it lets requests in, in ms (tests set 0: a turn after each step). */
   sliceBudgetMs = SLICE_BUDGET_MS;
   private writeChain: Promise<unknown> = Promise.resolve();
+  /** A write's re-read of the file under way (see rereadLocked): a reload meanwhile waits for it. */
+  private rereading: Promise<void> | undefined;
   /** Background problems, reported once while they last, not on every poll. */
   private readonly problems: OnceReporter<StoreError>;
 
@@ -317,6 +319,8 @@ export class JsonFileKeyStore implements KeyStore {
     const generation = this.generation;
     try {
       if ((await statSignature(this.path)) === this.known.signature) return;
+      // A write is re-reading the file under the lock: its state is this file's (or newer).
+      if (this.rereading) return await this.rereading.catch(() => undefined);
       const snapshot = await readWithSignature(this.path);
       let state: StoreState;
       try {
@@ -383,7 +387,13 @@ export class JsonFileKeyStore implements KeyStore {
       // One slicer for the write's work on the event loop: re-read, apply, encode, install.
       const slicer = new WorkSlicer(this.sliceBudgetMs);
       try {
-        if ((await statSignature(this.path)) !== this.known.signature) await this.rereadLocked(slicer);
+        // A reload under way installs the file as it is now (no one else writes while we hold the
+        // lock) or gives up: wait for it rather than parse the same file twice.
+        await this.refresh.idle();
+        if ((await statSignature(this.path)) !== this.known.signature) {
+          this.rereading = this.rereadLocked(slicer);
+          await this.rereading.finally(() => (this.rereading = undefined));
+        }
       } catch (err) {
         if (err instanceof StoreError) throw err;
         throw this.error('ERR_DAYMIND_STORE_UNREADABLE', `cannot read the key store ${this.path}: ${describeError(err)}`, err);
