@@ -80,6 +80,12 @@ ${notes}
   from \`auth.flush()\` until the store has written that batch (10,001 keys: \`flush()\` goes on
   writing the usage that arrives meanwhile, so under load it resolves late or not at all); the
   figure is the histogram's maximum over that time.
+- **Re-read stall** (same server, load still on). Another process, on the load generator's core,
+  opens the store and writes usage for the same 10,000 keys; the figure is the server's longest
+  event-loop stall from the end of that write until the server serves the new counts (it
+  re-reads the file within \`reloadIntervalMs\`, 500 ms, or in its own next write). Every
+  process sharing a JSON store goes through this after each write of the others. It has no
+  target of its own; the flush stall target (50 ms) is the yardstick.
 
 ## Targets
 

@@ -208,6 +208,14 @@ function tables(results) {
       sc.flush_ms == null ? 'n/a' : sc.flush_finished === false ? `> ${fmt(sc.flush_ms, 0)} ms (unfinished)` : `${fmt(sc.flush_ms, 0)} ms`,
     ],
     [
+      're-read of 100k store another process wrote: max stall',
+      sc.reload_max_stall_ms == null
+        ? results.meta.mode === 'quick'
+          ? 'full runs only'
+          : 'n/a'
+        : `${fmt(sc.reload_max_stall_ms, 1)} ms${sc.reload_seen === false ? ' (not seen)' : ''}`,
+    ],
+    [
       'p99 keys100k vs keys10',
       `${fmt(results.scenarios.keys100k?.median_p99_ms, 0)} ms vs ${fmt(results.scenarios.keys10?.median_p99_ms, 0)} ms`,
     ],

@@ -4,7 +4,11 @@
 //   (`node bench/scale.js load <path>` is that child);
 // - flushStall: the longest event-loop stall while `auth.flush()` writes usage for 10,000 keys of
 //   the store, with the server under load (monitorEventLoopDelay, 1 ms resolution). A flush still
-//   running after `timeoutMs` is reported as such, with the longest stall seen until then.
+//   running after `timeoutMs` is reported as such, with the longest stall seen until then;
+// - then, with the load still on, the longest stall in that server while another process (the
+//   child `node bench/scale.js write <path> <keysFile>`, on the load generator's core) writes usage
+//   for the same 10,000 keys to the store, until the server has re-read it: what each process
+//   sharing a JSON store goes through after every write of the others.
 const { nodeChild, nextMessage, ask, payload, stop } = require('./proc');
 
 /** In the child: load the store once and report. */
@@ -25,6 +29,28 @@ function measureLoadHere(path) {
   };
 }
 
+/**
+ * In the child: a second process writing usage for the keys of `keysFile` to the store, once told
+ * to ('go': after it has loaded the store, which takes a while).
+ */
+async function writeUsageHere(path, keysFile) {
+  const { JsonFileKeyStore, hashKey } = require('./lib');
+  const keys = JSON.parse(require('node:fs').readFileSync(keysFile, 'utf8'));
+  const store = new JsonFileKeyStore({ path, reloadIntervalMs: 0 });
+  await new Promise((resolve) => {
+    process.on('message', (msg) => msg?.type === 'go' && resolve());
+    process.send({ type: 'loaded' });
+  });
+  const day = Number(new Date().toISOString().slice(0, 10).replaceAll('-', ''));
+  const started = process.hrtime.bigint();
+  await store.applyUsage(
+    keys.map((key) => ({ key_hash: hashKey(key), units: 1, last_used: Date.now() / 1000, days: [{ day, units: 1 }] })),
+  );
+  const writeMs = Number(process.hrtime.bigint() - started) / 1e6;
+  await store.close();
+  return { keys: keys.length, writeMs };
+}
+
 async function storeLoad(path) {
   const child = nodeChild(0, 'scale.js', ['load', path]);
   try {
@@ -36,9 +62,10 @@ async function storeLoad(path) {
 
 /**
  * Starts the flush100k server (flush only on request), puts it under load from the load
- * generator, measures `baselineMs` without a flush and then the flush, and stops the load.
+ * generator, measures `baselineMs` without a flush and then the flush (and with `reread`, the
+ * re-read of another process's write), and stops the load.
  */
-async function flushStall({ load, storePath, keysFile, key, connections, baselineMs, leadMs, timeoutMs }) {
+async function flushStall({ load, storePath, keysFile, key, connections, baselineMs, leadMs, timeoutMs, reread }) {
   const config = { storePath, keysFile, key, flushIntervalMs: 3_600_000 };
   const server = nodeChild(0, 'server.js', ['flush100k', JSON.stringify(config)]);
   let loadResult;
@@ -50,6 +77,7 @@ async function flushStall({ load, storePath, keysFile, key, connections, baselin
     load.send({ type: 'run', url, headers: { authorization: `Bearer ${key}` }, connections, duration: 600, warmup: 0 });
     await new Promise((resolve) => setTimeout(resolve, leadMs));
     const measured = await ask(server, { type: 'measure-flush', baselineMs, timeoutMs }, 'flush-measured', timeoutMs + 30_000);
+    const reload = reread ? await reloadStall({ server, storePath, keysFile, timeoutMs: Math.max(timeoutMs, 20_000) }) : {};
     load.send({ type: 'stop' });
     const underLoad = payload(await loadResult);
     return {
@@ -59,6 +87,10 @@ async function flushStall({ load, storePath, keysFile, key, connections, baselin
       flushMs: measured.flushMs,
       flushFinished: measured.flushFinished,
       flushBatchKeys: measured.batchKeys,
+      reloadMaxStallMs: reload.reloadMaxMs,
+      reloadMs: reload.reloadMs,
+      reloadSeen: reload.reloadSeen,
+      otherWriteMs: reload.writeMs,
       load: underLoad,
     };
   } finally {
@@ -70,13 +102,35 @@ async function flushStall({ load, storePath, keysFile, key, connections, baselin
   }
 }
 
-if (require.main === module) {
-  const [mode, path] = process.argv.slice(2);
+/**
+ * With the flush100k server under load: has another process (on core 1) write usage for the keys
+ * of `keysFile` to the store, then measures the server's re-read of that write.
+ */
+async function reloadStall({ server, storePath, keysFile, timeoutMs }) {
+  const { hashKey } = require('./lib');
+  const keys = JSON.parse(require('node:fs').readFileSync(keysFile, 'utf8'));
+  const probeHash = hashKey(keys.at(-1));
+  const writer = nodeChild(1, 'scale.js', ['write', storePath, keysFile]);
   try {
-    if (mode !== 'load') throw new Error(`unknown mode "${mode}"`);
-    process.send({ type: 'result', ...measureLoadHere(path) });
+    await nextMessage(writer, 'loaded', timeoutMs);
+    const { usage: before } = await ask(server, { type: 'usage-of', hash: probeHash }, 'usage-of', 10_000);
+    const written = payload(await ask(writer, { type: 'go' }, 'result', timeoutMs));
+    const measured = await ask(server, { type: 'measure-reload', probeHash, before, timeoutMs }, 'reload-measured', timeoutMs + 10_000);
+    return { ...payload(measured), writeMs: written.writeMs };
+  } finally {
+    await stop(writer);
+  }
+}
+
+if (require.main === module) {
+  const [mode, path, keysFile] = process.argv.slice(2);
+  const fail = (err) => process.send({ type: 'error', message: `scale ${mode}: ${err.stack ?? err}` });
+  try {
+    if (mode === 'load') process.send({ type: 'result', ...measureLoadHere(path) });
+    else if (mode === 'write') writeUsageHere(path, keysFile).then((figures) => process.send({ type: 'result', ...figures }), fail);
+    else throw new Error(`unknown mode "${mode}"`);
   } catch (err) {
-    process.send({ type: 'error', message: `scale ${mode}: ${err.stack ?? err}` });
+    fail(err);
   }
   process.on('disconnect', () => process.exit(0));
 }

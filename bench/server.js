@@ -117,6 +117,25 @@ async function measureFlush(auth, baselineMs, timeoutMs) {
   return { baselineMaxMs, flushMaxMs: histogram.max / 1e6, flushMs, flushFinished: written !== undefined, batchKeys: written?.keys };
 }
 
+/**
+ * The re-read of a write by another process: the longest event-loop stall from now (the other
+ * process has just written) until the store shows more usage for `probeHash` than `before` (its
+ * count before that write). Resolves with the figures (after `timeoutMs`, with `reloadSeen` false).
+ */
+function measureReload(auth, probeHash, before, timeoutMs) {
+  const histogram = monitorEventLoopDelay({ resolution: 1 });
+  histogram.enable();
+  const started = process.hrtime.bigint();
+  const measured = (async () => {
+    const deadline = Date.now() + timeoutMs;
+    while ((auth.store.get(probeHash)?.usage_count ?? 0) <= before && Date.now() < deadline) await sleep(2);
+    histogram.disable();
+    const seen = (auth.store.get(probeHash)?.usage_count ?? 0) > before;
+    return { reloadMaxMs: histogram.max / 1e6, reloadMs: Number(process.hrtime.bigint() - started) / 1e6, reloadSeen: seen };
+  })();
+  return measured;
+}
+
 /** CPU time this process has used, user and system, in microseconds. */
 function cpuMicros() {
   const { user, system } = process.cpuUsage();
@@ -134,6 +153,13 @@ async function main() {
   server.listen(0, '127.0.0.1', () => process.send({ type: 'ready', port: server.address().port, key, countedKeys }));
   process.on('message', (msg) => {
     if (msg?.type === 'cpu') process.send({ type: 'cpu', micros: cpuMicros() });
+    if (msg?.type === 'usage-of') process.send({ type: 'usage-of', usage: auth.store.get(msg.hash)?.usage_count ?? 0 });
+    if (msg?.type === 'measure-reload') {
+      measureReload(auth, msg.probeHash, msg.before, msg.timeoutMs).then(
+        (figures) => process.send({ type: 'reload-measured', ...figures }),
+        (err) => process.send({ type: 'error', message: `reload: ${err.message}` }),
+      );
+    }
     if (msg?.type !== 'measure-flush') return;
     measureFlush(auth, msg.baselineMs, msg.timeoutMs).then(
       (figures) => process.send({ type: 'flush-measured', ...figures }),
