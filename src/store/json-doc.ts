@@ -1,3 +1,4 @@
+import { isFramed } from './parse-in-slices';
 import { rawHash, type RawRecord } from './record';
 import { WorkSlicer } from './slicer';
 
@@ -90,19 +91,6 @@ export class EncodedSlices {
   }
 }
 
-/** Whether a document has serializeRecords' frame: "[\n" first, "\n]\n" last. */
-function isFramedDocument(bytes: Buffer): boolean {
-  const n = bytes.length;
-  return (
-    n >= 5 &&
-    bytes[0] === OPEN_BRACKET &&
-    bytes[1] === NEWLINE &&
-    bytes[n - 3] === NEWLINE &&
-    bytes[n - 2] === CLOSE_BRACKET &&
-    bytes[n - 1] === NEWLINE
-  );
-}
-
 /**
  * The encoded slices of a document read from a file (its bytes, as read) as serializeRecords
  * writes it (one record a line), so that the first write after a read copies the lines of
@@ -134,7 +122,7 @@ class LineEnds {
     private readonly count: number,
   ) {
     this.ends = new Uint32Array(count);
-    this.fits = count > 0 && isFramedDocument(bytes);
+    this.fits = count > 0 && isFramed(bytes, '[');
   }
 
   /** Scans the next record's line; false once all are scanned or the layout does not fit. */
@@ -182,7 +170,7 @@ function sameRecords(cached: EncodedSlice, records: readonly RawRecord[]): boole
 }
 
 const SEPARATOR = Buffer.from(',\n');
-const [NEWLINE, SPACE, OPEN_BRACE, CLOSE_BRACE, COMMA, OPEN_BRACKET, CLOSE_BRACKET] = [0x0a, 0x20, 0x7b, 0x7d, 0x2c, 0x5b, 0x5d];
+const [NEWLINE, SPACE, OPEN_BRACE, CLOSE_BRACE, COMMA] = [0x0a, 0x20, 0x7b, 0x7d, 0x2c];
 
 /**
  * The store document as encoded parts, one record per line, in slices of 1,000 records (see

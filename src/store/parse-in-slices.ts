@@ -7,6 +7,19 @@ const ELEMENT_END = Buffer.from(',\n');
 const NEWLINE = 0x0a;
 const CLOSE = { '[': 0x5d, '{': 0x7d } as const;
 
+/** Whether a document has the frame this library writes: "[\n" or "{\n" first, "\n]\n" or "\n}\n" last. */
+export function isFramed(bytes: Buffer, open: '[' | '{'): boolean {
+  const n = bytes.length;
+  return (
+    n >= 5 &&
+    bytes[0] === open.charCodeAt(0) &&
+    bytes[1] === NEWLINE &&
+    bytes[n - 3] === NEWLINE &&
+    bytes[n - 2] === CLOSE[open] &&
+    bytes[n - 1] === NEWLINE
+  );
+}
+
 /**
  * A JSON array or object laid out as this library writes its files ("[\n" or "{\n" first, elements
  * or members separated by ",\n", "\n]\n" or "\n}\n" last), parsed a chunk at a time with the event
@@ -22,18 +35,10 @@ const CLOSE = { '[': 0x5d, '{': 0x7d } as const;
  * parses the whole document at once, and reports its error, if any.
  */
 export async function parseChunksInSlices(bytes: Buffer, open: '[' | '{', slicer: WorkSlicer): Promise<unknown[] | undefined> {
-  const n = bytes.length;
+  if (!isFramed(bytes, open)) return undefined;
   const close = CLOSE[open];
-  const framed =
-    n >= 5 &&
-    bytes[0] === open.charCodeAt(0) &&
-    bytes[1] === NEWLINE &&
-    bytes[n - 3] === NEWLINE &&
-    bytes[n - 2] === close &&
-    bytes[n - 1] === NEWLINE;
-  if (!framed) return undefined;
   const chunks: unknown[] = [];
-  const end = n - 3; // the members run from after the opening line to before the closing one
+  const end = bytes.length - 3; // the members run from after the opening line to before the closing one
   let start = 2;
   for (;;) {
     const cut = start + CHUNK_BYTES < end ? bytes.indexOf(ELEMENT_END, start + CHUNK_BYTES) : -1;
