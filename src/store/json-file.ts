@@ -321,22 +321,18 @@ export class JsonFileKeyStore implements KeyStore {
       if ((await statSignature(this.path)) === this.known.signature) return;
       // A write is re-reading the file under the lock: its state is this file's (or newer).
       if (this.rereading) return await this.rereading.catch(() => undefined);
-      const snapshot = await readWithSignature(this.path);
-      let state: StoreState;
+      let read: { snapshot: FileSnapshot; state: StoreState };
       try {
-        if (snapshot.signature === this.known.signature || generation !== this.generation) throw new StaleRead();
         // In slices: every process sharing a large store re-reads it after each other's writes.
-        const slicer = new WorkSlicer(this.sliceBudgetMs);
-        const raws = await this.parseInSlices(snapshot.bytes, slicer);
-        if (generation !== this.generation) throw new StaleRead();
-        state = await buildStateInSlices(raws, snapshot.bytes, this.context, slicer);
-        if (generation !== this.generation) throw new StaleRead(); // a write of ours is newer
+        read = await this.readState(new WorkSlicer(this.sliceBudgetMs), (snapshot) => {
+          // Our own write, or a write of ours since this began (newer than what was read).
+          if (snapshot.signature === this.known.signature || generation !== this.generation) throw new StaleRead();
+        });
       } catch (err) {
-        await closeOpenFile(snapshot.handle);
         if (err instanceof StaleRead) return;
         throw err;
       }
-      this.install(state, snapshot);
+      this.install(read.state, read.snapshot);
       this.problems.clear();
     } catch (err) {
       this.problems.report(
@@ -348,18 +344,33 @@ export class JsonFileKeyStore implements KeyStore {
   }
 
   /**
-   * Under the lock, takes the file another process wrote as the state (in slices), before a write
-   * goes onto it. The generation bump stops a slower reload from installing an older version.
+   * Reads the file and builds its state in slices, with `check` (which throws to give up) before
+   * and after each step. The snapshot's file is closed when this throws.
    */
-  private async rereadLocked(slicer: WorkSlicer): Promise<void> {
+  private async readState(
+    slicer: WorkSlicer,
+    check: (snapshot: FileSnapshot) => void = () => undefined,
+  ): Promise<{ snapshot: FileSnapshot; state: StoreState }> {
     const snapshot = await readWithSignature(this.path);
-    let state: StoreState;
     try {
-      state = await buildStateInSlices(await this.parseInSlices(snapshot.bytes, slicer), snapshot.bytes, this.context, slicer);
+      check(snapshot);
+      const raws = await this.parseInSlices(snapshot.bytes, slicer);
+      check(snapshot);
+      const state = await buildStateInSlices(raws, snapshot.bytes, this.context, slicer);
+      check(snapshot);
+      return { snapshot, state };
     } catch (err) {
       await closeOpenFile(snapshot.handle);
       throw err;
     }
+  }
+
+  /**
+   * Under the lock, takes the file another process wrote as the state (in slices), before a write
+   * goes onto it. The generation bump stops a slower reload from installing an older version.
+   */
+  private async rereadLocked(slicer: WorkSlicer): Promise<void> {
+    const { snapshot, state } = await this.readState(slicer);
     this.generation++;
     this.install(state, snapshot);
   }
