@@ -123,18 +123,20 @@ async function measureFlush(auth, baselineMs, timeoutMs) {
  * count before that write). Resolves with the figures (after `timeoutMs`, with `reloadSeen` false).
  */
 function measureReload(auth, probeHash, before, timeoutMs) {
+  const seen = () => usageOf(auth, probeHash) > before;
   const histogram = monitorEventLoopDelay({ resolution: 1 });
   histogram.enable();
   const started = process.hrtime.bigint();
-  const measured = (async () => {
+  return (async () => {
     const deadline = Date.now() + timeoutMs;
-    while ((auth.store.get(probeHash)?.usage_count ?? 0) <= before && Date.now() < deadline) await sleep(2);
+    while (!seen() && Date.now() < deadline) await sleep(2);
     histogram.disable();
-    const seen = (auth.store.get(probeHash)?.usage_count ?? 0) > before;
-    return { reloadMaxMs: histogram.max / 1e6, reloadMs: Number(process.hrtime.bigint() - started) / 1e6, reloadSeen: seen };
+    return { reloadMaxMs: histogram.max / 1e6, reloadMs: Number(process.hrtime.bigint() - started) / 1e6, reloadSeen: seen() };
   })();
-  return measured;
 }
+
+/** The store's usage_count of a key (0 when absent). */
+const usageOf = (auth, hash) => auth.store.get(hash)?.usage_count ?? 0;
 
 /** CPU time this process has used, user and system, in microseconds. */
 function cpuMicros() {
@@ -153,7 +155,7 @@ async function main() {
   server.listen(0, '127.0.0.1', () => process.send({ type: 'ready', port: server.address().port, key, countedKeys }));
   process.on('message', (msg) => {
     if (msg?.type === 'cpu') process.send({ type: 'cpu', micros: cpuMicros() });
-    if (msg?.type === 'usage-of') process.send({ type: 'usage-of', usage: auth.store.get(msg.hash)?.usage_count ?? 0 });
+    if (msg?.type === 'usage-of') process.send({ type: 'usage-of', usage: usageOf(auth, msg.hash) });
     if (msg?.type === 'measure-reload') {
       measureReload(auth, msg.probeHash, msg.before, msg.timeoutMs).then(
         (figures) => process.send({ type: 'reload-measured', ...figures }),
