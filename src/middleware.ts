@@ -17,7 +17,7 @@ import { createUsageRouter, type UsageRouterOptions } from './usage/router';
 import { Verifier, type LeadWindow, type VerifyOptions, type VerifyResult } from './verify';
 import { outcomeOf, type DaymindStats, type RequestEvent, type RequestListener, type RequestOutcome } from './observe';
 import { createBilling, createHistory, createRedis, createStore } from './parts';
-import './request-info';
+import { setRequestInfo } from './request-info';
 
 /** The middleware returned by {@link daymindAuth}, with the parts it composes. */
 export interface DaymindAuth extends RequestHandler {
@@ -187,7 +187,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     switch (result.code) {
       case 'VALID': {
         const record = result.record!;
-        req.daymind = {
+        setRequestInfo(req, {
           keyPrefix: record.key_prefix,
           keyHash: record.key_hash,
           owner: record.owner,
@@ -201,7 +201,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
             : null,
           credits: result.credits ?? null,
           scopes: record.scopes ?? [],
-        };
+        });
         if (usageTracker.defers) usageTracker.track(req, res, result, ipResult, at);
         break;
       }
