@@ -54,6 +54,30 @@ interface HeaderSink {
  */
 export function setRateLimitHeaders(res: HeaderSink, first: RateLimitResult | undefined, results: readonly RateLimitResult[]): void {
   if (!first && results.length === 0) return;
-  res.setHeader('RateLimit-Policy', listOf(appendPolicy, first, results));
+  res.setHeader('RateLimit-Policy', policyHeader(first, results));
   res.setHeader('RateLimit', listOf(appendState, first, results));
+}
+
+/** The last RateLimit-Policy value, and the name, quota and window of each policy in it. */
+let lastPolicy = '';
+const lastPolicies: (string | number)[] = [];
+
+/**
+ * RateLimit-Policy for `first` and `results`: the last value again when the policies are the same
+ * (nearly every request repeats them), so that it is not built anew each time.
+ */
+function policyHeader(first: RateLimitResult | undefined, results: readonly RateLimitResult[]): string {
+  const count = (first ? 1 : 0) + results.length;
+  let same = lastPolicies.length === count * 3 && (!first || samePolicy(0, first));
+  for (let i = 0, at = first ? 3 : 0; same && i < results.length; i++, at += 3) same = samePolicy(at, results[i]!);
+  if (same) return lastPolicy;
+  lastPolicies.length = 0;
+  if (first) lastPolicies.push(first.policy, first.limit, first.windowSeconds);
+  for (const r of results) lastPolicies.push(r.policy, r.limit, r.windowSeconds);
+  lastPolicy = listOf(appendPolicy, first, results);
+  return lastPolicy;
+}
+
+function samePolicy(at: number, r: RateLimitResult): boolean {
+  return lastPolicies[at] === r.policy && lastPolicies[at + 1] === r.limit && lastPolicies[at + 2] === r.windowSeconds;
 }

@@ -25,6 +25,25 @@ describe('RateLimit header fields', () => {
     setRateLimitHeaders(sink, undefined, [results[1]!]);
     expect(set.get('RateLimit')).toBe('"key";r=119;t=42');
   });
+
+  test('RateLimit-Policy follows every change of the policies, though it is reused while they stay the same', () => {
+    const set = new Map<string, string>();
+    const sink = { setHeader: (name: string, value: string) => set.set(name, value) };
+    const policyOf = (first: (typeof results)[number] | undefined, rest: typeof results) => {
+      setRateLimitHeaders(sink, first, rest);
+      return set.get('RateLimit-Policy');
+    };
+    const [ip, key] = results as [(typeof results)[number], (typeof results)[number]];
+    expect(policyOf(ip, [key])).toBe('"ip";q=240;w=60, "key";q=120;w=60');
+    expect(policyOf(ip, [{ ...key, remaining: 3 }])).toBe('"ip";q=240;w=60, "key";q=120;w=60');
+    expect(policyOf(undefined, [key])).toBe('"key";q=120;w=60');
+    expect(policyOf(key, [])).toBe('"key";q=120;w=60');
+    expect(policyOf(undefined, [{ ...key, limit: 50 }])).toBe('"key";q=50;w=60');
+    expect(policyOf(undefined, [{ ...key, windowSeconds: 1 }])).toBe('"key";q=120;w=1');
+    expect(policyOf(undefined, [{ ...key, policy: 'burst' }])).toBe('"burst";q=120;w=60');
+    expect(policyOf(ip, [key, { ...key, policy: 'month' }])).toBe('"ip";q=240;w=60, "key";q=120;w=60, "month";q=120;w=60');
+    expect(policyOf(ip, [key])).toBe('"ip";q=240;w=60, "key";q=120;w=60');
+  });
 });
 
 describe('per-IP limit subject', () => {
@@ -74,5 +93,18 @@ describe('memory rate limiter adapter', () => {
     expect((await limiter.consume({ name: 'key', limit: 1, windowSeconds: 60 }, 'a', 1)).allowed).toBe(false);
     expect((await limiter.consume({ name: 'key', limit: 5, windowSeconds: 60 }, 'a', 1)).allowed).toBe(true);
     expect((await limiter.consume({ name: 'key', limit: 5, windowSeconds: 60 }, 'a', 3)).remaining).toBe(1);
+  });
+
+  test('consumeSync counts on the same counters as consume, also past the subjects it remembers keys for', async () => {
+    const limiter = new MemoryRateLimiter();
+    const window = { name: 'key', limit: 3, windowSeconds: 60 };
+    const other = { name: 'ip', limit: 3, windowSeconds: 60 };
+    expect(limiter.consumeSync(window, 'a', 1)!.remaining).toBe(2);
+    expect((await limiter.consume(window, 'a', 1)).remaining).toBe(1);
+    expect(limiter.consumeSync(other, 'a', 1)!.remaining).toBe(2); // another window: its own counter
+    for (let i = 0; i < 10_050; i++) limiter.consumeSync(window, `subject-${i}`, 1);
+    expect(limiter.consumeSync(window, 'a', 1)!.remaining).toBe(0);
+    expect(limiter.consumeSync(window, 'a', 1)!.allowed).toBe(false);
+    expect((await limiter.peek(window, 'subject-0')).remaining).toBe(2);
   });
 });
