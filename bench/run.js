@@ -308,6 +308,11 @@ async function main() {
       `the flush of the 100k store was not written within ${PLAN.stallTimeoutMs / 1000} s under load; its stall figure covers those ${PLAN.stallTimeoutMs / 1000} s`,
     );
   }
+  if (stall.foldFinished === false)
+    notes.push(
+      `the fold of the 100k store's journal was not written within ${PLAN.stallTimeoutMs / 1000} s under load; its stall figure covers those ${PLAN.stallTimeoutMs / 1000} s`,
+    );
+  if (stall.flushJournaled === false) notes.push('the flush of the 100k store rewrote the file (no usage journal): no fold to measure');
   if (stall.reloadSeen === false)
     notes.push(
       `the server did not show the other process's write within ${PLAN.stallTimeoutMs / 1000} s; its re-read stall figure covers those ${PLAN.stallTimeoutMs / 1000} s`,
@@ -335,6 +340,10 @@ async function main() {
       flush_baseline_max_stall_ms: dec(stall.baselineMaxStallMs),
       flush_ms: dec(stall.flushMs),
       flush_finished: stall.flushFinished,
+      flush_journaled: stall.flushJournaled,
+      fold_max_stall_ms: dec(stall.foldMaxStallMs),
+      fold_ms: dec(stall.foldMs),
+      fold_finished: stall.foldFinished,
       reload_max_stall_ms: dec(stall.reloadMaxStallMs),
       reload_ms: dec(stall.reloadMs),
       reload_seen: stall.reloadSeen,

@@ -77,6 +77,7 @@ async function flushStall({ load, storePath, keysFile, key, connections, baselin
     load.send({ type: 'run', url, headers: { authorization: `Bearer ${key}` }, connections, duration: 600, warmup: 0 });
     await new Promise((resolve) => setTimeout(resolve, leadMs));
     const measured = await ask(server, { type: 'measure-flush', baselineMs, timeoutMs }, 'flush-measured', timeoutMs + 30_000);
+    const fold = await ask(server, { type: 'measure-fold', timeoutMs }, 'fold-measured', timeoutMs + 30_000);
     const reload = reread ? await reloadStall({ server, storePath, keysFile, timeoutMs: Math.max(timeoutMs, 20_000) }) : {};
     load.send({ type: 'stop' });
     const underLoad = payload(await loadResult);
@@ -87,6 +88,10 @@ async function flushStall({ load, storePath, keysFile, key, connections, baselin
       flushMs: measured.flushMs,
       flushFinished: measured.flushFinished,
       flushBatchKeys: measured.batchKeys,
+      foldMaxStallMs: fold.hadJournal ? fold.foldMaxMs : undefined,
+      foldMs: fold.hadJournal ? fold.foldMs : undefined,
+      foldFinished: fold.foldFinished,
+      flushJournaled: fold.hadJournal,
       reloadMaxStallMs: reload.reloadMaxMs,
       reloadMs: reload.reloadMs,
       reloadSeen: reload.reloadSeen,

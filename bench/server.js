@@ -118,6 +118,24 @@ async function measureFlush(auth, baselineMs, timeoutMs) {
 }
 
 /**
+ * The fold of the usage journal the measured flush appended to: the whole store file rewritten
+ * (the heaviest write the store does, as for any change of a key). The longest event-loop stall
+ * under load from `store.fold()` until it is written.
+ */
+async function measureFold(auth, timeoutMs) {
+  const histogram = monitorEventLoopDelay({ resolution: 1 });
+  const hadJournal = fs.existsSync(`${auth.store.path}.journal`);
+  histogram.enable();
+  const started = process.hrtime.bigint();
+  const folded = auth.store.fold().then(() => true);
+  folded.catch(() => undefined);
+  const finished = await Promise.race([folded, sleep(timeoutMs).then(() => false)]);
+  const foldMs = Number(process.hrtime.bigint() - started) / 1e6;
+  histogram.disable();
+  return { foldMaxMs: histogram.max / 1e6, foldMs, foldFinished: finished, hadJournal };
+}
+
+/**
  * The re-read of a write by another process: the longest event-loop stall from now (the other
  * process has just written) until the store shows more usage for `probeHash` than `before` (its
  * count before that write). Resolves with the figures (after `timeoutMs`, with `reloadSeen` false).
@@ -160,6 +178,12 @@ async function main() {
       measureReload(auth, msg.probeHash, msg.before, msg.timeoutMs).then(
         (figures) => process.send({ type: 'reload-measured', ...figures }),
         (err) => process.send({ type: 'error', message: `reload: ${err.message}` }),
+      );
+    }
+    if (msg?.type === 'measure-fold') {
+      measureFold(auth, msg.timeoutMs).then(
+        (figures) => process.send({ type: 'fold-measured', ...figures }),
+        (err) => process.send({ type: 'error', message: `fold: ${err.message}` }),
       );
     }
     if (msg?.type !== 'measure-flush') return;

@@ -8,7 +8,7 @@ import type { BillingProvider } from './billing/types';
 import type { UsageHistory } from './usage/history';
 import type { Request, Response } from 'express';
 import { parsePlans, readPlansFile, type Plan, type PlansInput } from './plans';
-import { DEFAULT_STORE_PATH, JsonFileKeyStore } from './store/json-file';
+import { DEFAULT_STORE_PATH, JsonFileKeyStore, type UsageJournalOptions } from './store/json-file';
 
 /** Options of {@link daymindAuth}. Every option wins over its environment variable. */
 export interface DaymindOptions {
@@ -40,6 +40,13 @@ export interface DaymindOptions {
   flushIntervalMs?: number;
   /** How often the JSON store checks its file for changes made by others, in ms. Default 500. */
   reloadIntervalMs?: number;
+  /**
+   * The JSON store's usage journal: a usage flush of a store file of at least `minStoreBytes`
+   * (default 1 MiB) appends to `<file>.journal` instead of rewriting the file, and the journal is
+   * folded into the file `foldAfterMs` (default 10,000) after it began, on any other change and
+   * on close(). `false`: every flush rewrites the file.
+   */
+  usageJournal?: UsageJournalOptions | false;
   /**
    * Redis for several app instances: a `redis://` or `rediss://` URL, or an ioredis client or
    * Cluster. Switches both rate limiters to Redis (exact across instances) and makes
@@ -119,6 +126,7 @@ export interface ResolvedConfig {
   queryParam: string | false;
   flushIntervalMs: number;
   reloadIntervalMs: number;
+  usageJournal: UsageJournalOptions | false | undefined;
   rateLimiter: RateLimiterAdapter | undefined;
   redis: string | RedisClientLike | undefined;
   keyStore: 'file' | 'redis' | 'memory' | 'custom';
@@ -153,6 +161,23 @@ function positiveInteger(name: string, value: unknown, max = MAX_LIMIT): number 
     throw new ConfigError(name, `must be a whole number from 1 to ${max}, got ${JSON.stringify(value)}`);
   }
   return n;
+}
+
+function usageJournalOption(value: unknown): UsageJournalOptions | false | undefined {
+  if (value === undefined || value === false) return value;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ConfigError('usageJournal', `must be false or { minStoreBytes, foldAfterMs }, got ${JSON.stringify(value)}`);
+  }
+  const given = value as Record<string, unknown>;
+  for (const name of Object.keys(given)) {
+    if (name !== 'minStoreBytes' && name !== 'foldAfterMs')
+      throw new ConfigError(`usageJournal.${name}`, 'is not an option of usageJournal');
+    const n = given[name];
+    if (n !== undefined && !(typeof n === 'number' && Number.isSafeInteger(n) && n >= 0)) {
+      throw new ConfigError(`usageJournal.${name}`, `must be a whole number of 0 or more, got ${JSON.stringify(n)}`);
+    }
+  }
+  return given as UsageJournalOptions;
 }
 
 function fromEnvOrOption<T>(
@@ -391,6 +416,7 @@ export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
       options.reloadIntervalMs === undefined
         ? DEFAULTS.reloadIntervalMs
         : positiveInteger('reloadIntervalMs', options.reloadIntervalMs, 60_000),
+    usageJournal: usageJournalOption(options.usageJournal),
     rateLimiter: options.rateLimiter,
     redis,
     keyStore,

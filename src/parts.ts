@@ -76,5 +76,6 @@ export function createStore(config: ResolvedConfig, redis: RedisClientLike | und
     reloadIntervalMs: config.reloadIntervalMs,
     keyPrefix: config.keyPrefix,
     onError: config.onError,
+    usageJournal: config.usageJournal,
   });
 }

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import request from 'supertest';
 import * as lockfile from 'proper-lockfile';
@@ -37,6 +37,32 @@ describe('several processes on one store file', () => {
       expect(byHash(after, key).requests_today).toBe(allowed.get(key));
     }
     expect(byHash(after, SEED_KEYS.revoked)).toEqual(byHash(before, SEED_KEYS.revoked));
+  });
+
+  test('four app processes appending to one usage journal, folding it now and then: the counts add up exactly', async () => {
+    const path = seedStoreCopy();
+    const keys = [SEED_KEYS.alpha, SEED_KEYS.beta];
+    const before = JSON.parse(readFileSync(path, 'utf8')) as Array<Record<string, unknown>>;
+    const perWorker = 300;
+    const outputs = await Promise.all(
+      Array.from({ length: 4 }, () =>
+        run(process.execPath, [fixture('worker.js'), path, String(perWorker), keys.join(','), 'journal'], { timeout: 60_000 }),
+      ),
+    );
+    const allowed = new Map<string, number>(keys.map((k) => [k, 0]));
+    for (const { stdout } of outputs) {
+      const result = JSON.parse(stdout) as { allowed: Record<string, number>; other: number };
+      expect(result.other).toBe(0);
+      for (const [k, n] of Object.entries(result.allowed)) allowed.set(k, allowed.get(k)! + n);
+    }
+    // Each process folds what it appended when it closes: the file alone holds every count.
+    expect(existsSync(`${path}.journal`)).toBe(false);
+    const after = JSON.parse(readFileSync(path, 'utf8')) as Array<Record<string, unknown>>;
+    const byKey = (doc: Array<Record<string, unknown>>, key: string) => doc.find((r) => r.key === key || r.key_hash === hashKey(key))!;
+    for (const key of keys) {
+      expect(allowed.get(key)).toBe(2 * perWorker);
+      expect(byKey(after, key).usage_count).toBe((byKey(before, key).usage_count as number) + allowed.get(key)!);
+    }
   });
 
   test('a key created or revoked by another process takes effect within a second', async () => {

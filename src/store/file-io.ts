@@ -57,7 +57,7 @@ export class KnownVersion {
   }
 }
 
-function signatureOf(stat: fs.BigIntStats): string {
+export function signatureOf(stat: fs.BigIntStats): string {
   return `${stat.ino}:${stat.size}:${stat.mtimeNs}`;
 }
 
@@ -96,6 +96,49 @@ export function readWithSignatureSync(path: string): FileSnapshot {
 
 export async function statSignature(path: string): Promise<string> {
   return signatureOf(await fsp.stat(path, { bigint: true }));
+}
+
+const missing = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT';
+
+/** statSignature(), or '' when there is no file at `path`. */
+export async function statSignatureIfAny(path: string): Promise<string> {
+  try {
+    return await statSignature(path);
+  } catch (err) {
+    if (missing(err)) return '';
+    throw err;
+  }
+}
+
+/** readWithSignature(), or undefined when there is no file at `path`. */
+export async function readIfAny(path: string): Promise<FileSnapshot | undefined> {
+  try {
+    return await readWithSignature(path);
+  } catch (err) {
+    if (missing(err)) return undefined;
+    throw err;
+  }
+}
+
+/** readWithSignatureSync(), or undefined when there is no file at `path`. */
+export function readIfAnySync(path: string): FileSnapshot | undefined {
+  try {
+    return readWithSignatureSync(path);
+  } catch (err) {
+    if (missing(err)) return undefined;
+    throw err;
+  }
+}
+
+/** Removes `path` if it is there, durably (the directory is synced). */
+export async function removeDurably(path: string): Promise<void> {
+  try {
+    await fsp.unlink(path);
+  } catch (err) {
+    if (missing(err)) return;
+    throw err;
+  }
+  await fsyncDirectory(dirname(path));
 }
 
 function tempPathFor(path: string): string {

@@ -1,21 +1,26 @@
 import { closeSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { StoreError, describeError, type DaymindErrorCode } from '../errors';
+import { DaymindError, StoreError, describeError, type DaymindErrorCode } from '../errors';
 import { DEFAULT_KEY_PREFIX } from '../keys';
 import { OnceReporter } from '../report-once';
 import { coalesced } from './coalesce';
 import { EncodedSlices, StoreDoc, serializeRecords } from './json-doc';
 import { parseRecordsInSlices } from './parse-in-slices';
-import { buildState, buildStateInSlices, type StateContext, type StoreState } from './store-state';
+import { applyJournal, applyJournalInSlices, buildState, buildStateInSlices, type StateContext, type StoreState } from './store-state';
+import { JOURNAL_SUFFIX, appendAt, journalHeader, journalLineInSlices, parseJournal, type JournalContent } from './usage-journal';
 import { SLICE_BUDGET_MS, WorkSlicer } from './slicer';
 import {
   KnownVersion,
   closeOpenFile,
   acquireLock,
   createIfMissingSync,
+  readIfAny,
+  readIfAnySync,
   readWithSignature,
   readWithSignatureSync,
+  removeDurably,
   statSignature,
+  statSignatureIfAny,
   writeAtomicKeepingOpen,
   type OpenFile,
   type FileSnapshot,
@@ -39,6 +44,28 @@ export const DEFAULT_STORE_PATH = 'data/api_keys.json';
 /** A re-read that lost a race with a write of this process: dropped. */
 class StaleRead extends Error {}
 
+/** A store file as read, with its usage journal if it has one. */
+interface ReadFiles {
+  snapshot: FileSnapshot;
+  journal: { snapshot: FileSnapshot; content: JournalContent } | undefined;
+}
+
+/** How a write goes: a usage flush may go to the journal; a fold rewrites only when there is a journal. */
+interface WriteOptions {
+  kind?: 'usage' | 'rewrite' | 'fold';
+  /** For a usage flush: the deltas the change applied (the journal line). */
+  applied?: readonly UsageDelta[];
+  /** Called once the change is the state requests see. */
+  onInstalled?: () => void;
+}
+
+export interface UsageJournalOptions {
+  /** Stores whose file is smaller than this (in bytes) are rewritten on every flush, as without a journal. Default 1 MiB. */
+  minStoreBytes?: number;
+  /** How long after its first line a journal is folded into the store file, in ms. Default 10,000. */
+  foldAfterMs?: number;
+}
+
 export interface JsonFileKeyStoreOptions {
   /** The store file. Default `data/api_keys.json` (relative to the working directory). */
   path?: string;
@@ -53,6 +80,25 @@ export interface JsonFileKeyStoreOptions {
   create?: boolean;
   /** Called with problems met in the background (unreadable or corrupt file, failed lock). */
   onError?: (err: StoreError) => void;
+  /**
+   * A usage flush of a large store appends its counts to `<path>.journal` instead of rewriting
+   * the whole file, and the journal is folded into the file now and then (see
+   * docs/how-it-works.md). `false`: every flush rewrites the file.
+   */
+  usageJournal?: UsageJournalOptions | false;
+}
+
+const DEFAULT_JOURNAL = { minStoreBytes: 1 << 20, foldAfterMs: 10_000 };
+
+function journalOptions(value: JsonFileKeyStoreOptions['usageJournal']): Required<UsageJournalOptions> | undefined {
+  if (value === false) return undefined;
+  const options = { ...DEFAULT_JOURNAL, ...value };
+  for (const name of ['minStoreBytes', 'foldAfterMs'] as const) {
+    if (!(Number.isSafeInteger(options[name]) && options[name] >= 0)) {
+      throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', `usageJournal.${name} must be a whole number of 0 or more`);
+    }
+  }
+  return options;
 }
 
 /**
@@ -83,6 +129,18 @@ export class JsonFileKeyStore implements KeyStore {
   private unchecksummed = new Set<string>();
   /** The file version the state comes from, held open (see KnownVersion). */
   private readonly known = new KnownVersion();
+  /** Size of that file, in bytes. */
+  private storeBytes = 0;
+  /** The usage journal (see usage-journal.ts): `<path>.journal`. */
+  readonly journalPath: string;
+  private readonly journalOptions: Required<UsageJournalOptions> | undefined;
+  /** The journal version the state comes from, held open; its signature is '' when there was none. */
+  private readonly knownJournal = new KnownVersion();
+  /** The known journal when it goes with the known file: where the next line goes, and when it began. */
+  private journal: { length: number; createdMs: number } | undefined;
+  /** Whether this process appended to the journal since it was last folded (close() folds it then). */
+  private appended = false;
+  private folding: Promise<void> | undefined;
   /** Bumped by every write of ours, so that a slower concurrent reload never installs older state. */
   private generation = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -99,6 +157,8 @@ export class JsonFileKeyStore implements KeyStore {
     this.path = resolve(options.path ?? DEFAULT_STORE_PATH);
     this.reloadIntervalMs = options.reloadIntervalMs ?? 500;
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
+    this.journalPath = this.path + JOURNAL_SUFFIX;
+    this.journalOptions = journalOptions(options.usageJournal);
     this.context = { hashCache: this.hashCache, keyPrefix: this.keyPrefix };
     this.problems = new OnceReporter(options.onError ?? ((err) => console.error(`[daymind-auth] ${err.message}`)));
     if (options.create !== false) {
@@ -120,17 +180,20 @@ export class JsonFileKeyStore implements KeyStore {
         err,
       );
     }
+    let journal: ReadFiles['journal'];
     try {
-      this.installRead(this.parse(snapshot.bytes.toString('utf8')), snapshot);
+      journal = this.readJournalSync();
+      this.installRead(this.parse(snapshot.bytes.toString('utf8')), { snapshot, journal });
     } catch (err) {
       closeSync(snapshot.handle);
+      if (journal) closeSync(journal.snapshot.handle);
       throw err;
     }
   }
 
   async init(): Promise<void> {
     if (this.timer || this.reloadIntervalMs <= 0) return;
-    this.timer = setInterval(() => void this.refresh(), this.reloadIntervalMs);
+    this.timer = setInterval(() => void this.refresh().then(() => this.foldIfDue()), this.reloadIntervalMs);
     this.timer.unref();
   }
 
@@ -202,19 +265,24 @@ export class JsonFileKeyStore implements KeyStore {
 
   async applyUsage(deltas: UsageDelta[], batch?: UsageBatch): Promise<void> {
     if (deltas.length === 0) return;
-    const dropped = await this.mutate(async (doc, slicer) => {
-      let missing = 0;
-      for (const delta of deltas) {
-        const raw = doc.edit(delta.key_hash);
-        if (raw) {
-          addUsage(raw, delta);
-          spendCredits(raw, delta);
-        } else missing += delta.units;
-        // A flush of many keys lets requests in now and then while it is applied.
-        if (slicer.due()) await slicer.yield();
-      }
-      return missing;
-    }, batch?.onApplied);
+    const applied: UsageDelta[] = [];
+    const dropped = await this.mutate(
+      async (doc, slicer) => {
+        let missing = 0;
+        for (const delta of deltas) {
+          const raw = doc.edit(delta.key_hash);
+          if (raw) {
+            addUsage(raw, delta);
+            spendCredits(raw, delta);
+            applied.push(delta);
+          } else missing += delta.units;
+          // A flush of many keys lets requests in now and then while it is applied.
+          if (slicer.due()) await slicer.yield();
+        }
+        return missing;
+      },
+      { kind: 'usage', applied, onInstalled: batch?.onApplied },
+    );
     if (dropped > 0) {
       this.problems.report(
         this.error('ERR_DAYMIND_USAGE_FLUSH', `${dropped} usage unit(s) belong to keys no longer in ${this.path}; they were not recorded`),
@@ -222,12 +290,38 @@ export class JsonFileKeyStore implements KeyStore {
     }
   }
 
+  /**
+   * Folds the usage journal into the store file now (one rewrite; the journal is removed). Does
+   * nothing when there is no journal. Runs on its own when a journal is due, and in close().
+   */
+  async fold(): Promise<void> {
+    await this.mutate(() => undefined, { kind: 'fold' });
+  }
+
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    await this.folding;
     await this.writeChain;
+    // A stopped server leaves the whole of its usage in the store file itself.
+    if (this.appended) await this.fold().catch((err: unknown) => this.problems.report(this.asStoreError(err)));
     await this.refresh.idle();
     await this.known.close();
+    await this.knownJournal.close();
+  }
+
+  /** Folds the journal once it is due (from the reload timer), unless a fold is under way. */
+  private foldIfDue(): void {
+    if (this.folding || !this.journal || !this.foldDue(this.journalOptions?.foldAfterMs ?? 0)) return;
+    this.folding = this.fold()
+      .catch((err: unknown) => this.problems.report(this.asStoreError(err)))
+      .finally(() => (this.folding = undefined));
+  }
+
+  private asStoreError(err: unknown): StoreError {
+    return err instanceof StoreError
+      ? err
+      : this.error('ERR_DAYMIND_STORE_WRITE', `cannot write the key store ${this.path}: ${describeError(err)}`, err);
   }
 
   private error(code: DaymindErrorCode, message: string, cause?: unknown): StoreError {
@@ -259,16 +353,82 @@ export class JsonFileKeyStore implements KeyStore {
     );
   }
 
-  /** Takes a document as read from the file as the state (built in one step: the first load). */
-  private installRead(raws: RawRecord[], snapshot: FileSnapshot): void {
-    this.install(buildState(raws, snapshot.bytes, this.context), snapshot);
+  private journalError(code: DaymindErrorCode, message: string, cause?: unknown): StoreError {
+    return new StoreError(code, this.journalPath, message, cause === undefined ? undefined : { cause });
   }
 
   /**
-   * Takes the state of a document as just read from the file; the file's version becomes the
-   * known one.
+   * The journal as read, parsed. A journal that does not parse is an error naming it (and is never
+   * written); its file is then closed.
    */
-  private install(state: StoreState, snapshot: FileSnapshot): void {
+  private journalOf(snapshot: FileSnapshot | undefined): ReadFiles['journal'] {
+    if (!snapshot) return undefined;
+    try {
+      return { snapshot, content: parseJournal(snapshot.bytes) };
+    } catch (err) {
+      closeSync(snapshot.handle);
+      throw this.journalError(
+        'ERR_DAYMIND_STORE_CORRUPT',
+        `the usage journal ${this.journalPath} of the key store ${this.path} is corrupt: ${describeError(err)}. Fix or remove it (the usage it holds is then lost); daymind-auth will not write to the store until it parses.`,
+        err,
+      );
+    }
+  }
+
+  private journalUnreadable(err: unknown): StoreError {
+    return this.journalError(
+      'ERR_DAYMIND_STORE_UNREADABLE',
+      `cannot read the usage journal ${this.journalPath}: ${describeError(err)}`,
+      err,
+    );
+  }
+
+  private readJournalSync(): ReadFiles['journal'] {
+    let snapshot: FileSnapshot | undefined;
+    try {
+      snapshot = readIfAnySync(this.journalPath);
+    } catch (err) {
+      throw this.journalUnreadable(err);
+    }
+    return this.journalOf(snapshot);
+  }
+
+  private async readJournal(): Promise<ReadFiles['journal']> {
+    let snapshot: FileSnapshot | undefined;
+    try {
+      snapshot = await readIfAny(this.journalPath);
+    } catch (err) {
+      throw this.journalUnreadable(err);
+    }
+    return this.journalOf(snapshot);
+  }
+
+  /** Whether the files read are the versions the state already comes from. */
+  private isKnown(files: ReadFiles): boolean {
+    return files.snapshot.signature === this.known.signature && (files.journal?.snapshot.signature ?? '') === this.knownJournal.signature;
+  }
+
+  /** Whether the files on disk are still the versions the state comes from (two stats). */
+  private async unchanged(): Promise<boolean> {
+    return (
+      (await statSignature(this.path)) === this.known.signature &&
+      (await statSignatureIfAny(this.journalPath)) === this.knownJournal.signature
+    );
+  }
+
+  /** Takes a document as read from the file as the state (built in one step: the first load). */
+  private installRead(raws: RawRecord[], files: ReadFiles): void {
+    const state = buildState(raws, files.snapshot.bytes, this.context);
+    const { journal } = files;
+    if (journal && journal.content.store === files.snapshot.signature) applyJournal(state, journal.content.batches, this.context);
+    this.install(state, files);
+  }
+
+  /**
+   * Takes the state of a document as just read from the file (with its journal applied, when it
+   * goes with this version of the file); the files' versions become the known ones.
+   */
+  private install(state: StoreState, { snapshot, journal }: ReadFiles): void {
     this.index = state.index;
     this.fresh = undefined; // a merge still running stops (see mergeFresh)
     this.unchecksummed = state.unchecksummed;
@@ -276,6 +436,11 @@ export class JsonFileKeyStore implements KeyStore {
     this.positions = state.positions;
     this.slices.use(state.encoded);
     this.known.set(snapshot.handle, snapshot.signature);
+    this.storeBytes = snapshot.bytes.length;
+    if (journal) this.knownJournal.set(journal.snapshot.handle, journal.snapshot.signature);
+    else void this.knownJournal.close();
+    const applies = journal?.content.store === snapshot.signature;
+    this.journal = applies ? { length: journal.content.length, createdMs: journal.content.createdMs } : undefined;
   }
 
   /**
@@ -283,8 +448,7 @@ export class JsonFileKeyStore implements KeyStore {
    * built in slices with yields between them, then made visible at once as the `fresh` layer
    * (so live views never see half of a batch). mergeFresh folds that layer into the index later.
    */
-  private async installEdits(doc: StoreDoc, file: OpenFile, signature: string, slicer: WorkSlicer): Promise<void> {
-    this.known.set(file, signature); // first: a reload during the yields must not re-read our own write
+  private async installEdits(doc: StoreDoc, slicer: WorkSlicer): Promise<void> {
     const positions = new Map(doc.addedPositions());
     const rebuilt = new Map<string, KeyRecord>();
     const added: Array<[string, KeyRecord]> = [];
@@ -318,21 +482,21 @@ export class JsonFileKeyStore implements KeyStore {
   private async reloadIfChanged(): Promise<void> {
     const generation = this.generation;
     try {
-      if ((await statSignature(this.path)) === this.known.signature) return;
+      if (await this.unchanged()) return;
       // A write is re-reading the file under the lock: its state is this file's (or newer).
       if (this.rereading) return await this.rereading.catch(() => undefined);
-      let read: { snapshot: FileSnapshot; state: StoreState };
+      let read: { files: ReadFiles; state: StoreState };
       try {
         // In slices: every process sharing a large store re-reads it after each other's writes.
-        read = await this.readState(new WorkSlicer(this.sliceBudgetMs), (snapshot) => {
+        read = await this.readState(new WorkSlicer(this.sliceBudgetMs), (files) => {
           // Our own write, or a write of ours since this began (newer than what was read).
-          if (snapshot.signature === this.known.signature || generation !== this.generation) throw new StaleRead();
+          if (this.isKnown(files) || generation !== this.generation) throw new StaleRead();
         });
       } catch (err) {
         if (err instanceof StaleRead) return;
         throw err;
       }
-      this.install(read.state, read.snapshot);
+      this.install(read.state, read.files);
       this.problems.clear();
     } catch (err) {
       this.problems.report(
@@ -349,18 +513,28 @@ export class JsonFileKeyStore implements KeyStore {
    */
   private async readState(
     slicer: WorkSlicer,
-    check: (snapshot: FileSnapshot) => void = () => undefined,
-  ): Promise<{ snapshot: FileSnapshot; state: StoreState }> {
+    check: (files: ReadFiles) => void = () => undefined,
+  ): Promise<{ files: ReadFiles; state: StoreState }> {
+    // The file first, then its journal: a fold renames the new file in before it removes the
+    // journal, so a journal naming another version is one this file already holds (or one a
+    // tool that does not know journals left behind), and a journal removed meanwhile shows as a
+    // change of the file at the next check.
     const snapshot = await readWithSignature(this.path);
+    let journal: ReadFiles['journal'];
     try {
-      check(snapshot);
+      journal = await this.readJournal();
+      const files = { snapshot, journal };
+      check(files);
       const raws = await this.parseInSlices(snapshot.bytes, slicer);
-      check(snapshot);
+      check(files);
       const state = await buildStateInSlices(raws, snapshot.bytes, this.context, slicer);
-      check(snapshot);
-      return { snapshot, state };
+      if (journal && journal.content.store === snapshot.signature)
+        await applyJournalInSlices(state, journal.content.batches, this.context, slicer);
+      check(files);
+      return { files, state };
     } catch (err) {
       await closeOpenFile(snapshot.handle);
+      if (journal) await closeOpenFile(journal.snapshot.handle);
       throw err;
     }
   }
@@ -370,22 +544,25 @@ export class JsonFileKeyStore implements KeyStore {
    * goes onto it. The generation bump stops a slower reload from installing an older version.
    */
   private async rereadLocked(slicer: WorkSlicer): Promise<void> {
-    const { snapshot, state } = await this.readState(slicer);
+    const { files, state } = await this.readState(slicer);
     this.generation++;
-    this.install(state, snapshot);
+    this.install(state, files);
   }
 
   /**
-   * Runs `change` on the current document under the lock and writes the result atomically. The
-   * file is re-read only when another writer changed it since this process last read or wrote it.
+   * Runs `change` on the current document under the lock and writes the result: a usage flush of
+   * a large store as a line of the journal, anything else (and a journal due for folding) as a
+   * rewrite of the file, atomically, that folds the journal in and removes it. The files are
+   * re-read only when another writer changed them since this process last read or wrote them.
    */
-  private mutate<T>(change: (doc: StoreDoc, slicer: WorkSlicer) => T | Promise<T>, onInstalled?: () => void): Promise<T> {
-    const run = this.writeChain.then(() => this.mutateLocked(change, onInstalled));
+  private mutate<T>(change: (doc: StoreDoc, slicer: WorkSlicer) => T | Promise<T>, how: WriteOptions = {}): Promise<T> {
+    const run = this.writeChain.then(() => this.mutateLocked(change, how));
     this.writeChain = run.catch(() => undefined);
     return run;
   }
 
-  private async mutateLocked<T>(change: (doc: StoreDoc, slicer: WorkSlicer) => T | Promise<T>, onInstalled?: () => void): Promise<T> {
+  private async mutateLocked<T>(change: (doc: StoreDoc, slicer: WorkSlicer) => T | Promise<T>, how: WriteOptions): Promise<T> {
+    const kind = how.kind ?? 'rewrite';
     let release: () => Promise<void>;
     try {
       release = await acquireLock(this.path, (err) =>
@@ -401,7 +578,7 @@ export class JsonFileKeyStore implements KeyStore {
         // A reload under way installs the file as it is now (no one else writes while we hold the
         // lock) or gives up: wait for it rather than parse the same file twice.
         await this.refresh.idle();
-        if ((await statSignature(this.path)) !== this.known.signature) {
+        if (!(await this.unchanged())) {
           this.rereading = this.rereadLocked(slicer);
           await this.rereading.finally(() => (this.rereading = undefined));
         }
@@ -409,24 +586,95 @@ export class JsonFileKeyStore implements KeyStore {
         if (err instanceof StoreError) throw err;
         throw this.error('ERR_DAYMIND_STORE_UNREADABLE', `cannot read the key store ${this.path}: ${describeError(err)}`, err);
       }
-      // The state now is what the file holds (a reload finishing meanwhile installs the same
+      // Another process folded the journal meanwhile: nothing left to do.
+      if (kind === 'fold' && !this.journal) return undefined as T;
+      // The state now is what the files hold (a reload finishing meanwhile installs the same
       // version: no other process writes while we hold the lock), and the change goes onto it.
       const doc = new StoreDoc(this.raws, this.positions, this.hashCache);
       const result = await change(doc, slicer);
-      let written: { signature: string; handle: OpenFile };
-      try {
-        written = await writeAtomicKeepingOpen(this.path, await serializeRecords(doc.raws, this.slices, slicer));
-      } catch (err) {
-        throw this.error('ERR_DAYMIND_STORE_WRITE', `cannot write the key store ${this.path}: ${describeError(err)}`, err);
-      }
+      if (kind === 'usage' && this.journalTakes()) await this.appendUsage(how.applied ?? [], slicer);
+      else await this.rewrite(doc, slicer);
       this.generation++;
-      await this.installEdits(doc, written.handle, written.signature, slicer);
-      onInstalled?.();
+      await this.installEdits(doc, slicer);
+      how.onInstalled?.();
       this.problems.clear();
       await this.mergeFresh(slicer);
       return result;
     } finally {
       await release().catch(() => undefined);
     }
+  }
+
+  /** Whether a usage flush goes to the journal: a large store, and no journal due for folding. */
+  private journalTakes(): boolean {
+    const options = this.journalOptions;
+    if (!options || this.storeBytes < options.minStoreBytes) return false;
+    return !this.journal || (!this.foldDue(options.foldAfterMs) && this.journal.length < Math.max(this.storeBytes, 1 << 16));
+  }
+
+  /** Whether the journal is due for folding (a journal from the future, after a clock change, is too). */
+  private foldDue(foldAfterMs: number): boolean {
+    const age = Date.now() - (this.journal?.createdMs ?? Infinity);
+    return age < 0 || age >= foldAfterMs;
+  }
+
+  /**
+   * Appends the deltas applied as one journal line (fdatasync'd), or starts a journal for the
+   * known file with them (atomically: a reader sees no journal or the whole first line).
+   */
+  private async appendUsage(applied: readonly UsageDelta[], slicer: WorkSlicer): Promise<void> {
+    if (applied.length === 0) return;
+    const line = await journalLineInSlices(applied, slicer);
+    let written: { handle: OpenFile; signature: string };
+    let journal: { length: number; createdMs: number };
+    try {
+      if (this.journal) {
+        written = await appendAt(this.journalPath, this.journal.length, line);
+        journal = { length: this.journal.length + Buffer.byteLength(line), createdMs: this.journal.createdMs };
+      } else {
+        const createdMs = Date.now();
+        const text = journalHeader(this.known.signature, createdMs) + line;
+        written = await writeAtomicKeepingOpen(this.journalPath, text);
+        journal = { length: Buffer.byteLength(text), createdMs };
+      }
+    } catch (err) {
+      throw this.journalError('ERR_DAYMIND_STORE_WRITE', `cannot write the usage journal ${this.journalPath}: ${describeError(err)}`, err);
+    }
+    // First: a reload during the yields that follow must not re-read our own write.
+    this.knownJournal.set(written.handle, written.signature);
+    this.journal = journal;
+    this.appended = true;
+  }
+
+  /** Replaces the file with the document (atomically), then removes the journal it now holds. */
+  private async rewrite(doc: StoreDoc, slicer: WorkSlicer): Promise<void> {
+    let written: { signature: string; handle: OpenFile };
+    let bytes = 0;
+    try {
+      const parts = await serializeRecords(doc.raws, this.slices, slicer);
+      for (const part of parts) bytes += part.length;
+      written = await writeAtomicKeepingOpen(this.path, parts);
+    } catch (err) {
+      throw this.error('ERR_DAYMIND_STORE_WRITE', `cannot write the key store ${this.path}: ${describeError(err)}`, err);
+    }
+    // First: a reload during the yields that follow must not re-read our own write.
+    this.known.set(written.handle, written.signature);
+    this.storeBytes = bytes;
+    this.journal = undefined;
+    this.appended = false;
+    if (this.knownJournal.signature === '') return;
+    // The journal names the file replaced: ignored by readers from now on, even if it stays.
+    try {
+      await removeDurably(this.journalPath);
+    } catch (err) {
+      this.problems.report(
+        this.journalError(
+          'ERR_DAYMIND_STORE_WRITE',
+          `cannot remove the usage journal ${this.journalPath} (the key store ${this.path} holds its usage now): ${describeError(err)}`,
+          err,
+        ),
+      );
+    }
+    await this.knownJournal.close();
   }
 }

@@ -1,8 +1,8 @@
 import { hasValidChecksum } from '../keys';
 import { seedSlices, seedSlicesInSlices, type EncodedSlice } from './json-doc';
-import { rawHash, toKeyRecord, type RawRecord } from './record';
+import { addUsage, rawHash, spendCredits, toKeyRecord, type RawRecord } from './record';
 import type { WorkSlicer } from './slicer';
-import type { KeyRecord } from './types';
+import type { KeyRecord, UsageDelta } from './types';
 
 /**
  * What a JSON store serves from, for a document as read from its file: the records, the typed view
@@ -41,6 +41,50 @@ export async function buildStateInSlices(raws: RawRecord[], bytes: Buffer, conte
   }
   state.encoded = await seedSlicesInSlices(bytes, raws, slicer);
   return state;
+}
+
+/**
+ * Applies a usage journal's batches (see usage-journal.ts) to a state built from its file, as
+ * the writes that appended them applied them. Records are replaced by changed copies, never
+ * changed: the encoded slices still hold the file's records, so a later rewrite encodes the
+ * changed ones anew. Deltas of keys not in the state are skipped (the writer skipped them too).
+ */
+export function applyJournal(state: StoreState, batches: readonly (readonly UsageDelta[])[], context: StateContext): void {
+  const copied = new Set<string>();
+  for (const batch of batches) for (const delta of batch) applyDelta(state, delta, copied);
+  reindex(state, copied, context);
+}
+
+/** applyJournal() with the event loop let in whenever the slicer says so. */
+export async function applyJournalInSlices(
+  state: StoreState,
+  batches: readonly (readonly UsageDelta[])[],
+  context: StateContext,
+  slicer: WorkSlicer,
+): Promise<void> {
+  const copied = new Set<string>();
+  for (const batch of batches) {
+    for (const delta of batch) {
+      applyDelta(state, delta, copied);
+      if (slicer.due()) await slicer.yield();
+    }
+  }
+  reindex(state, copied, context);
+}
+
+function applyDelta(state: StoreState, delta: UsageDelta, copied: Set<string>): void {
+  const at = state.positions.get(delta.key_hash);
+  if (at === undefined) return;
+  if (!copied.has(delta.key_hash)) {
+    state.raws[at] = { ...state.raws[at]! };
+    copied.add(delta.key_hash);
+  }
+  addUsage(state.raws[at]!, delta);
+  spendCredits(state.raws[at]!, delta);
+}
+
+function reindex(state: StoreState, hashes: Set<string>, { keyPrefix }: StateContext): void {
+  for (const hash of hashes) state.index.set(hash, toKeyRecord(state.raws[state.positions.get(hash)!]!, hash, keyPrefix));
 }
 
 function emptyState(raws: RawRecord[]): StoreState {

@@ -1,0 +1,157 @@
+import * as fs from 'node:fs';
+import { promisify } from 'node:util';
+import { signatureOf } from './file-io';
+import type { WorkSlicer } from './slicer';
+import type { UsageDelta } from './types';
+
+/**
+ * The usage journal of a large JSON store: `<store file>.journal`, JSON lines. The first line names
+ * the exact version of the store file the journal goes with (its signature: inode, size, mtime);
+ * each further line is one applied batch of usage deltas, in order:
+ *
+ *     {"daymind_usage_journal":1,"store":"1234:30000000:1795550000000000000","created":1795550000000}
+ *     {"deltas":[{"key_hash":"…","units":3,"last_used":1795550001,"days":[{"day":20261124,"units":3}]}]}
+ *
+ * The store's state is its file with the journal's batches applied (addUsage, spendCredits: the
+ * same steps a rewrite takes, so the result is the same). A journal naming another version of
+ * the file (one rewritten since, by a fold whose removal of the journal did not happen, or by a
+ * tool that does not know journals) is ignored. A last line without its newline, or one that does
+ * not parse, is the torn end of an append cut short: ignored, and cut off by the next append.
+ */
+export const JOURNAL_SUFFIX = '.journal';
+
+export interface JournalContent {
+  /** The signature of the store file the journal goes with. */
+  store: string;
+  /** When the journal was started (Unix ms): a fold is due some time after. */
+  createdMs: number;
+  /** The batches of the complete lines, in order. */
+  batches: UsageDelta[][];
+  /** Bytes of the complete lines, header included: where the next append goes. */
+  length: number;
+}
+
+const VERSION = 1;
+const NEWLINE = 0x0a;
+
+/** The journal's first line, newline included. */
+export function journalHeader(storeSignature: string, createdMs: number): string {
+  return JSON.stringify({ daymind_usage_journal: VERSION, store: storeSignature, created: createdMs }) + '\n';
+}
+
+/** One batch as a journal line, newline included. */
+export function journalLine(deltas: readonly UsageDelta[]): string {
+  return JSON.stringify({ deltas }) + '\n';
+}
+
+/** journalLine(), a delta at a time, with the event loop let in whenever the slicer says so (a flush of many keys). */
+export async function journalLineInSlices(deltas: readonly UsageDelta[], slicer: WorkSlicer): Promise<string> {
+  const parts = new Array<string>(deltas.length);
+  for (let i = 0; i < deltas.length; i++) {
+    parts[i] = JSON.stringify(deltas[i]);
+    if (slicer.due()) await slicer.yield();
+  }
+  return `{"deltas":[${parts.join(',')}]}\n`;
+}
+
+/** Parses a journal; throws an Error saying what is wrong when it is not one (not for a torn end). */
+export function parseJournal(bytes: Buffer): JournalContent {
+  const lines: Array<{ text: string; end: number }> = [];
+  let start = 0;
+  for (let end = bytes.indexOf(NEWLINE); end >= 0; end = bytes.indexOf(NEWLINE, start)) {
+    lines.push({ text: bytes.toString('utf8', start, end), end: end + 1 });
+    start = end + 1;
+  }
+  if (lines.length === 0) throw new Error('it has no header line');
+  const header = parseLine(lines[0]!.text);
+  if (!isHeader(header)) throw new Error('line 1 is not a usage journal header');
+  const content: JournalContent = { store: header.store, createdMs: header.created, batches: [], length: lines[0]!.end };
+  for (let i = 1; i < lines.length; i++) {
+    const line = parseLine(lines[i]!.text);
+    if (!isBatch(line)) {
+      if (i === lines.length - 1) break; // the torn end of an append
+      throw new Error(`line ${i + 1} is not a batch of usage deltas`);
+    }
+    content.batches.push(line.deltas);
+    content.length = lines[i]!.end;
+  }
+  return content;
+}
+
+function parseLine(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function isHeader(value: unknown): value is { store: string; created: number } {
+  const v = value as Record<string, unknown> | undefined;
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    v.daymind_usage_journal === VERSION &&
+    typeof v.store === 'string' &&
+    typeof v.created === 'number' &&
+    Number.isFinite(v.created)
+  );
+}
+
+function isBatch(value: unknown): value is { deltas: UsageDelta[] } {
+  const deltas = (value as { deltas?: unknown } | undefined)?.deltas;
+  return Array.isArray(deltas) && deltas.every(isDelta);
+}
+
+function isDelta(value: unknown): value is UsageDelta {
+  const d = value as Record<string, unknown> | null;
+  return (
+    typeof d === 'object' &&
+    d !== null &&
+    typeof d.key_hash === 'string' &&
+    Number.isSafeInteger(d.units) &&
+    typeof d.last_used === 'number' &&
+    Array.isArray(d.days) &&
+    d.days.every((x: unknown) => {
+      const day = x as Record<string, unknown> | null;
+      return typeof day === 'object' && day !== null && Number.isSafeInteger(day.day) && Number.isSafeInteger(day.units);
+    }) &&
+    (d.credits === undefined || Number.isSafeInteger(d.credits))
+  );
+}
+
+const openFd = promisify(fs.open);
+const fstatFd = promisify(fs.fstat) as (fd: number, options: { bigint: true }) => Promise<fs.BigIntStats>;
+const ftruncateFd = promisify(fs.ftruncate);
+const writeFd = promisify(fs.write) as (
+  fd: number,
+  buffer: Buffer,
+  offset: number,
+  length: number,
+  position: number,
+) => Promise<{ bytesWritten: number }>;
+const fdatasyncFd = promisify(fs.fdatasync);
+
+/**
+ * Appends `text` to the journal at `path` at byte `at` (the end of its last complete line): a torn
+ * end left by an append cut short is cut off first. The data reaches the disk (fdatasync) before
+ * this resolves. Returns the file, still open, and its signature after the append.
+ */
+export async function appendAt(path: string, at: number, text: string): Promise<{ handle: number; signature: string }> {
+  const fd = await openFd(path, 'r+');
+  try {
+    if ((await fstatFd(fd, { bigint: true })).size > BigInt(at)) await ftruncateFd(fd, at);
+    const bytes = Buffer.from(text);
+    let done = 0;
+    while (done < bytes.length) {
+      const { bytesWritten } = await writeFd(fd, bytes, done, bytes.length - done, at + done);
+      if (bytesWritten <= 0) throw new Error('the file system took no bytes of a write');
+      done += bytesWritten;
+    }
+    await fdatasyncFd(fd);
+    return { handle: fd, signature: signatureOf(await fstatFd(fd, { bigint: true })) };
+  } catch (err) {
+    fs.close(fd, () => undefined);
+    throw err;
+  }
+}

@@ -1,0 +1,233 @@
+import { appendFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { JsonFileKeyStore, StoreError, hashKey } from '../../src';
+import type { UsageDelta } from '../../src';
+import { journalHeader, journalLine, journalLineInSlices, parseJournal } from '../../src/store/usage-journal';
+import { WorkSlicer } from '../../src/store/slicer';
+import { everyTurn, tempDir, waitFor } from '../helpers';
+
+const delta = (key_hash: string, units: number, day = 20261125, last_used = 1795550000): UsageDelta => ({
+  key_hash,
+  units,
+  last_used,
+  days: [{ day, units }],
+});
+
+const HASHES = ['a', 'b', 'c'].map((k) => hashKey(`plain-key-${k}`));
+
+/** A store file of three keys, one record a line, as the store writes it. */
+function storeFile(): string {
+  const path = join(tempDir(), 'keys.json');
+  const records = HASHES.map((key_hash, i) => ({ owner: `o${i}`, created_at: 1795550000, usage_count: 10, key_hash, key_prefix: 'x' }));
+  writeFileSync(path, '[\n' + records.map((r) => '  ' + JSON.stringify(r)).join(',\n') + '\n]\n');
+  return path;
+}
+
+const ALWAYS = { minStoreBytes: 0, foldAfterMs: 60_000 };
+const open = (path: string, usageJournal: object | false = ALWAYS) => new JsonFileKeyStore({ path, reloadIntervalMs: 0, usageJournal });
+const counts = (store: JsonFileKeyStore) => HASHES.map((h) => store.get(h)?.usage_count);
+const onDisk = (path: string) => (JSON.parse(readFileSync(path, 'utf8')) as Array<{ usage_count: number }>).map((r) => r.usage_count);
+const signature = (path: string) => {
+  const s = statSync(path, { bigint: true });
+  return `${s.ino}:${s.size}:${s.mtimeNs}`;
+};
+
+describe('parseJournal', () => {
+  const header = journalHeader('1:2:3', 1795550000000);
+  const line = journalLine([delta(HASHES[0]!, 2)]);
+
+  test('reads the header and every complete line, and where the next line goes', () => {
+    const text = header + line + line;
+    expect(parseJournal(Buffer.from(text))).toEqual({
+      store: '1:2:3',
+      createdMs: 1795550000000,
+      batches: [[delta(HASHES[0]!, 2)], [delta(HASHES[0]!, 2)]],
+      length: Buffer.byteLength(text),
+    });
+  });
+
+  test.each([
+    ['a last line without its newline', line.slice(0, 20)],
+    ['a last line that does not parse', '{"deltas":[{"key_hash"\n'],
+    ['a last line of the wrong shape', '{"deltas":[{"units":"two"}]}\n'],
+  ])('ignores the torn end of an append: %s', (_, torn) => {
+    const content = parseJournal(Buffer.from(header + line + torn));
+    expect(content.batches).toHaveLength(1);
+    expect(content.length).toBe(Buffer.byteLength(header + line));
+  });
+
+  test.each([
+    ['no header', ''],
+    ['a header that is not one', '{"store":"1:2:3"}\n'],
+    ['a bad line before a good one', header + 'garbage\n' + line],
+  ])('refuses %s', (_, text) => {
+    expect(() => parseJournal(Buffer.from(text))).toThrow(/header|line 2/);
+  });
+});
+
+describe('JsonFileKeyStore usage journal', () => {
+  test('a usage flush appends a line and leaves the store file alone; a new reader sees file + journal', async () => {
+    const path = storeFile();
+    const before = readFileSync(path);
+    const store = open(path);
+    await store.applyUsage([delta(HASHES[0]!, 2), delta(HASHES[1]!, 5)]);
+    await store.applyUsage([delta(HASHES[0]!, 1)]);
+    expect(readFileSync(path)).toEqual(before);
+    expect(counts(store)).toEqual([13, 15, 10]);
+
+    const journal = parseJournal(readFileSync(`${path}.journal`));
+    expect(journal.store).toBe(signature(path));
+    expect(journal.batches).toEqual([[delta(HASHES[0]!, 2), delta(HASHES[1]!, 5)], [delta(HASHES[0]!, 1)]]);
+
+    const reader = open(path);
+    expect(counts(reader)).toEqual([13, 15, 10]);
+    expect(reader.get(HASHES[0]!)?.requests_today).toBe(3);
+    await reader.close();
+    await store.close();
+  });
+
+  test('close() folds the journal into the file and removes it', async () => {
+    const path = storeFile();
+    const store = open(path);
+    await store.applyUsage([delta(HASHES[2]!, 4)]);
+    expect(existsSync(`${path}.journal`)).toBe(true);
+    await store.close();
+    expect(existsSync(`${path}.journal`)).toBe(false);
+    expect(onDisk(path)).toEqual([10, 10, 14]);
+  });
+
+  test('any other change rewrites the file with the journal folded in', async () => {
+    const path = storeFile();
+    const store = open(path);
+    await store.applyUsage([delta(HASHES[0]!, 3)]);
+    await store.create({ owner: 'newcomer' });
+    expect(existsSync(`${path}.journal`)).toBe(false);
+    expect(onDisk(path)).toEqual([13, 10, 10, 0]);
+    await store.close();
+  });
+
+  test('a store file under minStoreBytes is rewritten by every flush (the default for small stores)', async () => {
+    const path = storeFile();
+    const store = open(path, {});
+    await store.applyUsage([delta(HASHES[0]!, 3)]);
+    expect(existsSync(`${path}.journal`)).toBe(false);
+    expect(onDisk(path)).toEqual([13, 10, 10]);
+    await store.close();
+  });
+
+  test('a journal due is folded by the reload timer, without a close', async () => {
+    const path = storeFile();
+    const store = new JsonFileKeyStore({ path, reloadIntervalMs: 50, usageJournal: { minStoreBytes: 0, foldAfterMs: 200 } });
+    await store.init();
+    await store.applyUsage([delta(HASHES[1]!, 7)]);
+    expect(existsSync(`${path}.journal`)).toBe(true);
+    await waitFor(() => !existsSync(`${path}.journal`), 3000);
+    expect(onDisk(path)).toEqual([10, 17, 10]);
+    await store.close();
+  });
+
+  test("another store's appends are picked up by a reload", async () => {
+    const path = storeFile();
+    const reader = new JsonFileKeyStore({ path, reloadIntervalMs: 50, usageJournal: ALWAYS });
+    await reader.init();
+    const writer = open(path);
+    await writer.applyUsage([delta(HASHES[0]!, 5)]);
+    await waitFor(() => reader.get(HASHES[0]!)?.usage_count === 15, 2000);
+    await writer.applyUsage([delta(HASHES[0]!, 1)]);
+    await waitFor(() => reader.get(HASHES[0]!)?.usage_count === 16, 2000);
+    // The reader's own flush goes on top of the writer's lines.
+    await reader.applyUsage([delta(HASHES[0]!, 100)]);
+    expect(parseJournal(readFileSync(`${path}.journal`)).batches).toHaveLength(3);
+    await writer.close();
+    await reader.close();
+    expect(onDisk(path)).toEqual([116, 10, 10]);
+  });
+
+  test('the torn end of an append cut short is ignored, then cut off by the next append', async () => {
+    const path = storeFile();
+    const store = open(path);
+    await store.applyUsage([delta(HASHES[0]!, 2)]);
+    // Not closed (a closed store folds): the process dies here, with the end of an append half written.
+    appendFileSync(`${path}.journal`, '{"deltas":[{"key_hash":"');
+    const next = open(path);
+    expect(counts(next)).toEqual([12, 10, 10]);
+    await next.applyUsage([delta(HASHES[0]!, 1)]);
+    const text = readFileSync(`${path}.journal`, 'utf8');
+    expect(text.endsWith('\n')).toBe(true);
+    expect(text).not.toContain('{"deltas":[{"key_hash":"{');
+    expect(parseJournal(Buffer.from(text)).batches).toEqual([[delta(HASHES[0]!, 2)], [delta(HASHES[0]!, 1)]]);
+    expect(counts(open(path))).toEqual([13, 10, 10]);
+    await next.close();
+    expect(onDisk(path)).toEqual([13, 10, 10]);
+  });
+
+  test('a corrupt journal is a start-up error naming it, and neither file is written', async () => {
+    const path = storeFile();
+    const store = open(path);
+    await store.applyUsage([delta(HASHES[0]!, 2)]);
+    const journalPath = `${path}.journal`;
+    const text = readFileSync(journalPath, 'utf8');
+    const [header, line] = text.split('\n');
+    writeFileSync(journalPath, `${header}\nnot json\n${line}\n`);
+    const [storeBytes, journalBytes] = [readFileSync(path), readFileSync(journalPath)];
+
+    let error: StoreError | undefined;
+    try {
+      open(path);
+    } catch (err) {
+      error = err as StoreError;
+    }
+    expect(error).toBeInstanceOf(StoreError);
+    expect(error!.code).toBe('ERR_DAYMIND_STORE_CORRUPT');
+    expect(error!.path).toBe(journalPath);
+    expect(error!.message).toContain(journalPath);
+
+    // The running store refuses to write onto it too.
+    await expect(store.applyUsage([delta(HASHES[0]!, 1)])).rejects.toMatchObject({ code: 'ERR_DAYMIND_STORE_CORRUPT', path: journalPath });
+    await expect(store.create({ owner: 'x' })).rejects.toMatchObject({ code: 'ERR_DAYMIND_STORE_CORRUPT' });
+    expect(readFileSync(path)).toEqual(storeBytes);
+    expect(readFileSync(journalPath)).toEqual(journalBytes);
+  });
+
+  test('a journal naming another version of the file is ignored, and replaced by the next append', async () => {
+    const path = storeFile();
+    const journalPath = `${path}.journal`;
+    writeFileSync(journalPath, journalHeader('1:2:3', Date.now()) + journalLine([delta(HASHES[0]!, 50)]));
+    const store = open(path);
+    expect(counts(store)).toEqual([10, 10, 10]);
+    await store.applyUsage([delta(HASHES[1]!, 1)]);
+    const journal = parseJournal(readFileSync(journalPath));
+    expect(journal.store).toBe(signature(path));
+    expect(journal.batches).toEqual([[delta(HASHES[1]!, 1)]]);
+    await store.close();
+    expect(onDisk(path)).toEqual([10, 11, 10]);
+  });
+
+  test('usage of keys no longer in the store is not journaled', async () => {
+    const path = storeFile();
+    const errors: StoreError[] = [];
+    const store = new JsonFileKeyStore({ path, reloadIntervalMs: 0, usageJournal: ALWAYS, onError: (err) => errors.push(err) });
+    await store.applyUsage([delta(HASHES[0]!, 1), delta(hashKey('gone'), 9)]);
+    expect(parseJournal(readFileSync(`${path}.journal`)).batches).toEqual([[delta(HASHES[0]!, 1)]]);
+    expect(errors.map((e) => e.code)).toEqual(['ERR_DAYMIND_USAGE_FLUSH']);
+    await store.close();
+  });
+
+  test('bad journal options are refused', () => {
+    const path = storeFile();
+    expect(() => open(path, { minStoreBytes: -1 })).toThrow(/usageJournal.minStoreBytes/);
+    expect(() => open(path, { foldAfterMs: 1.5 })).toThrow(/usageJournal.foldAfterMs/);
+  });
+});
+
+describe('journalLineInSlices', () => {
+  test('gives the same line as journalLine, with turns of the event loop between deltas', async () => {
+    const deltas = Array.from({ length: 50 }, (_, i) => ({ ...delta(hashKey(`k${i}`), i + 1), ...(i % 7 === 0 ? { credits: i } : {}) }));
+    const { seen, result } = await everyTurn(
+      () => 1,
+      () => journalLineInSlices(deltas, new WorkSlicer(0)),
+    );
+    expect(result).toBe(journalLine(deltas));
+    expect(seen.length).toBeGreaterThan(deltas.length / 2);
+  });
+});
