@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { daymindAuth, resolveConfig, ConfigError, MemoryKeyStore } from '../src';
 import { tempDir } from './helpers';
@@ -62,6 +63,30 @@ describe('configuration', () => {
     expect(() => resolveConfig({ env: {}, flushIntervalMs: 0 })).toThrow(/flushIntervalMs/);
     expect(() => resolveConfig({ env: {}, keyPrefix: 'x y' })).toThrow(/keyPrefix/);
     expect(() => resolveConfig({ env: {}, queryParam: 'a b' })).toThrow(/queryParam/);
+  });
+
+  test('usageJournal: checked at start-up, naming the option; passed to the JSON store', async () => {
+    expect(() => resolveConfig({ env: {}, usageJournal: { foldAfterMs: -1 } })).toThrow(
+      'usageJournal.foldAfterMs: must be a whole number of 0 or more, got -1',
+    );
+    expect(() => resolveConfig({ env: {}, usageJournal: { minStoreBytes: 'big' as never } })).toThrow(/usageJournal.minStoreBytes/);
+    expect(() => resolveConfig({ env: {}, usageJournal: { every: 5 } as never })).toThrow(
+      'usageJournal.every: is not an option of usageJournal',
+    );
+    expect(() => resolveConfig({ env: {}, usageJournal: true as never })).toThrow(/^usageJournal: must be false or/);
+    expect(resolveConfig({ env: {}, usageJournal: false }).usageJournal).toBe(false);
+
+    // A 1-key store under minStoreBytes 0: the flush goes to the journal; with false it does not.
+    for (const usageJournal of [{ minStoreBytes: 0 }, false] as const) {
+      const storePath = join(tempDir(), 'keys.json');
+      const auth = daymindAuth({ env: {}, storePath, usageJournal, billing: false, history: false });
+      const { key } = await auth.store.create({ owner: 'o' });
+      await auth.verify(key);
+      await auth.flush();
+      expect(existsSync(`${storePath}.journal`)).toBe(usageJournal !== false);
+      await auth.close();
+      expect(existsSync(`${storePath}.journal`)).toBe(false);
+    }
   });
 
   test('API_KEYS with API_KEY_STORE_PATH is refused as ambiguous', () => {
