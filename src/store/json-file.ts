@@ -7,7 +7,15 @@ import { coalesced } from './coalesce';
 import { EncodedSlices, StoreDoc, serializeRecords } from './json-doc';
 import { parseRecordsInSlices } from './parse-in-slices';
 import { applyJournal, applyJournalInSlices, buildState, buildStateInSlices, type StateContext, type StoreState } from './store-state';
-import { JOURNAL_SUFFIX, appendAt, journalHeader, journalLineInSlices, parseJournal, type JournalContent } from './usage-journal';
+import {
+  JOURNAL_SUFFIX,
+  JournalMismatch,
+  appendAt,
+  journalHeader,
+  journalLineInSlices,
+  parseJournal,
+  type JournalContent,
+} from './usage-journal';
 import { SLICE_BUDGET_MS, WorkSlicer } from './slicer';
 import {
   KnownVersion,
@@ -141,6 +149,8 @@ export class JsonFileKeyStore implements KeyStore {
   /** Whether this process appended to the journal since it was last folded (close() folds it then). */
   private appended = false;
   private folding: Promise<void> | undefined;
+  /** Whether this process holds the file's lock (a write under way). */
+  private locked = false;
   /** Bumped by every write of ours, so that a slower concurrent reload never installs older state. */
   private generation = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -361,10 +371,10 @@ export class JsonFileKeyStore implements KeyStore {
    * The journal as read, parsed. A journal that does not parse is an error naming it (and is never
    * written); its file is then closed.
    */
-  private journalOf(snapshot: FileSnapshot | undefined): ReadFiles['journal'] {
+  private journalOf(snapshot: FileSnapshot | undefined, from = 0): ReadFiles['journal'] {
     if (!snapshot) return undefined;
     try {
-      return { snapshot, content: parseJournal(snapshot.bytes) };
+      return { snapshot, content: parseJournal(snapshot.bytes, from) };
     } catch (err) {
       closeSync(snapshot.handle);
       throw this.journalError(
@@ -401,6 +411,73 @@ export class JsonFileKeyStore implements KeyStore {
       throw this.journalUnreadable(err);
     }
     return this.journalOf(snapshot);
+  }
+
+  /**
+   * The journal on disk when it only adds lines to the state's (the same version of the file, the
+   * same journal or one begun since for this version), parsed from where the state's ends; else
+   * undefined, and the files are read whole.
+   */
+  private async journalTail(): Promise<ReadFiles['journal']> {
+    if ((await statSignature(this.path)) !== this.known.signature) return undefined;
+    const known = this.journal;
+    let snapshot: FileSnapshot | undefined;
+    try {
+      snapshot = await readIfAny(this.journalPath);
+    } catch (err) {
+      throw this.journalUnreadable(err);
+    }
+    const journal = this.journalOf(snapshot, known?.length ?? 0);
+    if (!journal) return undefined;
+    const { content } = journal;
+    const extendsKnown = known ? content.createdMs === known.createdMs && content.length >= known.length : true;
+    if (content.store === this.known.signature && extendsKnown) return journal;
+    await closeOpenFile(journal.snapshot.handle);
+    return undefined;
+  }
+
+  /**
+   * Applies the new lines of the journal (see journalTail) as a write of this process would
+   * apply them, and takes that journal as the known one. `check` (which throws to give up) runs
+   * before anything is installed.
+   */
+  private async applyTail(
+    journal: NonNullable<ReadFiles['journal']>,
+    slicer: WorkSlicer,
+    check: () => void = () => undefined,
+  ): Promise<void> {
+    const doc = new StoreDoc(this.raws, this.positions, this.hashCache);
+    try {
+      for (const batch of journal.content.batches) {
+        for (const delta of batch) {
+          const raw = doc.edit(delta.key_hash);
+          if (raw) {
+            addUsage(raw, delta);
+            spendCredits(raw, delta);
+          }
+          if (slicer.due()) await slicer.yield();
+        }
+      }
+      check();
+    } catch (err) {
+      await closeOpenFile(journal.snapshot.handle);
+      throw err;
+    }
+    this.knownJournal.set(journal.snapshot.handle, journal.snapshot.signature);
+    this.journal = { length: journal.content.length, createdMs: journal.content.createdMs };
+    this.generation++;
+    await this.installEdits(doc, slicer);
+    await this.mergeFresh(slicer);
+  }
+
+  /**
+   * Brings the state up to the files on disk: only the journal's new lines when that is all that
+   * changed (as when other processes flush usage to a large store), else a re-read of both.
+   */
+  private async catchUpLocked(slicer: WorkSlicer): Promise<void> {
+    const tail = await this.journalTail();
+    if (tail) await this.applyTail(tail, slicer);
+    else await this.rereadLocked(slicer);
   }
 
   /** Whether the files read are the versions the state already comes from. */
@@ -485,6 +562,21 @@ export class JsonFileKeyStore implements KeyStore {
       if (await this.unchanged()) return;
       // A write is re-reading the file under the lock: its state is this file's (or newer).
       if (this.rereading) return await this.rereading.catch(() => undefined);
+      // Only new journal lines: applied on their own, unless a write of ours is under way (it
+      // takes them in under the lock, and its own line must not be applied twice).
+      const tail = this.locked ? undefined : await this.journalTail();
+      if (tail) {
+        try {
+          await this.applyTail(tail, new WorkSlicer(this.sliceBudgetMs), () => {
+            if (this.locked || generation !== this.generation) throw new StaleRead();
+          });
+        } catch (err) {
+          if (err instanceof StaleRead) return;
+          throw err;
+        }
+        this.problems.clear();
+        return;
+      }
       let read: { files: ReadFiles; state: StoreState };
       try {
         // In slices: every process sharing a large store re-reads it after each other's writes.
@@ -571,6 +663,7 @@ export class JsonFileKeyStore implements KeyStore {
     } catch (err) {
       throw this.error('ERR_DAYMIND_STORE_LOCK', `cannot lock the key store ${this.path}: ${describeError(err)}`, err);
     }
+    this.locked = true;
     try {
       // One slicer for the write's work on the event loop: re-read, apply, encode, install.
       const slicer = new WorkSlicer(this.sliceBudgetMs);
@@ -579,7 +672,7 @@ export class JsonFileKeyStore implements KeyStore {
         // lock) or gives up: wait for it rather than parse the same file twice.
         await this.refresh.idle();
         if (!(await this.unchanged())) {
-          this.rereading = this.rereadLocked(slicer);
+          this.rereading = this.catchUpLocked(slicer);
           await this.rereading.finally(() => (this.rereading = undefined));
         }
       } catch (err) {
@@ -601,6 +694,7 @@ export class JsonFileKeyStore implements KeyStore {
       await this.mergeFresh(slicer);
       return result;
     } finally {
+      this.locked = false;
       await release().catch(() => undefined);
     }
   }
@@ -628,9 +722,12 @@ export class JsonFileKeyStore implements KeyStore {
     let written: { handle: OpenFile; signature: string };
     let journal: { length: number; createdMs: number };
     try {
-      if (this.journal) {
-        written = await appendAt(this.journalPath, this.journal.length, line);
-        journal = { length: this.journal.length + Buffer.byteLength(line), createdMs: this.journal.createdMs };
+      // Read before the write: a reload of the files during it installs what it read, this line
+      // included, as the known journal.
+      const known = this.journal;
+      if (known) {
+        written = await appendAt(this.journalPath, known.length, line);
+        journal = { length: known.length + Buffer.byteLength(line), createdMs: known.createdMs };
       } else {
         const createdMs = Date.now();
         const text = journalHeader(this.known.signature, createdMs) + line;
@@ -638,6 +735,8 @@ export class JsonFileKeyStore implements KeyStore {
         journal = { length: Buffer.byteLength(text), createdMs };
       }
     } catch (err) {
+      // Forget the journal's version, so that the next write reads the files again first.
+      if (err instanceof JournalMismatch) await this.knownJournal.close();
       throw this.journalError('ERR_DAYMIND_STORE_WRITE', `cannot write the usage journal ${this.journalPath}: ${describeError(err)}`, err);
     }
     // First: a reload during the yields that follow must not re-read our own write.

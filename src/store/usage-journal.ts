@@ -54,28 +54,49 @@ export async function journalLineInSlices(deltas: readonly UsageDelta[], slicer:
   return `{"deltas":[${parts.join(',')}]}\n`;
 }
 
-/** Parses a journal; throws an Error saying what is wrong when it is not one (not for a torn end). */
-export function parseJournal(bytes: Buffer): JournalContent {
-  const lines: Array<{ text: string; end: number }> = [];
+/**
+ * Parses a journal; throws an Error saying what is wrong when it is not one (not for a torn end).
+ * With `from` (the end of a line, as a known journal's `length`), only the batches of the lines
+ * after it are parsed and returned: a reader that knows the start of a journal reads its new
+ * lines only. The lines before it are only checked for the shape of a batch line (the JSON they
+ * hold was parsed when they were new).
+ */
+export function parseJournal(bytes: Buffer, from = 0): JournalContent {
+  const lines: Array<{ start: number; end: number }> = [];
   let start = 0;
   for (let end = bytes.indexOf(NEWLINE); end >= 0; end = bytes.indexOf(NEWLINE, start)) {
-    lines.push({ text: bytes.toString('utf8', start, end), end: end + 1 });
+    lines.push({ start, end });
     start = end + 1;
   }
   if (lines.length === 0) throw new Error('it has no header line');
-  const header = parseLine(lines[0]!.text);
+  const text = (i: number): string => bytes.toString('utf8', lines[i]!.start, lines[i]!.end);
+  const header = parseLine(text(0));
   if (!isHeader(header)) throw new Error('line 1 is not a usage journal header');
-  const content: JournalContent = { store: header.store, createdMs: header.created, batches: [], length: lines[0]!.end };
+  const content: JournalContent = { store: header.store, createdMs: header.created, batches: [], length: lines[0]!.end + 1 };
   for (let i = 1; i < lines.length; i++) {
-    const line = parseLine(lines[i]!.text);
-    if (!isBatch(line)) {
-      if (i === lines.length - 1) break; // the torn end of an append
+    const { start: lineStart, end } = lines[i]!;
+    const known = end < from;
+    const line = known ? undefined : parseLine(text(i));
+    if (known ? !framedAsBatch(bytes, lineStart, end) : !isBatch(line)) {
+      if (!known && i === lines.length - 1) break; // the torn end of an append
       throw new Error(`line ${i + 1} is not a batch of usage deltas`);
     }
-    content.batches.push(line.deltas);
-    content.length = lines[i]!.end;
+    if (line) content.batches.push((line as { deltas: UsageDelta[] }).deltas);
+    content.length = end + 1;
   }
   return content;
+}
+
+const BATCH_START = Buffer.from('{"deltas":[');
+const BATCH_END = Buffer.from(']}');
+
+/** Whether bytes[start, end) look like a batch line as journalLine() writes it. */
+function framedAsBatch(bytes: Buffer, start: number, end: number): boolean {
+  return (
+    end - start >= BATCH_START.length + BATCH_END.length &&
+    bytes.compare(BATCH_START, 0, BATCH_START.length, start, start + BATCH_START.length) === 0 &&
+    bytes.compare(BATCH_END, 0, BATCH_END.length, end - BATCH_END.length, end) === 0
+  );
 }
 
 function parseLine(text: string): unknown {
@@ -132,15 +153,21 @@ const writeFd = promisify(fs.write) as (
 ) => Promise<{ bytesWritten: number }>;
 const fdatasyncFd = promisify(fs.fdatasync);
 
+/** The journal on disk is shorter than the state says: the state must be read again before a write. */
+export class JournalMismatch extends Error {}
+
 /**
  * Appends `text` to the journal at `path` at byte `at` (the end of its last complete line): a torn
  * end left by an append cut short is cut off first. The data reaches the disk (fdatasync) before
- * this resolves. Returns the file, still open, and its signature after the append.
+ * this resolves. Returns the file, still open, and its signature after the append. Throws a
+ * JournalMismatch, writing nothing, when the file is shorter than `at`.
  */
 export async function appendAt(path: string, at: number, text: string): Promise<{ handle: number; signature: string }> {
   const fd = await openFd(path, 'r+');
   try {
-    if ((await fstatFd(fd, { bigint: true })).size > BigInt(at)) await ftruncateFd(fd, at);
+    const size = (await fstatFd(fd, { bigint: true })).size;
+    if (size < BigInt(at)) throw new JournalMismatch(`the usage journal ${path} holds ${size} bytes, not the ${at} this process knows`);
+    if (size > BigInt(at)) await ftruncateFd(fd, at);
     const bytes = Buffer.from(text);
     let done = 0;
     while (done < bytes.length) {

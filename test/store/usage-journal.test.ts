@@ -1,8 +1,8 @@
-import { appendFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { JsonFileKeyStore, StoreError, hashKey } from '../../src';
 import type { UsageDelta } from '../../src';
-import { journalHeader, journalLine, journalLineInSlices, parseJournal } from '../../src/store/usage-journal';
+import { JournalMismatch, appendAt, journalHeader, journalLine, journalLineInSlices, parseJournal } from '../../src/store/usage-journal';
 import { WorkSlicer } from '../../src/store/slicer';
 import { everyTurn, tempDir, waitFor } from '../helpers';
 
@@ -229,5 +229,99 @@ describe('journalLineInSlices', () => {
     );
     expect(result).toBe(journalLine(deltas));
     expect(seen.length).toBeGreaterThan(deltas.length / 2);
+  });
+});
+
+describe('JsonFileKeyStore usage journal, new lines only', () => {
+  test('parseJournal from a known length parses only the later lines, and still checks the earlier ones', () => {
+    const first = journalHeader('1:2:3', 5) + journalLine([delta(HASHES[0]!, 1)]);
+    const text = first + journalLine([delta(HASHES[1]!, 2)]);
+    const from = Buffer.byteLength(first);
+    expect(parseJournal(Buffer.from(text), from)).toMatchObject({ batches: [[delta(HASHES[1]!, 2)]], length: Buffer.byteLength(text) });
+    const damaged = journalHeader('1:2:3', 5) + 'x'.repeat(from - Buffer.byteLength(journalHeader('1:2:3', 5)) - 1) + '\n';
+    expect(() => parseJournal(Buffer.from(damaged + journalLine([delta(HASHES[1]!, 2)])), from)).toThrow(/line 2/);
+  });
+
+  /** A store of 20,000 keys, so that a re-read of the whole file takes thousands of turns with a slice budget of 0. */
+  function largeStore(): { path: string; hashes: string[] } {
+    const path = join(tempDir(), 'keys.json');
+    const hashes = Array.from({ length: 20_000 }, (_, i) => hashKey(`plain-key-${i}`));
+    const records = hashes.map((key_hash, i) => ({ owner: `o${i}`, created_at: 1795550000, usage_count: 0, key_hash, key_prefix: 'x' }));
+    writeFileSync(path, '[\n' + records.map((r) => '  ' + JSON.stringify(r)).join(',\n') + '\n]\n');
+    return { path, hashes };
+  }
+
+  test("a reload takes another store's new journal lines without re-reading the file, and so does a write", async () => {
+    const { path, hashes } = largeStore();
+    const mine = open(path);
+    mine.sliceBudgetMs = 0;
+    const other = open(path);
+    const usage = (hash: string) => mine.get(hash)?.usage_count;
+
+    await other.applyUsage([delta(hashes[0]!, 3)]); // starts the journal
+    let { seen } = await everyTurn(
+      () => usage(hashes[0]!),
+      () => mine.refresh(),
+    );
+    // A re-read of the file takes more than 20,000 turns (a step a record); the rest are waits for I/O.
+    expect(seen.length).toBeLessThan(20_000);
+    expect(usage(hashes[0]!)).toBe(3);
+
+    await other.applyUsage([delta(hashes[0]!, 4), delta(hashes[1]!, 1)]); // appends to it
+    ({ seen } = await everyTurn(
+      () => usage(hashes[0]!),
+      () => mine.refresh(),
+    ));
+    expect(seen.length).toBeLessThan(20_000);
+    expect(seen.every((n) => n === 3 || n === 7)).toBe(true); // the line shows whole or not at all
+    expect([usage(hashes[0]!), usage(hashes[1]!)]).toEqual([7, 1]);
+
+    // A write of ours takes them in the same way, under the lock (its turns are mostly the wait for fdatasync).
+    await other.applyUsage([delta(hashes[2]!, 2)]);
+    await mine.applyUsage([delta(hashes[2]!, 5)]);
+    expect(usage(hashes[2]!)).toBe(7);
+
+    await other.close(); // folds: the file is new, and a reload reads it whole
+    await mine.refresh();
+    expect([usage(hashes[0]!), usage(hashes[1]!), usage(hashes[2]!)]).toEqual([7, 1, 7]);
+    await mine.close();
+  }, 30_000);
+
+  test('two writers on one journal with fast reloads lose no count and count none twice', async () => {
+    const path = storeFile();
+    const a = new JsonFileKeyStore({ path, reloadIntervalMs: 1, usageJournal: ALWAYS });
+    const b = new JsonFileKeyStore({ path, reloadIntervalMs: 1, usageJournal: ALWAYS });
+    await a.init();
+    await b.init();
+    const writes: Promise<void>[] = [];
+    for (let i = 0; i < 300; i++) {
+      writes.push(a.applyUsage([delta(HASHES[0]!, 1)]), b.applyUsage([delta(HASHES[0]!, 1)]));
+      if (i % 10 === 0) await new Promise((r) => setTimeout(r, 1));
+    }
+    await Promise.all(writes);
+    await waitFor(async () => {
+      await Promise.all([a.refresh(), b.refresh()]);
+      return a.get(HASHES[0]!)?.usage_count === 610 && b.get(HASHES[0]!)?.usage_count === 610;
+    }, 2000);
+    await a.close();
+    await b.close();
+    expect(onDisk(path)).toEqual([610, 10, 10]);
+  }, 60_000);
+});
+
+describe('appendAt', () => {
+  test('writes at the end of the last complete line, cutting off a torn end', async () => {
+    const path = join(tempDir(), 'j');
+    writeFileSync(path, 'line one\ntorn');
+    const { handle } = await appendAt(path, 9, 'line two\n');
+    closeSync(handle);
+    expect(readFileSync(path, 'utf8')).toBe('line one\nline two\n');
+  });
+
+  test('refuses to write past the end of a file shorter than it should be (it would leave a hole), and writes nothing', async () => {
+    const path = join(tempDir(), 'j');
+    writeFileSync(path, 'line one\n');
+    await expect(appendAt(path, 20, 'line two\n')).rejects.toBeInstanceOf(JournalMismatch);
+    expect(readFileSync(path, 'utf8')).toBe('line one\n');
   });
 });
