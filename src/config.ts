@@ -43,7 +43,7 @@ export interface DaymindOptions {
   /**
    * The JSON store's usage journal: a usage flush of a store file of at least `minStoreBytes`
    * (default 1 MiB) appends to `<file>.journal` instead of rewriting the file, and the journal is
-   * folded into the file `foldAfterMs` (default 10,000) after it began, on any other change and
+   * folded into the file `foldAfterMs` (default 60,000) after it began, on any other change and
    * on close(). `false`: every flush rewrites the file.
    */
   usageJournal?: UsageJournalOptions | false;

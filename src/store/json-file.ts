@@ -70,7 +70,7 @@ interface WriteOptions {
 export interface UsageJournalOptions {
   /** Stores whose file is smaller than this (in bytes) are rewritten on every flush, as without a journal. Default 1 MiB. */
   minStoreBytes?: number;
-  /** How long after its first line a journal is folded into the store file, in ms. Default 10,000. */
+  /** How long after its first line a journal is folded into the store file, in ms. Default 60,000 (a minute). */
   foldAfterMs?: number;
 }
 
@@ -96,7 +96,7 @@ export interface JsonFileKeyStoreOptions {
   usageJournal?: UsageJournalOptions | false;
 }
 
-const DEFAULT_JOURNAL = { minStoreBytes: 1 << 20, foldAfterMs: 10_000 };
+const DEFAULT_JOURNAL = { minStoreBytes: 1 << 20, foldAfterMs: 60_000 };
 
 function journalOptions(value: JsonFileKeyStoreOptions['usageJournal']): Required<UsageJournalOptions> | undefined {
   if (value === false) return undefined;
@@ -532,13 +532,13 @@ export class JsonFileKeyStore implements KeyStore {
     for (const hash of doc.touched) {
       const at = this.positions.get(hash) ?? positions.get(hash);
       if (at !== undefined) {
-        const record = toKeyRecord(doc.raws[at]!, hash, this.keyPrefix);
+        const record = toKeyRecord(doc.record(at)!, hash, this.keyPrefix);
         if (this.index.has(hash)) rebuilt.set(hash, record);
         else added.push([hash, record]); // new keys go straight into the index (few; size() counts them)
       }
       if (slicer.due()) await slicer.yield();
     }
-    this.raws = doc.raws;
+    this.raws = doc.installInto(this.raws);
     doc.commitPositions(this.positions);
     for (const [hash, record] of added) this.index.set(hash, record);
     this.fresh = rebuilt.size > 0 ? rebuilt : undefined;

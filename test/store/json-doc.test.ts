@@ -1,4 +1,4 @@
-import { EncodedSlices, seedSlices, serializeRecords } from '../../src/store/json-doc';
+import { EncodedSlices, StoreDoc, seedSlices, serializeRecords } from '../../src/store/json-doc';
 import type { RawRecord } from '../../src/store/record';
 
 const record = (i: number, owner = `owner-${i}`): RawRecord => ({
@@ -73,5 +73,35 @@ describe('serializeRecords', () => {
     const slices = new EncodedSlices();
     slices.use(seedSlices(Buffer.from(layout(raws)), raws));
     expect(await text(raws, slices)).toBe(expected(raws));
+  });
+});
+
+describe('StoreDoc', () => {
+  const base = (): RawRecord[] => Array.from({ length: 5 }, (_, i) => record(i));
+  const positions = (raws: RawRecord[]) => new Map(raws.map((r, i) => [r.key_hash as string, i]));
+
+  test('edits copy the records they change and leave the base alone until installed, without copying the whole array', () => {
+    const raws = base();
+    const original = raws[2];
+    const doc = new StoreDoc(raws, positions(raws), new Map());
+    doc.edit(raws[2]!.key_hash as string)!.usage_count = 99;
+    expect(raws[2]).toBe(original); // what requests read is untouched until the write has succeeded
+    expect(doc.record(2)?.usage_count).toBe(99);
+    expect(doc.installInto(raws)).toBe(raws); // the same array, with the edited record in place
+    expect(raws[2]?.usage_count).toBe(99);
+    expect(original?.usage_count).toBe(2);
+  });
+
+  test('a document used whole (a rewrite, an added record) is a copy, edits included', () => {
+    const raws = base();
+    const doc = new StoreDoc(raws, positions(raws), new Map());
+    doc.edit(raws[1]!.key_hash as string)!.usage_count = 50;
+    doc.add(record(7));
+    doc.edit(raws[3]!.key_hash as string)!.usage_count = 70;
+    const whole = doc.raws;
+    expect(whole).not.toBe(raws);
+    expect(whole.map((r) => r.usage_count)).toEqual([0, 50, 2, 70, 4, 7]);
+    expect(raws.map((r) => r.usage_count)).toEqual([0, 1, 2, 3, 4]);
+    expect(doc.installInto(raws)).toBe(whole);
   });
 });
