@@ -61,7 +61,7 @@ ${notes}
   \`keys10\` / \`keys100k\`: the same with 10 / 100,000 keys in the store (records with the fields
   the store gives them, \`key_hash\` = SHA-256 of a key from \`generateKey\`; the 100,000-key file
   laid out one record a line, as the store writes it: a deployment's file after its first write.
-  The first write to an indented file encodes every record anew, once: the flush stall measures
+  The first rewrite of an indented file encodes every record anew, once: the fold stall measures
   that write). \`redis\`: \`keyStore: 'redis'\`
   and Redis limiters against a private \`redis-server\` (\`--save '' --appendonly no\`, on core 0 with
   the server; skipped when \`redis-server\` is not installed). \`erl\`: express-rate-limit alone
@@ -74,18 +74,25 @@ ${notes}
 - **Store load** (\`bench/scale.js\`). Time of \`new JsonFileKeyStore({ path })\` on the 100,000-key
   file in a fresh process, and the growth of its RSS (peak RSS growth in brackets).
 - **Flush stall** (\`bench/scale.js\`). A server on the 100,000-key store (automatic flushes off;
-  the file in the indented layout of existing deployments, so this first write encodes every
-  record anew) first counts usage for 10,000 of its keys through \`auth.verify\`; under load, it records
-  \`monitorEventLoopDelay\` (1 ms resolution) for a baseline period without a flush (in brackets), then
-  from \`auth.flush()\` until the store has written that batch (10,001 keys: \`flush()\` goes on
-  writing the usage that arrives meanwhile, so under load it resolves late or not at all); the
-  figure is the histogram's maximum over that time.
+  the file in the indented layout of existing deployments) first counts usage for 10,000 of its
+  keys through \`auth.verify\`; under load, it records \`monitorEventLoopDelay\` (1 ms
+  resolution) for a baseline period without a flush (in brackets), then from \`auth.flush()\`
+  until the store has written that batch (10,001 keys: \`flush()\` goes on writing the usage
+  that arrives meanwhile, so under load it resolves late or not at all); the figure is the
+  histogram's maximum over that time. A store this large takes a usage flush in its journal (one
+  line of 10,001 deltas).
+- **Fold stall** (same server, load still on). \`store.fold()\` then folds that journal into the
+  file: the whole file rewritten, and as it is still in the indented layout, every record
+  encoded anew (the heaviest write the store does; a key created or revoked takes the same
+  path). The figure is the longest stall from \`fold()\` until the file is written.
 - **Re-read stall** (same server, load still on). Another process, on the load generator's core,
   opens the store and writes usage for the same 10,000 keys; the figure is the server's longest
-  event-loop stall from the end of that write until the server serves the new counts (it
-  re-reads the file within \`reloadIntervalMs\`, 500 ms, or in its own next write). Every
-  process sharing a JSON store goes through this after each write of the others. It has no
-  target of its own; the flush stall target (50 ms) is the yardstick.
+  event-loop stall from the end of that write until the server serves the new counts (it reads
+  the change within \`reloadIntervalMs\`, 500 ms, or in its own next write). The other process
+  writes to the store's journal, so the server reads and applies just that line; after a fold or
+  any other rewrite it would re-read the whole file. Every process sharing a JSON store goes
+  through this after each write of the others. It has no target of its own; the flush stall
+  target (50 ms) is the yardstick.
 
 ## Targets
 
@@ -103,6 +110,8 @@ ${notes}
 - **100k store loads in <= 1 s with <= 150 MB RSS growth**: start-up and memory stay reasonable
   for a large key store.
 - **flush stall <= 50 ms**: writing usage back to a large store never blocks requests for long.
+- **fold stall <= 50 ms**: nor does rewriting the whole file (the issue's flush target, applied
+  to the write that still rewrites the file).
 
 ## Where the time goes
 
@@ -131,15 +140,23 @@ What profiling on these machines found, for reading the figures above:
   are the largest single part, about 30k: about 17k to build their text (numbers turned into
   text, strings flattened) and about 13k in Node's \`setHeader\` and header writing. The IP
   limit and \`req.daymind\` did not measure above the noise that way.
-- **100,000 keys against 10.** Side by side, the 100,000-key server used 1.06–1.15x the CPU per
-  request of the 10-key one (6 rounds, median about 1.085), in line with keys100k/keys10 ratios
-  of 0.85–0.99 in three full runs on 2026-11-25. Most of it is the write-behind
-  flush: once a second it rewrites the 30 MB file for the one key in use (unchanged lines are
-  copied, but every byte is still written), and the same 100,000-key server with and without
-  flushing differed by 1.06–1.14x. That is about 10–15 ms of JavaScript per flush (the profile:
-  locking, comparing the 100 slices of records, writing and closing) plus the kernel's copy of
-  the file and the garbage collection it brings; scavenges of the larger heap also took longer
-  (8.9 ms against 7.4 ms on average, with 11% more of them).
+- **100,000 keys against 10.** Before the store had a usage journal, the 100,000-key server used
+  1.06–1.15x the CPU per request of the 10-key one side by side (6 rounds, median about 1.085), and
+  keys100k/keys10 measured 0.85–0.99 in three full runs on 2026-11-25. Most of it was the
+  write-behind flush: once a second it rewrote the 30 MB file for the one key in use. The same
+  100,000-key server with and without flushing differed by 1.06–1.14x. Now a usage flush of a
+  store that large appends one line to its journal, and the file is rewritten only when the
+  journal is folded in, a minute after it began. Side by side afterwards (per-thread CPU from
+  \`/proc\`, on a slower machine the same day):
+  - with a fold every 10 s, keys100k still used 1.06x keys10's CPU per request (median of 6
+    rounds), and 1.07x its own CPU without flushing. Nearly all of that was system time in
+    libuv's threads: the kernel's work for one 30 MB write and fsync;
+  - with a fold every minute (the default), 1.01–1.05x keys10 (4 rounds);
+  - the flush itself is not free at any size: the 10-key server used 1.01–1.06x its own CPU
+    without flushing (4 rounds), for the lock, the small rewrite and the per-day history file,
+    each second.
+  Scavenges of the larger heap also take longer. A usage write no longer copies the store's
+  array of 100,000 records (800 KB of old-generation garbage a second).
 - **The check itself** (hash cache, map look-up, two rate-limit windows, the usage count) runs
   at over three million per second on one core (the verify figure): about 0.3 microseconds. A
   full run just before the memory limiter kept each subject's storage key (instead of building
@@ -166,6 +183,15 @@ What profiling on these machines found, for reading the figures above:
   - **What is left** is a turn of 50 requests (about 20 ms here) plus a scavenge of the
     requests' own short-lived objects (about 4 MB survive each one under this load, bare Express
     alike). Redis is the answer for stores far larger than 100,000 keys.
+  - **A slower machine.** The run of 2026-11-25 10:49 shown above ran on a slower machine than
+    the runs before it: bare Express served about 3,600 requests a second against 7,700 in the
+    run of 09:22 the same day, and a plain loop of 2e8 additions took 1.9–3.4 s. There the loop
+    stalled for up to 69.5 ms under load without any flush (22.4 ms at 09:22), from garbage
+    collection of the 100,000-key heap alone. The flush (63.8 ms)
+    and the fold (97.6 ms) stall figures sit on top of that. Without load, the fold's longest
+    step there measured 27.5 ms (a full garbage collection during the rewrite). On the earlier
+    machine, the same rewrite (then the first flush of the indented file) measured 32–37 ms
+    under load.
 - **Redis** cost mostly system calls: a socket write per command. Commands sent in one turn of
   the event loop now share one write (the connection is corked until \`setImmediate\`), and a
   request's IP and key windows go in one script call. Under full load that call saves no
