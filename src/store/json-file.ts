@@ -151,6 +151,8 @@ export class JsonFileKeyStore implements KeyStore {
   private folding: Promise<void> | undefined;
   /** Whether this process holds the file's lock (a write under way). */
   private locked = false;
+  /** Set by close(): no fold starts from the timer after it. */
+  private closing = false;
   /** Bumped by every write of ours, so that a slower concurrent reload never installs older state. */
   private generation = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -309,6 +311,7 @@ export class JsonFileKeyStore implements KeyStore {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     await this.folding;
@@ -322,7 +325,7 @@ export class JsonFileKeyStore implements KeyStore {
 
   /** Folds the journal once it is due (from the reload timer), unless a fold is under way. */
   private foldIfDue(): void {
-    if (this.folding || !this.journal || !this.foldDue(this.journalOptions?.foldAfterMs ?? 0)) return;
+    if (this.closing || this.folding || !this.journal || !this.foldDue(this.journalOptions?.foldAfterMs ?? 0)) return;
     this.folding = this.fold()
       .catch((err: unknown) => this.problems.report(this.asStoreError(err)))
       .finally(() => (this.folding = undefined));
