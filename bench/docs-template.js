@@ -183,15 +183,16 @@ What profiling on these machines found, for reading the figures above:
   - **What is left** is a turn of 50 requests (about 20 ms here) plus a scavenge of the
     requests' own short-lived objects (about 4 MB survive each one under this load, bare Express
     alike). Redis is the answer for stores far larger than 100,000 keys.
-  - **A slower machine.** The run of 2026-11-25 10:49 shown above ran on a slower machine than
-    the runs before it: bare Express served about 3,600 requests a second against 7,700 in the
-    run of 09:22 the same day, and a plain loop of 2e8 additions took 1.9–3.4 s. There the loop
-    stalled for up to 69.5 ms under load without any flush (22.4 ms at 09:22), from garbage
-    collection of the 100,000-key heap alone. The flush (63.8 ms)
-    and the fold (97.6 ms) stall figures sit on top of that. Without load, the fold's longest
-    step there measured 27.5 ms (a full garbage collection during the rewrite). On the earlier
-    machine, the same rewrite (then the first flush of the indented file) measured 32–37 ms
-    under load.
+  - **A slower machine.** The full runs of 2026-11-25 at 10:49 and 11:02 (the latter shown
+    above) ran on a slower machine than the runs before them: bare Express served about
+    3,400–3,600 requests a second against 7,700 in the run of 09:22 the same day, and a plain
+    loop of 2e8 additions took 1.9–3.4 s. There the loop stalled for up to 50.0–69.5 ms under
+    load without any flush (22.4 ms at 09:22), from garbage collection of the 100,000-key heap
+    alone. The flush (63.8 and 37.7 ms) and fold (97.6 and 60.4 ms) stall figures sit on top of
+    that. Without load, the fold's longest step there measured 27.5 ms (a full garbage
+    collection during the rewrite). On the earlier machine, the same rewrite (then the first
+    flush of the indented file) measured 32–37 ms under load. keys100k/keys10 measured 1.02 and
+    0.94 in those two runs.
 - **Redis** cost mostly system calls: a socket write per command. Commands sent in one turn of
   the event loop now share one write (the connection is corked until \`setImmediate\`), and a
   request's IP and key windows go in one script call. Under full load that call saves no
