@@ -1,5 +1,6 @@
 import { isFramed } from './parse-in-slices';
-import { rawHash, type RawRecord } from './record';
+import { addUsage, rawHash, spendCredits, type RawRecord } from './record';
+import type { UsageDelta } from './types';
 import { WorkSlicer } from './slicer';
 
 /**
@@ -63,15 +64,32 @@ export class StoreDoc {
     return this.positions.has(hash) || this.added.has(hash);
   }
 
-  /** A private copy of the record with this hash, to change in place; undefined when absent. */
+  /**
+   * A private copy of the record with this hash, to change in place (the same copy when it was
+   * edited before); undefined when absent.
+   */
   edit(hash: string): RawRecord | undefined {
     const at = this.positions.get(hash) ?? this.added.get(hash);
     if (at === undefined) return undefined;
+    const edited = this.edits.get(at);
+    if (edited) return edited;
     const copy = { ...this.record(at)! };
     this.edits.set(at, copy);
     if (this.copy) this.copy[at] = copy;
     this.touched.add(hash);
     return copy;
+  }
+
+  /**
+   * Adds a usage delta to its key's record (usage_count, the day and month counters, last_used,
+   * and the credits spent), as a flush does; false when the key is not in the document.
+   */
+  addUsage(delta: UsageDelta): boolean {
+    const raw = this.edit(delta.key_hash);
+    if (!raw) return false;
+    addUsage(raw, delta);
+    spendCredits(raw, delta);
+    return true;
   }
 
   add(raw: RawRecord): void {

@@ -33,18 +33,7 @@ import {
   type OpenFile,
   type FileSnapshot,
 } from './file-io';
-import {
-  addUsage,
-  spendCredits,
-  applyKeyChanges,
-  createdKey,
-  markRevoked,
-  newRawRecord,
-  parseRecords,
-  rotateRaw,
-  toKeyRecord,
-  type RawRecord,
-} from './record';
+import { applyKeyChanges, createdKey, markRevoked, newRawRecord, parseRecords, rotateRaw, toKeyRecord, type RawRecord } from './record';
 import type { CreatedKey, KeyChanges, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageBatch, UsageDelta } from './types';
 
 export const DEFAULT_STORE_PATH = 'data/api_keys.json';
@@ -56,6 +45,11 @@ class StaleRead extends Error {}
 interface ReadFiles {
   snapshot: FileSnapshot;
   journal: { snapshot: FileSnapshot; content: JournalContent } | undefined;
+}
+
+/** The journal read with a store file, when it goes with that version of the file (else it is ignored). */
+function applicableJournal({ snapshot, journal }: ReadFiles): JournalContent | undefined {
+  return journal?.content.store === snapshot.signature ? journal.content : undefined;
 }
 
 /** How a write goes: a usage flush may go to the journal; a fold rewrites only when there is a journal. */
@@ -282,12 +276,8 @@ export class JsonFileKeyStore implements KeyStore {
       async (doc, slicer) => {
         let missing = 0;
         for (const delta of deltas) {
-          const raw = doc.edit(delta.key_hash);
-          if (raw) {
-            addUsage(raw, delta);
-            spendCredits(raw, delta);
-            applied.push(delta);
-          } else missing += delta.units;
+          if (doc.addUsage(delta)) applied.push(delta);
+          else missing += delta.units;
           // A flush of many keys lets requests in now and then while it is applied.
           if (slicer.due()) await slicer.yield();
         }
@@ -406,14 +396,15 @@ export class JsonFileKeyStore implements KeyStore {
     return this.journalOf(snapshot);
   }
 
-  private async readJournal(): Promise<ReadFiles['journal']> {
+  /** The journal, if there is one, parsed from `from` (see parseJournal). */
+  private async readJournal(from = 0): Promise<ReadFiles['journal']> {
     let snapshot: FileSnapshot | undefined;
     try {
       snapshot = await readIfAny(this.journalPath);
     } catch (err) {
       throw this.journalUnreadable(err);
     }
-    return this.journalOf(snapshot);
+    return this.journalOf(snapshot, from);
   }
 
   /**
@@ -424,13 +415,7 @@ export class JsonFileKeyStore implements KeyStore {
   private async journalTail(): Promise<ReadFiles['journal']> {
     if ((await statSignature(this.path)) !== this.known.signature) return undefined;
     const known = this.journal;
-    let snapshot: FileSnapshot | undefined;
-    try {
-      snapshot = await readIfAny(this.journalPath);
-    } catch (err) {
-      throw this.journalUnreadable(err);
-    }
-    const journal = this.journalOf(snapshot, known?.length ?? 0);
+    const journal = await this.readJournal(known?.length ?? 0);
     if (!journal) return undefined;
     const { content } = journal;
     const extendsKnown = known ? content.createdMs === known.createdMs && content.length >= known.length : true;
@@ -453,11 +438,7 @@ export class JsonFileKeyStore implements KeyStore {
     try {
       for (const batch of journal.content.batches) {
         for (const delta of batch) {
-          const raw = doc.edit(delta.key_hash);
-          if (raw) {
-            addUsage(raw, delta);
-            spendCredits(raw, delta);
-          }
+          doc.addUsage(delta);
           if (slicer.due()) await slicer.yield();
         }
       }
@@ -499,8 +480,8 @@ export class JsonFileKeyStore implements KeyStore {
   /** Takes a document as read from the file as the state (built in one step: the first load). */
   private installRead(raws: RawRecord[], files: ReadFiles): void {
     const state = buildState(raws, files.snapshot.bytes, this.context);
-    const { journal } = files;
-    if (journal && journal.content.store === files.snapshot.signature) applyJournal(state, journal.content.batches, this.context);
+    const journal = applicableJournal(files);
+    if (journal) applyJournal(state, journal.batches, this.context);
     this.install(state, files);
   }
 
@@ -519,8 +500,8 @@ export class JsonFileKeyStore implements KeyStore {
     this.storeBytes = snapshot.bytes.length;
     if (journal) this.knownJournal.set(journal.snapshot.handle, journal.snapshot.signature);
     else void this.knownJournal.close();
-    const applies = journal?.content.store === snapshot.signature;
-    this.journal = applies ? { length: journal.content.length, createdMs: journal.content.createdMs } : undefined;
+    const applies = applicableJournal({ snapshot, journal });
+    this.journal = applies && { length: applies.length, createdMs: applies.createdMs };
   }
 
   /**
@@ -623,8 +604,8 @@ export class JsonFileKeyStore implements KeyStore {
       const raws = await this.parseInSlices(snapshot.bytes, slicer);
       check(files);
       const state = await buildStateInSlices(raws, snapshot.bytes, this.context, slicer);
-      if (journal && journal.content.store === snapshot.signature)
-        await applyJournalInSlices(state, journal.content.batches, this.context, slicer);
+      const applies = applicableJournal(files);
+      if (applies) await applyJournalInSlices(state, applies.batches, this.context, slicer);
       check(files);
       return { files, state };
     } catch (err) {

@@ -1,6 +1,6 @@
 import { hasValidChecksum } from '../keys';
-import { seedSlices, seedSlicesInSlices, type EncodedSlice } from './json-doc';
-import { addUsage, rawHash, spendCredits, toKeyRecord, type RawRecord } from './record';
+import { StoreDoc, seedSlices, seedSlicesInSlices, type EncodedSlice } from './json-doc';
+import { rawHash, toKeyRecord, type RawRecord } from './record';
 import type { WorkSlicer } from './slicer';
 import type { KeyRecord, UsageDelta } from './types';
 
@@ -45,14 +45,15 @@ export async function buildStateInSlices(raws: RawRecord[], bytes: Buffer, conte
 
 /**
  * Applies a usage journal's batches (see usage-journal.ts) to a state built from its file, as
- * the writes that appended them applied them. Records are replaced by changed copies, never
- * changed: the encoded slices still hold the file's records, so a later rewrite encodes the
- * changed ones anew. Deltas of keys not in the state are skipped (the writer skipped them too).
+ * the writes that appended them applied them (StoreDoc.addUsage). Records are replaced by changed
+ * copies, never changed: the encoded slices still hold the file's records, so a later rewrite
+ * encodes the changed ones anew. Deltas of keys not in the state are skipped (the writer skipped
+ * them too).
  */
 export function applyJournal(state: StoreState, batches: readonly (readonly UsageDelta[])[], context: StateContext): void {
-  const copied = new Set<string>();
-  for (const batch of batches) for (const delta of batch) applyDelta(state, delta, copied);
-  reindex(state, copied, context);
+  const doc = new StoreDoc(state.raws, state.positions, context.hashCache);
+  for (const batch of batches) for (const delta of batch) doc.addUsage(delta);
+  installJournal(state, doc, context);
 }
 
 /** applyJournal() with the event loop let in whenever the slicer says so. */
@@ -62,29 +63,19 @@ export async function applyJournalInSlices(
   context: StateContext,
   slicer: WorkSlicer,
 ): Promise<void> {
-  const copied = new Set<string>();
+  const doc = new StoreDoc(state.raws, state.positions, context.hashCache);
   for (const batch of batches) {
     for (const delta of batch) {
-      applyDelta(state, delta, copied);
+      doc.addUsage(delta);
       if (slicer.due()) await slicer.yield();
     }
   }
-  reindex(state, copied, context);
+  installJournal(state, doc, context);
 }
 
-function applyDelta(state: StoreState, delta: UsageDelta, copied: Set<string>): void {
-  const at = state.positions.get(delta.key_hash);
-  if (at === undefined) return;
-  if (!copied.has(delta.key_hash)) {
-    state.raws[at] = { ...state.raws[at]! };
-    copied.add(delta.key_hash);
-  }
-  addUsage(state.raws[at]!, delta);
-  spendCredits(state.raws[at]!, delta);
-}
-
-function reindex(state: StoreState, hashes: Set<string>, { keyPrefix }: StateContext): void {
-  for (const hash of hashes) state.index.set(hash, toKeyRecord(state.raws[state.positions.get(hash)!]!, hash, keyPrefix));
+function installJournal(state: StoreState, doc: StoreDoc, { keyPrefix }: StateContext): void {
+  state.raws = doc.installInto(state.raws);
+  for (const hash of doc.touched) state.index.set(hash, toKeyRecord(doc.record(state.positions.get(hash)!)!, hash, keyPrefix));
 }
 
 function emptyState(raws: RawRecord[]): StoreState {
