@@ -110,6 +110,12 @@ export async function statSignatureIfAny(path: string): Promise<string> {
   }
 }
 
+/** statSignatureIfAny(), synchronously. */
+export function statSignatureIfAnySync(path: string): string {
+  const stat = fs.statSync(path, { bigint: true, throwIfNoEntry: false });
+  return stat ? signatureOf(stat) : '';
+}
+
 /** readWithSignature(), or undefined when there is no file at `path`. */
 export async function readIfAny(path: string): Promise<FileSnapshot | undefined> {
   try {

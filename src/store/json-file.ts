@@ -26,6 +26,7 @@ import {
   readIfAnySync,
   readWithSignature,
   readWithSignatureSync,
+  statSignatureIfAnySync,
   removeDurably,
   statSignature,
   statSignatureIfAny,
@@ -90,6 +91,14 @@ export interface JsonFileKeyStoreOptions {
   usageJournal?: UsageJournalOptions | false;
 }
 
+/**
+ * The file is read, then its journal. When the journal read does not go with the file read (none,
+ * or one naming another version) and the file was replaced in between, another process folded
+ * the journal into a new file between the two reads: the file read lacks the usage the journal
+ * held, so both are read again, up to this many times in all (then taken as they are; a reload
+ * sees the change within reloadIntervalMs).
+ */
+const READ_ATTEMPTS = 5;
 const DEFAULT_JOURNAL = { minStoreBytes: 1 << 20, foldAfterMs: 60_000 };
 
 function journalOptions(value: JsonFileKeyStoreOptions['usageJournal']): Required<UsageJournalOptions> | undefined {
@@ -175,25 +184,44 @@ export class JsonFileKeyStore implements KeyStore {
         throw this.error('ERR_DAYMIND_STORE_WRITE', `cannot create the key store ${this.path}: ${describeError(err)}`, err);
       }
     }
-    let snapshot;
+    const files = this.readFilesSync();
     try {
-      snapshot = readWithSignatureSync(this.path);
+      this.installRead(this.parse(files.snapshot.bytes.toString('utf8')), files);
     } catch (err) {
-      const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
-      throw this.error(
-        'ERR_DAYMIND_STORE_UNREADABLE',
-        missing ? `there is no key store at ${this.path}` : `cannot read the key store ${this.path}: ${describeError(err)}`,
-        err,
-      );
+      closeSync(files.snapshot.handle);
+      if (files.journal) closeSync(files.journal.snapshot.handle);
+      throw err;
     }
-    let journal: ReadFiles['journal'];
-    try {
-      journal = this.readJournalSync();
-      this.installRead(this.parse(snapshot.bytes.toString('utf8')), { snapshot, journal });
-    } catch (err) {
+  }
+
+  /** The file and its journal as one consistent pair (see {@link READ_ATTEMPTS}), read synchronously. */
+  private readFilesSync(): ReadFiles {
+    for (let attempt = 1; ; attempt++) {
+      let snapshot;
+      try {
+        snapshot = readWithSignatureSync(this.path);
+      } catch (err) {
+        const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+        throw this.error(
+          'ERR_DAYMIND_STORE_UNREADABLE',
+          missing ? `there is no key store at ${this.path}` : `cannot read the key store ${this.path}: ${describeError(err)}`,
+          err,
+        );
+      }
+      let journal: ReadFiles['journal'];
+      let again: boolean;
+      try {
+        journal = this.readJournalSync();
+        again =
+          attempt < READ_ATTEMPTS && !applicableJournal({ snapshot, journal }) && statSignatureIfAnySync(this.path) !== snapshot.signature;
+      } catch (err) {
+        closeSync(snapshot.handle);
+        if (journal) closeSync(journal.snapshot.handle);
+        throw err;
+      }
+      if (!again) return { snapshot, journal };
       closeSync(snapshot.handle);
       if (journal) closeSync(journal.snapshot.handle);
-      throw err;
     }
   }
 
@@ -583,6 +611,29 @@ export class JsonFileKeyStore implements KeyStore {
     }
   }
 
+  /** The file and its journal as one consistent pair (see {@link READ_ATTEMPTS}). */
+  private async readFiles(): Promise<ReadFiles> {
+    for (let attempt = 1; ; attempt++) {
+      const snapshot = await readWithSignature(this.path);
+      let journal: ReadFiles['journal'];
+      let again: boolean;
+      try {
+        journal = await this.readJournal();
+        again =
+          attempt < READ_ATTEMPTS &&
+          !applicableJournal({ snapshot, journal }) &&
+          (await statSignatureIfAny(this.path)) !== snapshot.signature;
+      } catch (err) {
+        await closeOpenFile(snapshot.handle);
+        if (journal) await closeOpenFile(journal.snapshot.handle);
+        throw err;
+      }
+      if (!again) return { snapshot, journal };
+      await closeOpenFile(snapshot.handle);
+      if (journal) await closeOpenFile(journal.snapshot.handle);
+    }
+  }
+
   /**
    * Reads the file and builds its state in slices, with `check` (which throws to give up) before
    * and after each step. The snapshot's file is closed when this throws.
@@ -592,14 +643,12 @@ export class JsonFileKeyStore implements KeyStore {
     check: (files: ReadFiles) => void = () => undefined,
   ): Promise<{ files: ReadFiles; state: StoreState }> {
     // The file first, then its journal: a fold renames the new file in before it removes the
-    // journal, so a journal naming another version is one this file already holds (or one a
-    // tool that does not know journals left behind), and a journal removed meanwhile shows as a
-    // change of the file at the next check.
-    const snapshot = await readWithSignature(this.path);
-    let journal: ReadFiles['journal'];
+    // journal, so a journal naming an older version is one this file already holds (or one a
+    // tool that does not know journals left behind); a fold between the two reads is caught by
+    // readFiles, which then reads both again.
+    const files = await this.readFiles();
+    const { snapshot, journal } = files;
     try {
-      journal = await this.readJournal();
-      const files = { snapshot, journal };
       check(files);
       const raws = await this.parseInSlices(snapshot.bytes, slicer);
       check(files);

@@ -1,9 +1,10 @@
-import { appendFileSync, closeSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { JsonFileKeyStore, StoreError, hashKey } from '../../src';
 import type { UsageDelta } from '../../src';
 import { JournalMismatch, appendAt, journalHeader, journalLine, journalLineInSlices, parseJournal } from '../../src/store/usage-journal';
 import { WorkSlicer } from '../../src/store/slicer';
+import * as fileIo from '../../src/store/file-io';
 import { everyTurn, tempDir, waitFor } from '../helpers';
 
 const delta = (key_hash: string, units: number, day = 20261125, last_used = 1795550000): UsageDelta => ({
@@ -307,6 +308,81 @@ describe('JsonFileKeyStore usage journal, new lines only', () => {
     await b.close();
     expect(onDisk(path)).toEqual([610, 10, 10]);
   }, 60_000);
+});
+
+describe('JsonFileKeyStore usage journal, a fold between the reads of the file and of its journal', () => {
+  /**
+   * What another process's fold of `path`'s journal writes (the file with the journal folded in),
+   * made on a copy, so that it can be put in place at any moment, synchronously.
+   */
+  async function foldedBytes(path: string): Promise<Buffer> {
+    const copy = join(tempDir(), 'keys.json');
+    writeFileSync(copy, readFileSync(path));
+    writeFileSync(`${copy}.journal`, readFileSync(`${path}.journal`));
+    // The copy's journal names the original file's version: give it the copy's.
+    const content = readFileSync(`${copy}.journal`, 'utf8').split('\n');
+    content[0] = journalHeader(signature(copy), 1795550000000).trimEnd();
+    writeFileSync(`${copy}.journal`, content.join('\n'));
+    const folder = open(copy);
+    await folder.fold();
+    await folder.close();
+    return readFileSync(copy);
+  }
+
+  /** Replaces the file as a fold does (the new file renamed in, then the journal removed). */
+  function foldNow(path: string, bytes: Buffer, newJournalLine?: string): void {
+    writeFileSync(`${path}.tmp-fold`, bytes);
+    renameSync(`${path}.tmp-fold`, path);
+    unlinkSync(`${path}.journal`);
+    if (newJournalLine) writeFileSync(`${path}.journal`, journalHeader(signature(path), Date.now()) + newJournalLine);
+  }
+
+  /** Runs `fold` just before the store's next read of the journal, through `fn` of file-io. */
+  function foldBeforeNextJournalRead(fn: 'readIfAny' | 'readIfAnySync', fold: () => void): jest.SpyInstance {
+    const real = fileIo[fn] as (path: string) => unknown;
+    let done = false;
+    return jest.spyOn(fileIo, fn).mockImplementation(((path: string) => {
+      if (!done && path.endsWith('.journal')) {
+        done = true;
+        fold();
+      }
+      return real(path);
+    }) as never);
+  }
+
+  afterEach(() => jest.restoreAllMocks());
+
+  test.each([
+    ['the journal is gone', undefined, 12],
+    ['a new journal was begun for the new file', journalLine([delta(HASHES[0]!, 3)]), 15],
+  ])('a new store reads both again (%s) and counts the usage the fold took in', async (_, newLine, expected) => {
+    const path = storeFile();
+    const writer = open(path);
+    await writer.applyUsage([delta(HASHES[0]!, 2)]);
+    const bytes = await foldedBytes(path);
+    const spy = foldBeforeNextJournalRead('readIfAnySync', () => foldNow(path, bytes, newLine));
+    const reader = open(path);
+    expect(spy).toHaveBeenCalled();
+    expect(counts(reader)).toEqual([expected, 10, 10]);
+    await reader.close();
+    await writer.close();
+  });
+
+  test('a reload reads both again and never shows the file without the usage the fold took in', async () => {
+    const path = storeFile();
+    const reader = open(path);
+    const writer = open(path);
+    await writer.create({ owner: 'newcomer' }); // the file is rewritten: the reader must read it whole
+    await writer.applyUsage([delta(HASHES[1]!, 4)]);
+    const bytes = await foldedBytes(path);
+    const spy = foldBeforeNextJournalRead('readIfAny', () => foldNow(path, bytes));
+    await reader.refresh();
+    expect(spy).toHaveBeenCalled();
+    expect(counts(reader)).toEqual([10, 14, 10]);
+    expect(reader.size()).toBe(4);
+    await reader.close();
+    await writer.close();
+  });
 });
 
 describe('appendAt', () => {
