@@ -139,7 +139,33 @@ What profiling on these machines found, for reading the figures above:
   product about 740–765k, so about 0.86–0.88x bare by instructions. The two RateLimit fields
   are the largest single part, about 30k: about 17k to build their text (numbers turned into
   text, strings flattened) and about 13k in Node's \`setHeader\` and header writing. The IP
-  limit and \`req.daymind\` did not measure above the noise that way.
+  limit and \`req.daymind\` did not measure above the noise that way. On a faster machine on
+  2026-11-25 (after the usage journal), 10 concurrent requests: bare Express about 632–633k,
+  \`noop\` about 645k, the default product about 690–696k, so about 0.91x bare by instructions.
+  Callgrind leaves out the kernel and the memory system, and time per request does not follow
+  it: the same builds side by side took about 1.2x bare Express's CPU time.
+- **Where the default product's CPU goes, part by part** (side by side on one core, each part
+  turned off in turn in an otherwise unchanged server: the change in CPU time per request,
+  median of 4–8 rounds, 2026-11-25). Each figure is about ±2%, so the small ones are only
+  indicative:
+  - the write-behind flush of usage, once a second: about 3% (8 rounds: 1–4%). Without load, a
+    flush of this one-key store takes about 4 ms of CPU a second, 0.4%, and under load its
+    system calls are few (in 10 s: 24 fsyncs, about 120 stats). Turning off the per-day
+    history file alone changed the CPU per request by under 0.5%;
+  - the key check itself (look-up, both rate-limit windows, counting: \`verify\`): about 3%;
+  - the two RateLimit fields: about 3%;
+  - the middleware's own steps around those (deciding, answering, handing on): about 2%;
+  - taking the key from the header: about 2% (what was left of the middleware's cost once the
+    other parts were off, not turned off on its own);
+  - Express's cost of one more middleware (\`noop\`): about 2%;
+  - \`req.daymind\`: about 1.5% (storing it as a symbol on \`res.locals\` instead of the
+    WeakMap measured 0.5–3% faster over two sets of rounds, within the noise);
+  - the IP limit: about 0.5%.
+
+  The parts add up to about the measured 1.2x, and no single part is much more than 3%.
+  Reaching 0.92x throughput needs the CPU per request within about 1.09x of bare Express, so
+  about half of the product's cost would have to go: a few parts together, when each is
+  something the product is for. No such saving has been found.
 - **100,000 keys against 10.** Before the store had a usage journal, the 100,000-key server used
   1.06–1.15x the CPU per request of the 10-key one side by side (6 rounds, median about 1.085), and
   keys100k/keys10 measured 0.85–0.99 in three full runs on 2026-11-25. Most of it was the
@@ -183,8 +209,8 @@ What profiling on these machines found, for reading the figures above:
   - **What is left** is a turn of 50 requests (about 20 ms here) plus a scavenge of the
     requests' own short-lived objects (about 4 MB survive each one under this load, bare Express
     alike). Redis is the answer for stores far larger than 100,000 keys.
-  - **A slower machine.** The full runs of 2026-11-25 at 10:49 and 11:02 (the latter shown
-    above) ran on a slower machine than the runs before them: bare Express served about
+  - **A slower machine.** The full runs of 2026-11-25 at 10:49 and 11:02 ran on a slower
+    machine than the runs before and after them: bare Express served about
     3,400–3,600 requests a second against 7,700 in the run of 09:22 the same day, and a plain
     loop of 2e8 additions took 1.9–3.4 s. There the loop stalled for up to 50.0–69.5 ms under
     load without any flush (22.4 ms at 09:22), from garbage collection of the 100,000-key heap
@@ -192,7 +218,9 @@ What profiling on these machines found, for reading the figures above:
     that. Without load, the fold's longest step there measured 27.5 ms (a full garbage
     collection during the rewrite). On the earlier machine, the same rewrite (then the first
     flush of the indented file) measured 32–37 ms under load. keys100k/keys10 measured 1.02 and
-    0.94 in those two runs.
+    0.94 in those two runs. On the faster machine of the runs at 11:52 and 12:31 (the latter
+    shown above; bare Express about 7,300–8,200 req/s, the same loop 1.4 s), the stall without
+    a flush was 14.7–24.7 ms, the flush stall 42 and 22 ms, and the fold stall 48 and 24 ms.
 - **Redis** cost mostly system calls: a socket write per command. Commands sent in one turn of
   the event loop now share one write (the connection is corked until \`setImmediate\`), and a
   request's IP and key windows go in one script call. Under full load that call saves no
@@ -204,7 +232,11 @@ What profiling on these machines found, for reading the figures above:
 - **Run-to-run noise** on these shared machines is larger than some of the effects measured:
   the same build has given default at 0.79x and 0.97x bare in two full runs, and bare Express
   itself from about 2,000 to 8,000 req/s on different days. Comparing each scenario with the
-  bare runs beside it narrows the rounds' spread; judge a change by several runs.
+  bare runs beside it narrows the rounds' spread; judge a change by several runs. Within one
+  run (11:52 on 2026-11-25), bare Express alone ranged over 5-second runs from about 6,600 to
+  8,500 req/s, and \`default\` and \`keys10\`, the same code, measured 0.82 and 0.88 of bare;
+  in the run shown above, \`redis\`'s five rounds ranged from 0.73 to 1.14 of bare. A figure
+  within about 0.05 of its target can land on either side of it from one run to the next.
 
 A missed target is reported, never an error: \`npm run bench\` exits 0 unless the harness itself
 fails.
