@@ -148,7 +148,8 @@ What profiling on these machines found, for reading the figures above:
   turned off in turn in an otherwise unchanged server: the change in CPU time per request,
   median of 4–8 rounds, 2026-11-25). Each figure is about ±2%, so the small ones are only
   indicative:
-  - the write-behind flush of usage, once a second: about 3% (8 rounds: 1–4%). Without load, a
+  - the write-behind flush of usage, once a second: about 2–3% (four sets of 4–8 rounds, single
+    rounds from 1% to 5%), about half of it the write to the store file. Without load, a
     flush of this one-key store takes about 4 ms of CPU a second, 0.4%, and under load its
     system calls are few (in 10 s: 24 fsyncs, about 120 stats). Turning off the per-day
     history file alone changed the CPU per request by under 0.5%;
