@@ -8,7 +8,7 @@ import type { BillingProvider } from './billing/types';
 import type { UsageHistory } from './usage/history';
 import type { Request, Response } from 'express';
 import { parsePlans, readPlansFile, type Plan, type PlansInput } from './plans';
-import { DEFAULT_STORE_PATH, JsonFileKeyStore, type UsageJournalOptions } from './store/json-file';
+import { DEFAULT_STORE_PATH, JsonFileKeyStore, usageJournalProblem, type UsageJournalOptions } from './store/json-file';
 
 /** Options of {@link daymindAuth}. Every option wins over its environment variable. */
 export interface DaymindOptions {
@@ -164,20 +164,9 @@ function positiveInteger(name: string, value: unknown, max = MAX_LIMIT): number 
 }
 
 function usageJournalOption(value: unknown): UsageJournalOptions | false | undefined {
-  if (value === undefined || value === false) return value;
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new ConfigError('usageJournal', `must be false or { minStoreBytes, foldAfterMs }, got ${JSON.stringify(value)}`);
-  }
-  const given = value as Record<string, unknown>;
-  for (const name of Object.keys(given)) {
-    if (name !== 'minStoreBytes' && name !== 'foldAfterMs')
-      throw new ConfigError(`usageJournal.${name}`, 'is not an option of usageJournal');
-    const n = given[name];
-    if (n !== undefined && !(typeof n === 'number' && Number.isSafeInteger(n) && n >= 0)) {
-      throw new ConfigError(`usageJournal.${name}`, `must be a whole number of 0 or more, got ${JSON.stringify(n)}`);
-    }
-  }
-  return given as UsageJournalOptions;
+  const problem = usageJournalProblem(value);
+  if (problem) throw new ConfigError(problem.option, problem.message);
+  return value as UsageJournalOptions | false | undefined;
 }
 
 function fromEnvOrOption<T>(

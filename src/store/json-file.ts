@@ -101,15 +101,33 @@ export interface JsonFileKeyStoreOptions {
 const READ_ATTEMPTS = 5;
 const DEFAULT_JOURNAL = { minStoreBytes: 1 << 20, foldAfterMs: 60_000 };
 
-function journalOptions(value: JsonFileKeyStoreOptions['usageJournal']): Required<UsageJournalOptions> | undefined {
-  if (value === false) return undefined;
-  const options = { ...DEFAULT_JOURNAL, ...value };
-  for (const name of ['minStoreBytes', 'foldAfterMs'] as const) {
-    if (!(Number.isSafeInteger(options[name]) && options[name] >= 0)) {
-      throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', `usageJournal.${name} must be a whole number of 0 or more`);
+/**
+ * What is wrong with a `usageJournal` option, naming the part at fault (`usageJournal` or
+ * `usageJournal.<name>`); undefined when it is valid. daymindAuth() and the store both check with it.
+ */
+export function usageJournalProblem(value: unknown): { option: string; message: string } | undefined {
+  if (value === undefined || value === false) return undefined;
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return { option: 'usageJournal', message: `must be false or { minStoreBytes, foldAfterMs }, got ${JSON.stringify(value)}` };
+  }
+  for (const [name, n] of Object.entries(value)) {
+    if (name !== 'minStoreBytes' && name !== 'foldAfterMs')
+      return { option: `usageJournal.${name}`, message: 'is not an option of usageJournal' };
+    if (n !== undefined && !(typeof n === 'number' && Number.isSafeInteger(n) && n >= 0)) {
+      return { option: `usageJournal.${name}`, message: `must be a whole number of 0 or more, got ${JSON.stringify(n)}` };
     }
   }
-  return options;
+  return undefined;
+}
+
+function journalOptions(value: JsonFileKeyStoreOptions['usageJournal']): Required<UsageJournalOptions> | undefined {
+  const problem = usageJournalProblem(value);
+  if (problem) throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', `${problem.option}: ${problem.message}`);
+  if (value === false) return undefined;
+  return {
+    minStoreBytes: value?.minStoreBytes ?? DEFAULT_JOURNAL.minStoreBytes,
+    foldAfterMs: value?.foldAfterMs ?? DEFAULT_JOURNAL.foldAfterMs,
+  };
 }
 
 /**

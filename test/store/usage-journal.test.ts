@@ -218,6 +218,20 @@ describe('JsonFileKeyStore usage journal', () => {
     const path = storeFile();
     expect(() => open(path, { minStoreBytes: -1 })).toThrow(/usageJournal.minStoreBytes/);
     expect(() => open(path, { foldAfterMs: 1.5 })).toThrow(/usageJournal.foldAfterMs/);
+    // The same rules as daymindAuth()'s option (see config.test.ts), with the store's own error.
+    expect(() => open(path, { every: 5 })).toThrow('usageJournal.every: is not an option of usageJournal');
+    expect(() => open(path, 5 as never)).toThrow(/^usageJournal: must be false or/);
+    expect(() => open(path, { minStoreBytes: -1 })).toThrow(expect.objectContaining({ code: 'ERR_DAYMIND_INVALID_INPUT' }));
+  });
+
+  test('an option given as undefined takes its default (as daymindAuth() lets it through)', async () => {
+    const path = storeFile();
+    const store = open(path, { minStoreBytes: undefined, foldAfterMs: 100 });
+    await store.applyUsage([delta(HASHES[0]!, 3)]);
+    // The default threshold (1 MiB) applies: this small file is rewritten, not journaled.
+    expect(existsSync(`${path}.journal`)).toBe(false);
+    expect(onDisk(path)).toEqual([13, 10, 10]);
+    await store.close();
   });
 });
 
