@@ -167,6 +167,34 @@ What profiling on these machines found, for reading the figures above:
   Reaching 0.92x throughput needs the CPU per request within about 1.09x of bare Express, so
   about half of the product's cost would have to go: a few parts together, when each is
   something the product is for. No such saving has been found.
+- **The same, sampled by function** (\`perf record -e cpu-clock\` at 4 kHz with
+  \`node --perf-basic-prof\`, 10 s under load after 5 s of warm-up, four runs of each server
+  on 2026-11-25; each sample counted to the innermost JavaScript function of daymind-auth, else
+  of the app, Express or Node):
+  - the middleware's own functions took 24–29 samples per 1,000 requests. Everything bare
+    Express did took 483–506, so the middleware's own code is **5–6% of bare Express's CPU**.
+    The largest parts: the two RateLimit fields (about 9, most of it Node's \`setHeader\`), the
+    key and client address read from the request (about 6), and deciding with \`req.daymind\`
+    (about 4);
+  - the default product's total was 1.10–1.25x bare's. The rest of the difference fell in
+    Express's and Node's own functions, the kernel and garbage collection, spread thinly. The
+    largest swing from run to run, in either server, was the response's write: Node's write
+    path together with the kernel's loopback send took 85–124 samples per 1,000 requests. That
+    depends on how often the load generator sleeps when a response arrives, not on the
+    middleware;
+  - why each step costs so much in place (about 0.3 µs per property read on \`req\` or
+    \`res\`, against nanoseconds in the verify figure): V8's map log (\`--log-maps\`) shows
+    that after Express's \`Object.setPrototypeOf\` the request's hidden class has no parent,
+    and V8 records no transitions from such a class. So every property the router then adds
+    (\`next\`, \`baseUrl\`, \`originalUrl\`, \`params\`, \`route\`, \`locals\`, ...)
+    builds new hidden classes for every request, and every inline cache that sees them misses.
+    A plain Node request keeps one hidden class from request to request;
+  - tried and not shipped: keeping \`req.daymind\` as a symbol property of the request's
+    \`headers\` object (whose hidden class is shared) instead of the WeakMap. As a plain
+    property it saved 0.6–2.2% of CPU per request side by side (3 pairs), and as a
+    non-enumerable one it was within the noise. Either way it breaks apps: with any symbol
+    property on it, Node 20's \`new Headers(req.headers)\` throws, and replacing
+    \`req.headers\` would drop \`req.daymind\`.
 - **100,000 keys against 10.** Before the store had a usage journal, the 100,000-key server used
   1.06–1.15x the CPU per request of the 10-key one side by side (6 rounds, median about 1.085), and
   keys100k/keys10 measured 0.85–0.99 in three full runs on 2026-11-25. Most of it was the
@@ -219,9 +247,10 @@ What profiling on these machines found, for reading the figures above:
     that. Without load, the fold's longest step there measured 27.5 ms (a full garbage
     collection during the rewrite). On the earlier machine, the same rewrite (then the first
     flush of the indented file) measured 32–37 ms under load. keys100k/keys10 measured 1.02 and
-    0.94 in those two runs. On the faster machine of the runs at 11:52 and 12:31 (the latter
-    shown above; bare Express about 7,300–8,200 req/s, the same loop 1.4 s), the stall without
-    a flush was 14.7–24.7 ms, the flush stall 42 and 22 ms, and the fold stall 48 and 24 ms.
+    0.94 in those two runs. On the faster machine of the runs at 11:52 and 12:31 (bare Express
+    about 7,300–8,200 req/s, the same loop 1.4 s), the stall without a flush was 14.7–24.7 ms,
+    the flush stall 42 and 22 ms, and the fold stall 48 and 24 ms. In the run shown above
+    (13:42, on another machine: bare Express 8,800–9,400 req/s) they were 15.1, 24 and 33 ms.
 - **Redis** cost mostly system calls: a socket write per command. Commands sent in one turn of
   the event loop now share one write (the connection is corked until \`setImmediate\`), and a
   request's IP and key windows go in one script call. Under full load that call saves no
@@ -236,7 +265,9 @@ What profiling on these machines found, for reading the figures above:
   bare runs beside it narrows the rounds' spread; judge a change by several runs. Within one
   run (11:52 on 2026-11-25), bare Express alone ranged over 5-second runs from about 6,600 to
   8,500 req/s, and \`default\` and \`keys10\`, the same code, measured 0.82 and 0.88 of bare;
-  in the run shown above, \`redis\`'s five rounds ranged from 0.73 to 1.14 of bare. A figure
+  in the run of 12:31, \`redis\`'s five rounds ranged from 0.73 to 1.14 of bare. In the run
+  shown above, bare Express stayed within 8,800–9,400 req/s, and \`default\`'s five rounds
+  still ranged from 0.84 to 0.91 of the bare runs beside them. A figure
   within about 0.05 of its target can land on either side of it from one run to the next.
 
 A missed target is reported, never an error: \`npm run bench\` exits 0 unless the harness itself
