@@ -178,11 +178,10 @@ What profiling on these machines found, for reading the figures above:
     (about 4);
   - the default product's total was 1.10–1.25x bare's. The rest of the difference fell in
     Express's and Node's own functions, the kernel and garbage collection, spread thinly. The
-    largest swing from run to run, in either server, was the response's write: Node's write
-    path together with the kernel's loopback send took 85–124 samples per 1,000 requests. That
-    depends on how often the load generator sleeps when a response arrives, not on the
-    middleware;
-  - why each step costs so much in place (about 0.3 µs per property read on \`req\` or
+    largest swing from run to run was in the response's write (Node's write path together
+    with the kernel's loopback send): 102–111 samples per 1,000 requests for bare Express,
+    108–124 for the default product, 86 in the one \`noop\` run;
+  - why each step costs so much in place (a few tenths of a microsecond per property read on \`req\` or
     \`res\`, against nanoseconds in the verify figure): V8's map log (\`--log-maps\`) shows
     that after Express's \`Object.setPrototypeOf\` the request's hidden class has no parent,
     and V8 records no transitions from such a class. So every property the router then adds
