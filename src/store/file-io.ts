@@ -23,8 +23,8 @@ export interface FileSnapshot {
  */
 export type OpenFile = number;
 
-const openFd = promisify(fs.open);
-const fstatFd = promisify(fs.fstat) as (fd: number, options: { bigint: true }) => Promise<fs.BigIntStats>;
+export const openFd = promisify(fs.open);
+export const fstatFd = promisify(fs.fstat) as (fd: number, options: { bigint: true }) => Promise<fs.BigIntStats>;
 const readFd = promisify(fs.readFile) as (fd: number) => Promise<Buffer>;
 
 function closeFile(file: OpenFile): Promise<void> {
@@ -174,18 +174,25 @@ export async function writeAtomic(path: string, text: string | readonly (string 
   return signature;
 }
 
-const writevFd = promisify(fs.writev);
+const writevFd = promisify(fs.writev) as (
+  fd: number,
+  buffers: readonly Buffer[],
+  position?: number | null,
+) => Promise<{ bytesWritten: number }>;
 
 /**
  * Writes all the buffers in order with one writev call (a write may take fewer bytes than
- * asked: the rest follows). One call, not one a part: under load each call waits for a whole
- * turn of the event loop, and a large store has a hundred parts.
+ * asked: the rest follows), at the file's current position, or from byte `position` when given.
+ * One call, not one a part: under load each call waits for a whole turn of the event loop, and a
+ * large store has a hundred parts.
  */
-export async function writeAllBuffers(fd: number, buffers: readonly Buffer[]): Promise<void> {
+export async function writeAllBuffers(fd: number, buffers: readonly Buffer[], position?: number): Promise<void> {
   let rest = buffers.filter((buffer) => buffer.length > 0);
+  let at = position;
   while (rest.length > 0) {
-    let { bytesWritten } = await writevFd(fd, rest);
+    let { bytesWritten } = await writevFd(fd, rest, at ?? null);
     if (bytesWritten <= 0) throw new Error('the file system took no bytes of a write');
+    if (at !== undefined) at += bytesWritten;
     let done = 0;
     while (done < rest.length && bytesWritten >= rest[done]!.length) bytesWritten -= rest[done++]!.length;
     rest = rest.slice(done);

@@ -6,7 +6,15 @@ import { OnceReporter } from '../report-once';
 import { coalesced } from './coalesce';
 import { EncodedSlices, StoreDoc, serializeRecords } from './json-doc';
 import { parseRecordsInSlices } from './parse-in-slices';
-import { applyJournal, applyJournalInSlices, buildState, buildStateInSlices, type StateContext, type StoreState } from './store-state';
+import {
+  addBatchesInSlices,
+  applyJournal,
+  applyJournalInSlices,
+  buildState,
+  buildStateInSlices,
+  type StateContext,
+  type StoreState,
+} from './store-state';
 import {
   JOURNAL_SUFFIX,
   JournalMismatch,
@@ -482,12 +490,7 @@ export class JsonFileKeyStore implements KeyStore {
   ): Promise<void> {
     const doc = new StoreDoc(this.raws, this.positions, this.hashCache);
     try {
-      for (const batch of journal.content.batches) {
-        for (const delta of batch) {
-          doc.addUsage(delta);
-          if (slicer.due()) await slicer.yield();
-        }
-      }
+      await addBatchesInSlices(doc, journal.content.batches, slicer);
       check();
     } catch (err) {
       await closeOpenFile(journal.snapshot.handle);

@@ -64,13 +64,18 @@ export async function applyJournalInSlices(
   slicer: WorkSlicer,
 ): Promise<void> {
   const doc = new StoreDoc(state.raws, state.positions, context.hashCache);
+  await addBatchesInSlices(doc, batches, slicer);
+  installJournal(state, doc, context);
+}
+
+/** Adds a journal's batches to a document in order (StoreDoc.addUsage), letting the event loop in whenever the slicer says so. */
+export async function addBatchesInSlices(doc: StoreDoc, batches: readonly (readonly UsageDelta[])[], slicer: WorkSlicer): Promise<void> {
   for (const batch of batches) {
     for (const delta of batch) {
       doc.addUsage(delta);
       if (slicer.due()) await slicer.yield();
     }
   }
-  installJournal(state, doc, context);
 }
 
 function installJournal(state: StoreState, doc: StoreDoc, { keyPrefix }: StateContext): void {

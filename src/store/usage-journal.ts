@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
-import { signatureOf } from './file-io';
+import { closeOpenFile, fstatFd, openFd, signatureOf, writeAllBuffers } from './file-io';
 import type { WorkSlicer } from './slicer';
 import type { UsageDelta } from './types';
 
@@ -141,16 +141,7 @@ function isDelta(value: unknown): value is UsageDelta {
   );
 }
 
-const openFd = promisify(fs.open);
-const fstatFd = promisify(fs.fstat) as (fd: number, options: { bigint: true }) => Promise<fs.BigIntStats>;
 const ftruncateFd = promisify(fs.ftruncate);
-const writeFd = promisify(fs.write) as (
-  fd: number,
-  buffer: Buffer,
-  offset: number,
-  length: number,
-  position: number,
-) => Promise<{ bytesWritten: number }>;
 const fdatasyncFd = promisify(fs.fdatasync);
 
 /** The journal on disk is shorter than the state says: the state must be read again before a write. */
@@ -168,17 +159,11 @@ export async function appendAt(path: string, at: number, text: string): Promise<
     const size = (await fstatFd(fd, { bigint: true })).size;
     if (size < BigInt(at)) throw new JournalMismatch(`the usage journal ${path} holds ${size} bytes, not the ${at} this process knows`);
     if (size > BigInt(at)) await ftruncateFd(fd, at);
-    const bytes = Buffer.from(text);
-    let done = 0;
-    while (done < bytes.length) {
-      const { bytesWritten } = await writeFd(fd, bytes, done, bytes.length - done, at + done);
-      if (bytesWritten <= 0) throw new Error('the file system took no bytes of a write');
-      done += bytesWritten;
-    }
+    await writeAllBuffers(fd, [Buffer.from(text)], at);
     await fdatasyncFd(fd);
     return { handle: fd, signature: signatureOf(await fstatFd(fd, { bigint: true })) };
   } catch (err) {
-    fs.close(fd, () => undefined);
+    void closeOpenFile(fd);
     throw err;
   }
 }
