@@ -13,6 +13,7 @@ const SCENARIO_NOTES = {
   redis: 'daymindAuth, Redis store + Redis limiters',
   erl: 'express-rate-limit alone (memory)',
   erl_apikey: 'express-rate-limit + a Map look-up of the Bearer key',
+  handrolled: 'hand-rolled minimum: Map look-up of the Bearer key, counters, the two RateLimit fields',
 };
 
 /** Each target: the figure it reads, the comparison and the goal. */
@@ -141,6 +142,7 @@ function summarize(raw) {
   ratios.keys100k_p99_vs_keys10 = roundRatio(rounds, 'keys100k', 'keys10', 'p99Ms');
   ratios.default_vs_erl = roundRatio(rounds, 'default', 'erl');
   ratios.default_vs_erl_apikey = roundRatio(rounds, 'default', 'erl_apikey');
+  if (raw.scenarios.includes('handrolled')) ratios.default_vs_handrolled = roundRatio(rounds, 'default', 'handrolled');
   for (const name of raw.scenarios) if (name !== 'bare') ratios[`${name}_vs_bare_by_cpu`] = scenarios[name].cpu_ratio_to_bare;
   ratios.default_vs_erl_by_cpu = roundRatio(rounds, 'erl', 'default', 'cpuMicrosPerRequest');
 
@@ -227,6 +229,14 @@ function tables(results) {
           ? 'full runs only'
           : 'n/a'
         : `${fmt(sc.reload_max_stall_ms, 1)} ms${sc.reload_seen === false ? ' (not seen)' : ''}`,
+    ],
+    [
+      'default vs the hand-rolled minimum (throughput)',
+      results.ratios.default_vs_handrolled == null && results.meta.mode === 'quick'
+        ? 'full runs only'
+        : results.ratios.default_vs_handrolled == null
+          ? 'n/a'
+          : `${fmt(results.ratios.default_vs_handrolled, 3)}x`,
     ],
     [
       'p99 keys100k vs keys10',

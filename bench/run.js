@@ -229,7 +229,9 @@ async function main() {
   if (spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status !== 0)
     notes.push('redis scenario skipped: redis-server is not on PATH');
   else redis = await attempt('starting redis-server (redis scenario skipped)', notes, () => startRedis(tmp));
+  // handrolled (the least a hand-rolled equivalent does) only in full runs: it keeps --quick under a minute.
   const scenarios = ['bare', 'noop', 'default', 'keys10', 'keys100k', ...(redis ? ['redis'] : []), 'erl', 'erl_apikey'];
+  if (!QUICK) scenarios.push('handrolled');
   let runs = 0;
   const configFor = (name) => {
     const runDir = path.join(tmp, `run-${++runs}`);

@@ -33,6 +33,30 @@ function mapKeyCheck(keys) {
   };
 }
 
+/**
+ * The least a hand-rolled equivalent of the default product does: a Map look-up of the Bearer
+ * token (401 otherwise), a request counter per key and one for the client, the two RateLimit
+ * fields for an "ip" and a "key" policy, and the key's record kept for the handler (in a WeakMap
+ * by request, as req.daymind is). No windows, no IP address, nothing written anywhere.
+ */
+function handRolled(keys) {
+  const known = new Map(keys.map((key) => [key, { owner: 'bench', count: 0 }]));
+  const byRequest = new WeakMap();
+  const policy = `"ip";q=${HUGE};w=60, "key";q=${HUGE};w=60`;
+  let ipCount = 0;
+  return (req, res, next) => {
+    const header = req.headers.authorization;
+    const record = header?.startsWith('Bearer ') ? known.get(header.slice(7)) : undefined;
+    if (!record) return void res.status(401).json({ error: 'unauthorized' });
+    record.count++;
+    ipCount++;
+    res.setHeader('RateLimit-Policy', policy);
+    res.setHeader('RateLimit', `"ip";r=${HUGE - ipCount};t=60, "key";r=${HUGE - record.count};t=60`);
+    byRequest.set(req, record);
+    next();
+  };
+}
+
 /** The scenario's middleware (in order), the key to request with, and its daymindAuth if any. */
 async function setup() {
   switch (scenario) {
@@ -44,6 +68,8 @@ async function setup() {
       return { middleware: [erl()], key: config.key };
     case 'erl_apikey':
       return { middleware: [erl(), mapKeyCheck([config.key])], key: config.key };
+    case 'handrolled':
+      return { middleware: [handRolled([config.key])], key: config.key };
     case 'default':
     case 'keys10':
     case 'keys100k':

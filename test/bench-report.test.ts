@@ -39,4 +39,13 @@ describe('bench report', () => {
     // Round 1: keys10 at 0.9 of bare, keys100k at 0.6 (450 / 750); round 2: 1.0 and 0.9.
     expect(results.ratios.keys100k_vs_keys10).toBeCloseTo((0.6 / 0.9 + 0.9 / 1.0) / 2, 3);
   });
+
+  test('default against the hand-rolled minimum is reported when that scenario ran (full runs), and only then', () => {
+    const round = bracketed([run('bare', 1000), run('default', 880), run('handrolled', 920), run('bare', 1000)]);
+    const full = summarize({ meta: {}, scenarios: ['bare', 'default', 'handrolled'], rounds: [round], micro: {}, scale: {}, notes: [] });
+    expect(full.ratios.default_vs_handrolled).toBeCloseTo(880 / 920, 3);
+    expect(full.ratios.handrolled_vs_bare).toBeCloseTo(0.92, 3);
+    const quick = summarize({ meta: {}, scenarios: ['bare', 'default'], rounds: [round], micro: {}, scale: {}, notes: [] });
+    expect(quick.ratios).not.toHaveProperty('default_vs_handrolled');
+  });
 });
