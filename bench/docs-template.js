@@ -224,9 +224,10 @@ What profiling on these machines found, for reading the figures above:
     throughput, although by instructions the fields add under 1% to \`noop\` (time does not
     follow instructions here). The default product cost about 3% more throughput than
     \`handrolled\` that way, for the per-IP limit, two rate-limit windows with their reset
-    times, the cached key checks and the usage that is written back. In the full run shown
-    above the gap measured larger (\`handrolled\` 0.93x, \`default\` 0.79x and \`keys10\`,
-    the same code, 0.86x): of the size of the run-to-run noise;
+    times, the cached key checks and the usage that is written back. In the full runs of 15:04
+    and 15:19, \`handrolled\` measured 0.93x and 0.97x bare, \`default\` 0.79x and 0.87x, and
+    \`keys10\`, the same code as \`default\`, 0.86x and 0.95x: differences of the size of the
+    run-to-run noise;
   - a longer warm-up does not change the figure: with 5 s of load before each measured run
     instead of 1 s, default over bare was 0.888 both ways (medians of 5 rounds each).
 - **100,000 keys against 10.** Before the store had a usage journal, the 100,000-key server used
@@ -285,7 +286,7 @@ What profiling on these machines found, for reading the figures above:
     about 7,300–8,200 req/s, the same loop 1.4 s), the stall without a flush was 14.7–24.7 ms,
     the flush stall 42 and 22 ms, and the fold stall 48 and 24 ms. In the run of 13:42 (on
     another machine: bare Express 8,800–9,400 req/s) they were 15.1, 24 and 33 ms, and in the
-    run shown above (15:04, an AMD EPYC machine) 22.6, 26 and 34 ms.
+    runs of 15:04 and 15:19 (an AMD EPYC machine) 22.6 and 25.7, 26 and 25, and 34 and 33 ms.
 - **Redis** cost mostly system calls: a socket write per command. Commands sent in one turn of
   the event loop now share one write (the connection is corked until \`setImmediate\`), and a
   request's IP and key windows go in one script call. Under full load that call saves no
@@ -302,9 +303,10 @@ What profiling on these machines found, for reading the figures above:
   8,500 req/s, and \`default\` and \`keys10\`, the same code, measured 0.82 and 0.88 of bare;
   in the run of 12:31, \`redis\`'s five rounds ranged from 0.73 to 1.14 of bare. In the run
   of 13:42, bare Express stayed within 8,800–9,400 req/s, and \`default\`'s five rounds
-  still ranged from 0.84 to 0.91 of the bare runs beside them. In the run shown above (15:04),
+  still ranged from 0.84 to 0.91 of the bare runs beside them. In the run of 15:04,
   \`default\` measured 0.79 (rounds 0.74–0.89) and \`keys10\`, the same code, 0.86 (rounds
-  0.83–0.94), while the bare runs beside them ranged over 7,600–8,400 req/s. Alternated
+  0.83–0.94), while the bare runs beside them ranged over 7,600–8,400 req/s; in the run shown
+  above (15:19), 0.87 and 0.95, with bare runs from 6,750 to 8,410 req/s. Alternated
   afterwards for 6 rounds (the same server on a 1-key and on a 10-key store, a bare run in each
   round), they measured medians of about 0.86 and 0.85 (rounds 0.75–0.91 and 0.77–0.93): no
   difference beyond the noise. A figure
