@@ -247,6 +247,10 @@ What profiling on these machines found, for reading the figures above:
     each second.
   Scavenges of the larger heap also take longer. A usage write no longer copies the store's
   array of 100,000 records (800 KB of old-generation garbage a second).
+  On the AMD EPYC machine of the runs of 15:04 and 15:19, keys100k used 9–11% more CPU per
+  request than keys10 in both full runs (keys100k/keys10 0.93 and 0.91, against 1% more and
+  0.999 at 13:42 on another machine); alternated afterwards for 5 rounds, with both stores laid
+  out as here, keys100k/keys10 had a median of 0.96 (rounds 0.87–1.09).
 - **The check itself** (hash cache, map look-up, two rate-limit windows, the usage count) runs
   at over three million per second on one core (the verify figure): about 0.3 microseconds. A
   full run just before the memory limiter kept each subject's storage key (instead of building
