@@ -61,6 +61,27 @@ function applicableJournal({ snapshot, journal }: ReadFiles): JournalContent | u
   return journal?.content.store === snapshot.signature ? journal.content : undefined;
 }
 
+/**
+ * Whether a read may have fallen between the two steps of a fold (see {@link READ_ATTEMPTS}),
+ * before the file is looked at again: attempts are left and the journal read does not go with
+ * the file read.
+ */
+function mayHaveMissedFold(attempt: number, files: ReadFiles): boolean {
+  return attempt < READ_ATTEMPTS && !applicableJournal(files);
+}
+
+/** Closes the files of a read: the store file and its journal, if any. */
+function closeReadSync({ snapshot, journal }: ReadFiles): void {
+  closeSync(snapshot.handle);
+  if (journal) closeSync(journal.snapshot.handle);
+}
+
+/** closeReadSync(), asynchronously. */
+async function closeRead({ snapshot, journal }: ReadFiles): Promise<void> {
+  await closeOpenFile(snapshot.handle);
+  if (journal) await closeOpenFile(journal.snapshot.handle);
+}
+
 /** How a write goes: a usage flush may go to the journal; a fold rewrites only when there is a journal. */
 interface WriteOptions {
   kind?: 'usage' | 'rewrite' | 'fold';
@@ -214,8 +235,7 @@ export class JsonFileKeyStore implements KeyStore {
     try {
       this.installRead(this.parse(files.snapshot.bytes.toString('utf8')), files);
     } catch (err) {
-      closeSync(files.snapshot.handle);
-      if (files.journal) closeSync(files.journal.snapshot.handle);
+      closeReadSync(files);
       throw err;
     }
   }
@@ -238,16 +258,13 @@ export class JsonFileKeyStore implements KeyStore {
       let again: boolean;
       try {
         journal = this.readJournalSync();
-        again =
-          attempt < READ_ATTEMPTS && !applicableJournal({ snapshot, journal }) && statSignatureIfAnySync(this.path) !== snapshot.signature;
+        again = mayHaveMissedFold(attempt, { snapshot, journal }) && statSignatureIfAnySync(this.path) !== snapshot.signature;
       } catch (err) {
-        closeSync(snapshot.handle);
-        if (journal) closeSync(journal.snapshot.handle);
+        closeReadSync({ snapshot, journal });
         throw err;
       }
       if (!again) return { snapshot, journal };
-      closeSync(snapshot.handle);
-      if (journal) closeSync(journal.snapshot.handle);
+      closeReadSync({ snapshot, journal });
     }
   }
 
@@ -640,18 +657,13 @@ export class JsonFileKeyStore implements KeyStore {
       let again: boolean;
       try {
         journal = await this.readJournal();
-        again =
-          attempt < READ_ATTEMPTS &&
-          !applicableJournal({ snapshot, journal }) &&
-          (await statSignatureIfAny(this.path)) !== snapshot.signature;
+        again = mayHaveMissedFold(attempt, { snapshot, journal }) && (await statSignatureIfAny(this.path)) !== snapshot.signature;
       } catch (err) {
-        await closeOpenFile(snapshot.handle);
-        if (journal) await closeOpenFile(journal.snapshot.handle);
+        await closeRead({ snapshot, journal });
         throw err;
       }
       if (!again) return { snapshot, journal };
-      await closeOpenFile(snapshot.handle);
-      if (journal) await closeOpenFile(journal.snapshot.handle);
+      await closeRead({ snapshot, journal });
     }
   }
 
@@ -668,7 +680,7 @@ export class JsonFileKeyStore implements KeyStore {
     // tool that does not know journals left behind); a fold between the two reads is caught by
     // readFiles, which then reads both again.
     const files = await this.readFiles();
-    const { snapshot, journal } = files;
+    const { snapshot } = files;
     try {
       check(files);
       const raws = await this.parseInSlices(snapshot.bytes, slicer);
@@ -679,8 +691,7 @@ export class JsonFileKeyStore implements KeyStore {
       check(files);
       return { files, state };
     } catch (err) {
-      await closeOpenFile(snapshot.handle);
-      if (journal) await closeOpenFile(journal.snapshot.handle);
+      await closeRead(files);
       throw err;
     }
   }
