@@ -22,13 +22,17 @@ function daymind(options) {
 
 const erl = () => rateLimit({ windowMs: 60_000, limit: HUGE, standardHeaders: 'draft-8', legacyHeaders: false });
 
+/** The record of the request's Bearer token in `known` (a Map by key), or undefined. */
+function bearerRecord(known, req) {
+  const header = req.headers.authorization;
+  return header?.startsWith('Bearer ') ? known.get(header.slice(7)) : undefined;
+}
+
 /** A hand-rolled API-key check: a Map look-up of the Bearer token, 401 otherwise. */
 function mapKeyCheck(keys) {
   const known = new Map(keys.map((key) => [key, { owner: 'bench' }]));
   return (req, res, next) => {
-    const header = req.headers.authorization;
-    const owner = header?.startsWith('Bearer ') ? known.get(header.slice(7)) : undefined;
-    if (owner) next();
+    if (bearerRecord(known, req)) next();
     else res.status(401).json({ error: 'unauthorized' });
   };
 }
@@ -45,8 +49,7 @@ function handRolled(keys) {
   const policy = `"ip";q=${HUGE};w=60, "key";q=${HUGE};w=60`;
   let ipCount = 0;
   return (req, res, next) => {
-    const header = req.headers.authorization;
-    const record = header?.startsWith('Bearer ') ? known.get(header.slice(7)) : undefined;
+    const record = bearerRecord(known, req);
     if (!record) return void res.status(401).json({ error: 'unauthorized' });
     record.count++;
     ipCount++;
