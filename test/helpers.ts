@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import express from 'express';
 import type { DaymindAuth } from '../src';
 
-export const SEED_STORE = resolve(__dirname, '../../shared/seed-format/api_keys.json');
+export const SEED_STORE = resolve(__dirname, 'fixtures/api_keys.seed-format.json');
 export const SEED_KEYS = {
   alpha: 'dm_8fJq2LrXc0VnT4sYwPzA7kHd',
   beta: 'dm_Qm3Wv9EoBb6Ns1XgUu5Rt8Ky',
