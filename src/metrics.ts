@@ -116,7 +116,7 @@ function register(prom: PromClient, registry: Registry, auth: DaymindAuth, setti
   const p = settings.prefix;
   const registers = [registry];
   const stats = statsPerScrape(auth);
-  const startedAt = Date.now() / 1000;
+  const startedAt = auth.config.now() / 1000;
   const gauge = (name: string, help: string, read: (s: DaymindStats) => number | null) =>
     new prom.Gauge({
       name: p + name,
@@ -153,7 +153,7 @@ function register(prom: PromClient, registry: Registry, auth: DaymindAuth, setti
   gauge(
     'usage_flush_age_seconds',
     'Seconds since the last successful usage flush (before the first: since the metrics started). Flushes happen only when there is usage to write.',
-    (s) => Date.now() / 1000 - (s.lastFlushAt ?? startedAt),
+    (s) => auth.config.now() / 1000 - (s.lastFlushAt ?? startedAt),
   );
   new prom.Counter({
     name: `${p}usage_flush_errors_total`,

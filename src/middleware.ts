@@ -86,6 +86,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     config.onError,
     billing && ((batchId, deltas, window) => billing.enqueueLater(reportsFor(batchId, deltas, window, (hash) => store.get(hash)))),
     createHistory(config, store, redis?.client),
+    config.now,
   );
   const verifier = new Verifier({
     store,

@@ -25,8 +25,8 @@ export function createBilling(config: ResolvedConfig): BillingDispatcher | undef
     typeof config.billing === 'object'
       ? config.billing
       : config.billing === 'stripe'
-        ? new StripeBillingProvider({ ...config.stripe!, ledger: new LocalLedgerProvider(dir), onError: config.onError })
-        : new LocalLedgerProvider(dir);
+        ? new StripeBillingProvider({ ...config.stripe!, ledger: new LocalLedgerProvider(dir, config.now), onError: config.onError, now: config.now })
+        : new LocalLedgerProvider(dir, config.now);
   const outboxPath = join(dir, 'billing-outbox.jsonl');
   const outbox = new Outbox(outboxPath, (line) =>
     config.onError(new DaymindError('ERR_DAYMIND_BILLING', `line ${line} of ${outboxPath} is damaged and was skipped`)),
@@ -35,6 +35,7 @@ export function createBilling(config: ResolvedConfig): BillingDispatcher | undef
     intervalMs: config.billingIntervalMs,
     deadLetterPath: join(dir, 'billing-dead-letter.jsonl'),
     onError: config.onError,
+    now: config.now,
   });
 }
 
@@ -61,7 +62,7 @@ export function createRedis(config: ResolvedConfig): { client: RedisClientLike; 
 
 export function createStore(config: ResolvedConfig, redis: RedisClientLike | undefined): KeyStore {
   if (config.store) return config.store;
-  if (config.keyStore === 'memory') return new MemoryKeyStore({ keys: config.keys, keyPrefix: config.keyPrefix });
+  if (config.keyStore === 'memory') return new MemoryKeyStore({ keys: config.keys, keyPrefix: config.keyPrefix, now: config.now });
   if (config.keyStore === 'redis') {
     return new RedisKeyStore({
       client: redis!,
@@ -69,6 +70,7 @@ export function createStore(config: ResolvedConfig, redis: RedisClientLike | und
       failureMode: config.redisFailureMode,
       keyPrefix: config.keyPrefix,
       onError: config.onError,
+      now: config.now,
     });
   }
   return new JsonFileKeyStore({
@@ -77,5 +79,6 @@ export function createStore(config: ResolvedConfig, redis: RedisClientLike | und
     keyPrefix: config.keyPrefix,
     onError: config.onError,
     usageJournal: config.usageJournal,
+    now: config.now,
   });
 }

@@ -14,6 +14,8 @@ export interface DispatcherOptions {
   onError: (err: Error) => void;
   /** Longest wait for one `deliver()`; past it the report is retried later. Default 30 s. */
   deliverTimeoutMs?: number;
+  /** The clock, in ms, for the time stamped on dead letters. Default `Date.now`. */
+  now?: () => number;
 }
 
 /** `promise`, or a rejection after `ms`: a provider that never answers must not stop delivery. */
@@ -174,7 +176,7 @@ export class BillingDispatcher {
   }
 
   private async deadLetter(report: UsageReport, reason: string): Promise<void> {
-    const letter: DeadLetter = { report, reason, at: Date.now() / 1000 };
+    const letter: DeadLetter = { report, reason, at: (this.options.now ?? Date.now)() / 1000 };
     await appendLines(this.options.deadLetterPath, [JSON.stringify(letter)]);
     await this.outbox.settle([report.identifier], 'dead');
     this.backoff.delete(report.identifier);

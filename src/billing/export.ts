@@ -88,8 +88,11 @@ function lastDayOf(month: string): string {
   return new Date(Date.UTC(y, m, 0)).toISOString().slice(0, 10);
 }
 
-/** A Beancount ledger: one transaction per owner and month, receivable against usage income. */
-export function toBeancount(totals: OwnerTotal[], price: Price): string {
+/**
+ * A Beancount ledger: one transaction per owner and month, receivable against usage income. The
+ * accounts open on the first month's first day (the month of `nowMs` when there is no usage).
+ */
+export function toBeancount(totals: OwnerTotal[], price: Price, nowMs: number): string {
   const lines = [
     '; API usage exported by daymind-keys',
     `option "title" "API usage"`,
@@ -97,7 +100,7 @@ export function toBeancount(totals: OwnerTotal[], price: Price): string {
     '',
   ];
   const opened = new Set<string>();
-  const first = totals[0]?.month ?? new Date().toISOString().slice(0, 7);
+  const first = totals[0]?.month ?? new Date(nowMs).toISOString().slice(0, 7);
   const openDate = `${first}-01`;
   const open = (account: string) => {
     if (opened.has(account)) return;

@@ -34,13 +34,17 @@ export function ledgerPath(dir: string, month: string): string {
 export class LocalLedgerProvider implements BillingProvider {
   readonly name = 'local';
 
-  constructor(readonly dir: string) {
+  constructor(
+    readonly dir: string,
+    /** The clock, in ms, for each line's `time`. */
+    private readonly now: () => number = Date.now,
+  ) {
     mkdirSync(dir, { recursive: true });
   }
 
   async deliver(report: UsageReport): Promise<void> {
     const entry: LedgerEntry = {
-      time: Date.now() / 1000,
+      time: this.now() / 1000,
       window_start: report.window_start,
       window_end: report.window_end,
       key_prefix: report.key_prefix,

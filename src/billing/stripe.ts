@@ -15,6 +15,8 @@ export interface StripeBillingOptions {
   ledger: LocalLedgerProvider;
   /** Warnings (a key without a Stripe customer, once per key). */
   onError: (err: Error) => void;
+  /** The clock, in ms, against which Stripe's 35-day window is checked. Default `Date.now`. */
+  now?: () => number;
 }
 
 /** Stripe refuses meter events older than 35 days. */
@@ -71,7 +73,7 @@ export class StripeBillingProvider implements BillingProvider {
 
   async deliver(report: UsageReport): Promise<void> {
     if (report.customer_id) {
-      if (report.window_end < Date.now() / 1000 - STRIPE_MAX_AGE_SECONDS) {
+      if (report.window_end < (this.options.now ?? Date.now)() / 1000 - STRIPE_MAX_AGE_SECONDS) {
         throw new BillingRejection("the usage window ended more than 35 days ago, outside Stripe's window for meter events");
       }
       try {

@@ -327,7 +327,7 @@ export async function migrate(ctx: CommandContext, from: string | undefined, to:
   if (!/^rediss?:\/\/\S+$/.test(to)) throw new UsageError(`--to: "${to}" is not a redis:// or rediss:// URL`);
   const source = new JsonFileKeyStore({ path: from, create: false, reloadIntervalMs: 0 });
   const records = await source.list();
-  const target = await openAdminStore({ kind: 'redis', url: to, prefix }, false);
+  const target = await openAdminStore({ kind: 'redis', url: to, prefix }, false, () => ctx.now);
   let copied = 0;
   try {
     for (const record of records) {
@@ -419,5 +419,5 @@ export async function exportLedger(ctx: CommandContext, options: CommandOptions,
   }
   const totals = totalsByOwner(entries);
   if (format === 'json') return print(ctx, toJson(totals, price));
-  ctx.out(format === 'csv' ? toCsv(totals, price) : toBeancount(totals, price!));
+  ctx.out(format === 'csv' ? toCsv(totals, price) : toBeancount(totals, price!, ctx.now));
 }

@@ -15,6 +15,8 @@ export interface CliIO {
   stdout(text: string): void;
   stderr(text: string): void;
   env: Record<string, string | undefined>;
+  /** The clock, in ms, for every time a command stamps or compares. Default `Date.now`. */
+  now?: () => number;
 }
 
 const OPTIONS = {
@@ -119,12 +121,13 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) throw new UsageError('REDIS_PREFIX must be 1 to 64 letters, digits or _ . : -');
   const location = command === 'migrate' || command === 'plans' ? undefined : locateStore(values, setting, prefix);
 
+  const now = io.now ?? Date.now;
   const ctx: commands.CommandContext = {
-    openStore: (create) => openAdminStore(location!, create),
+    openStore: (create) => openAdminStore(location!, create, now),
     json: values.json === true,
     out: io.stdout,
     note: io.stderr,
-    now: Date.now(),
+    now: now(),
     plans: new PlansSource(setting('DAYMIND_PLANS_FILE')),
   };
   const options: commands.CommandOptions = values;

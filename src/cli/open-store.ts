@@ -21,10 +21,10 @@ export function redactUrl(url: string): string {
   return url.replace(/^(rediss?:\/\/[^:@/]*:)[^@/]*@/, '$1***@');
 }
 
-/** Opens a JSON file store (created only when `create`), or connects to a Redis store. */
-export async function openAdminStore(location: StoreLocation, create: boolean): Promise<AdminStore> {
+/** Opens a JSON file store (created only when `create`), or connects to a Redis store; `now` is their clock. */
+export async function openAdminStore(location: StoreLocation, create: boolean, now: () => number): Promise<AdminStore> {
   if (location.kind === 'file') {
-    const store = new JsonFileKeyStore({ path: location.path, create, reloadIntervalMs: 0 });
+    const store = new JsonFileKeyStore({ path: location.path, create, reloadIntervalMs: 0, now });
     return { store, close: () => store.close() };
   }
   const client = connectRedis(location.url, '--redis', 2000);
@@ -35,7 +35,7 @@ export async function openAdminStore(location: StoreLocation, create: boolean): 
     client.disconnect();
     throw new CommandError(`cannot reach Redis at ${redactUrl(location.url)}: ${describeError(err)}`);
   }
-  const store = new RedisKeyStore({ client, prefix: location.prefix, pollIntervalMs: 0, onError: () => undefined });
+  const store = new RedisKeyStore({ client, prefix: location.prefix, pollIntervalMs: 0, onError: () => undefined, now });
   await store.init();
   return {
     store,

@@ -18,7 +18,7 @@ export function parseDuration(text: string, flag: string): number {
  * An expiry given as a duration from now (`30d`) or a date (`2027-01-31`, UTC midnight) or an
  * ISO 8601 date-time with a zone (`2027-01-31T12:00:00Z`). Returns Unix seconds in the future.
  */
-export function parseExpiry(text: string, flag: string, nowMs = Date.now()): number {
+export function parseExpiry(text: string, flag: string, nowMs: number): number {
   let at: number;
   if (/^\d+[smhdw]/.test(text)) {
     at = nowMs / 1000 + parseDuration(text, flag);

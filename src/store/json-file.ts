@@ -118,6 +118,8 @@ export interface JsonFileKeyStoreOptions {
    * docs/how-it-works.md). `false`: every flush rewrites the file.
    */
   usageJournal?: UsageJournalOptions | false;
+  /** The clock, in ms since the epoch, for every time the store stamps or compares. Default `Date.now`. */
+  now?: () => number;
 }
 
 /**
@@ -171,6 +173,7 @@ export class JsonFileKeyStore implements KeyStore {
   readonly path: string;
   private readonly reloadIntervalMs: number;
   private readonly keyPrefix: string;
+  private readonly now: () => number;
   private readonly hashCache = new Map<string, string>();
   private readonly context: StateContext;
   private index = new Map<string, KeyRecord>();
@@ -219,6 +222,7 @@ export class JsonFileKeyStore implements KeyStore {
     this.path = resolve(options.path ?? DEFAULT_STORE_PATH);
     this.reloadIntervalMs = options.reloadIntervalMs ?? 500;
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
+    this.now = options.now ?? Date.now;
     this.journalPath = this.path + JOURNAL_SUFFIX;
     this.journalOptions = journalOptions(options.usageJournal);
     this.context = { hashCache: this.hashCache, keyPrefix: this.keyPrefix };
@@ -300,7 +304,7 @@ export class JsonFileKeyStore implements KeyStore {
 
   async create(input: NewKeyInput): Promise<CreatedKey> {
     return this.mutate((doc) => {
-      const { key, raw } = newRawRecord(input, this.keyPrefix);
+      const { key, raw } = newRawRecord(input, this.now(), this.keyPrefix);
       doc.add(raw);
       return createdKey(key, raw, this.keyPrefix);
     });
@@ -310,7 +314,7 @@ export class JsonFileKeyStore implements KeyStore {
     return this.mutate((doc) => {
       const raw = doc.edit(keyHash);
       if (!raw) return undefined;
-      markRevoked(raw);
+      markRevoked(raw, this.now());
       return toKeyRecord(raw, keyHash, this.keyPrefix);
     });
   }
@@ -320,7 +324,7 @@ export class JsonFileKeyStore implements KeyStore {
       const old = doc.edit(keyHash);
       if (!old) return undefined;
       const pair = [old];
-      const rotated = rotateRaw(pair, (r) => r === old, keyHash, graceSeconds, this.keyPrefix)!;
+      const rotated = rotateRaw(pair, (r) => r === old, keyHash, graceSeconds, this.keyPrefix, this.now())!;
       doc.add(pair[1]!);
       return rotated;
     });
@@ -330,7 +334,7 @@ export class JsonFileKeyStore implements KeyStore {
     return this.mutate((doc) => {
       const raw = doc.edit(keyHash);
       if (!raw) return undefined;
-      applyKeyChanges(raw, changes);
+      applyKeyChanges(raw, changes, this.now());
       return toKeyRecord(raw, keyHash, this.keyPrefix);
     });
   }

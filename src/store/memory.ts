@@ -19,6 +19,8 @@ export interface MemoryKeyStoreOptions {
   owner?: string;
   /** Prefix of generated keys. Default `dm_`. */
   keyPrefix?: string;
+  /** The clock, in ms since the epoch, for every time the store stamps or compares. Default `Date.now`. */
+  now?: () => number;
 }
 
 /**
@@ -28,10 +30,12 @@ export interface MemoryKeyStoreOptions {
 export class MemoryKeyStore implements KeyStore {
   private readonly records = new Map<string, KeyRecord>();
   private readonly keyPrefix: string;
+  private readonly now: () => number;
   private unchecksummed = 0;
 
   constructor(options: MemoryKeyStoreOptions = {}) {
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
+    this.now = options.now ?? Date.now;
     const owner = options.owner ?? 'api-keys';
     for (const key of options.keys ?? []) {
       const hash = hashKey(key);
@@ -54,7 +58,7 @@ export class MemoryKeyStore implements KeyStore {
   }
 
   async create(input: NewKeyInput): Promise<CreatedKey> {
-    const { key, raw } = newRawRecord(input, this.keyPrefix);
+    const { key, raw } = newRawRecord(input, this.now(), this.keyPrefix);
     const created = createdKey(key, raw, this.keyPrefix);
     this.records.set(created.record.key_hash, created.record);
     return { key, record: { ...created.record } };
@@ -64,7 +68,7 @@ export class MemoryKeyStore implements KeyStore {
     const current = this.records.get(keyHash);
     if (!current) return undefined;
     const record = { ...current };
-    markRevoked(record);
+    markRevoked(record, this.now());
     this.records.set(keyHash, record);
     return { ...record };
   }
@@ -73,7 +77,7 @@ export class MemoryKeyStore implements KeyStore {
     const current = this.records.get(keyHash);
     if (!current) return undefined;
     const old: RawRecord = { ...current };
-    const rotated = rotateRaw([old], (r) => r === old, keyHash, graceSeconds, this.keyPrefix)!;
+    const rotated = rotateRaw([old], (r) => r === old, keyHash, graceSeconds, this.keyPrefix, this.now())!;
     this.records.set(keyHash, rotated.previous);
     this.records.set(rotated.record.key_hash, rotated.record);
     return { key: rotated.key, record: { ...rotated.record }, previous: { ...rotated.previous } };
@@ -83,7 +87,7 @@ export class MemoryKeyStore implements KeyStore {
     const current = this.records.get(keyHash);
     if (!current) return undefined;
     const raw: RawRecord = { ...current };
-    applyKeyChanges(raw, changes);
+    applyKeyChanges(raw, changes, this.now());
     const record = toKeyRecord(raw, keyHash, this.keyPrefix);
     this.records.set(keyHash, record);
     return { ...record };

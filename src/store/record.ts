@@ -94,7 +94,7 @@ export function assertKeyChanges(changes: KeyChanges): void {
 }
 
 /** Applies setting changes to a raw record in place; null removes a setting. */
-export function applyKeyChanges(raw: RawRecord, changes: KeyChanges, nowMs = Date.now()): void {
+export function applyKeyChanges(raw: RawRecord, changes: KeyChanges, nowMs: number): void {
   assertKeyChanges(changes);
   // The credits as they stand before the change (a refill due settled), not under a new refill.
   const before = creditsAt(raw, nowMs);
@@ -131,12 +131,12 @@ function assertNewKeyInput(input: NewKeyInput): void {
  * A new key and its raw record. Only the hash and display prefix are kept; the full key is
  * returned once. The existing format's fields come first, in their usual order.
  */
-export function newRawRecord(input: NewKeyInput, prefix: string = DEFAULT_KEY_PREFIX): { key: string; raw: RawRecord } {
+export function newRawRecord(input: NewKeyInput, nowMs: number, prefix: string = DEFAULT_KEY_PREFIX): { key: string; raw: RawRecord } {
   assertNewKeyInput(input);
   const key = generateKey(prefix);
   const raw: RawRecord = {
     owner: input.owner,
-    created_at: Date.now() / 1000,
+    created_at: nowMs / 1000,
     usage_count: 0,
     requests_today: 0,
     requests_day: 0,
@@ -154,7 +154,7 @@ export function newRawRecord(input: NewKeyInput, prefix: string = DEFAULT_KEY_PR
     ...(input.scopes != null ? { scopes: input.scopes } : {}),
     ...(input.credits_refill != null ? { credits_refill: input.credits_refill } : {}),
     ...(input.credits != null ? { credits: input.credits } : input.credits_refill != null ? { credits: input.credits_refill.amount } : {}),
-  });
+  }, nowMs);
   return { key, raw };
 }
 
@@ -314,11 +314,11 @@ export function spendCredits(target: RawRecord | KeyRecord, delta: UsageDelta): 
   t.credits = Math.max(0, current - delta.credits);
 }
 
-/** Marks a raw or typed record revoked, noting when. */
-export function markRevoked(target: RawRecord | KeyRecord): void {
+/** Marks a raw or typed record revoked, noting when (`nowMs`). */
+export function markRevoked(target: RawRecord | KeyRecord, nowMs: number): void {
   const t = target as RawRecord;
   t.revoked = true;
-  if (t.revoked_at == null) t.revoked_at = Date.now() / 1000;
+  if (t.revoked_at == null) t.revoked_at = nowMs / 1000;
 }
 
 /** Whether a key counts as revoked at `nowMs`: revoked, or past the end of a rotation's grace. */
@@ -348,10 +348,10 @@ export function rotateRaw(
   oldHash: string,
   graceSeconds: number,
   prefix: string,
+  now: number,
 ): RotatedKey | undefined {
   const old = raws.find(find);
   if (!old) return undefined;
-  const now = Date.now();
   const oldRecord = toKeyRecord(old, oldHash, prefix);
   const status = keyStatus(oldRecord, now);
   if (status !== 'active') throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', `cannot rotate a key that is ${status}`);
@@ -369,6 +369,7 @@ export function rotateRaw(
       scopes: oldRecord.scopes ?? null,
       credits_refill: oldRecord.credits_refill ?? null,
     },
+    now,
     prefix,
   );
   raw.rotated_from = oldHash;
@@ -380,7 +381,7 @@ export function rotateRaw(
     old.credits = 0;
   }
   raws.push(raw);
-  if (graceSeconds === 0) markRevoked(old);
+  if (graceSeconds === 0) markRevoked(old, now);
   else {
     const at = now / 1000 + graceSeconds;
     if (typeof old.revoke_at !== 'number' || old.revoke_at > at) old.revoke_at = at;

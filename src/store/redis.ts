@@ -2,7 +2,7 @@ import { DaymindError, describeError } from '../errors';
 import { DEFAULT_KEY_PREFIX } from '../keys';
 import { whenReady, type IORedisClient } from '../redis/connection';
 import type { RedisClientLike } from '../redis/types';
-import { addUsage, applyKeyChanges, markRevoked, newRawRecord, rotateRaw, type RawRecord } from './record';
+import { addUsage, applyKeyChanges, assertKeyChanges, markRevoked, newRawRecord, rotateRaw, type RawRecord } from './record';
 import { OnceReporter } from '../report-once';
 import { coalesced } from './coalesce';
 import { decodeRecord, encodeRecord, redisFieldsOf } from './redis-codec';
@@ -38,6 +38,8 @@ export interface RedisKeyStoreOptions {
   /** How long `init()` waits for Redis before it goes on and keeps retrying in the background. Default 2000 ms. */
   readyTimeoutMs?: number;
   onError?: (err: Error) => void;
+  /** The clock, in ms since the epoch, for every time the store stamps or compares. Default `Date.now`. */
+  now?: () => number;
 }
 
 type Commands = IORedisClient & {
@@ -66,6 +68,7 @@ export class RedisKeyStore implements KeyStore {
   private readonly failClosed: boolean;
   private readonly keyPrefix: string;
   private readonly readyTimeoutMs: number;
+  private readonly now: () => number;
   private cache = new Map<string, KeyRecord>();
   private readonly spender: RedisSpender;
   private legacy = new Set<string>();
@@ -82,6 +85,7 @@ export class RedisKeyStore implements KeyStore {
     this.failClosed = options.failureMode === 'closed';
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
     this.readyTimeoutMs = options.readyTimeoutMs ?? 2000;
+    this.now = options.now ?? Date.now;
     this.problems = new OnceReporter(options.onError ?? ((err) => console.error(`[daymind-auth] ${err.message}`)));
     this.spender = new RedisSpender(
       this.client,
@@ -152,7 +156,7 @@ export class RedisKeyStore implements KeyStore {
   readonly refresh = coalesced(() => this.poll());
 
   async create(input: NewKeyInput): Promise<CreatedKey> {
-    const { key, raw } = newRawRecord(input, this.keyPrefix);
+    const { key, raw } = newRawRecord(input, this.now(), this.keyPrefix);
     const hash = raw.key_hash as string;
     await this.write(hash, 'create', raw);
     const record = decodeRecord(hash, Object.fromEntries(pairs(encodeRecord(raw).fields)))!;
@@ -174,7 +178,7 @@ export class RedisKeyStore implements KeyStore {
     const current = await this.read(keyHash);
     if (!current) return undefined;
     const changed: RawRecord = { ...current };
-    markRevoked(changed);
+    markRevoked(changed, this.now());
     await this.writeFields(keyHash, { revoked: '1', revoked_at: String(changed.revoked_at) });
     const record = { ...current, revoked: true, revoked_at: changed.revoked_at as number };
     this.cache.set(keyHash, record);
@@ -185,7 +189,7 @@ export class RedisKeyStore implements KeyStore {
     const current = await this.read(keyHash);
     if (!current) return undefined;
     const old: RawRecord = { ...current };
-    const rotated = rotateRaw([old], (r) => r === old, keyHash, graceSeconds, this.keyPrefix)!;
+    const rotated = rotateRaw([old], (r) => r === old, keyHash, graceSeconds, this.keyPrefix, this.now())!;
     const fresh: RawRecord = { ...rotated.record };
     const oldFields: Record<string, string> = rotated.previous.revoked
       ? { revoked: '1', revoked_at: String(rotated.previous.revoked_at) }
@@ -221,7 +225,7 @@ export class RedisKeyStore implements KeyStore {
     const current = await this.read(keyHash);
     if (!current) return undefined;
     const raw: RawRecord = { ...current };
-    applyKeyChanges(raw, rest);
+    applyKeyChanges(raw, rest, this.now());
     const { fields, absent } = encodeRecord(raw);
     const wanted = new Set(Object.keys(rest).flatMap(redisFieldsOf));
     const set: Record<string, string> = {};
@@ -232,9 +236,9 @@ export class RedisKeyStore implements KeyStore {
       absent.filter((f) => wanted.has(f)),
     );
     if (add !== undefined) {
-      applyKeyChanges({}, { add_credits: add }); // checks it
+      assertKeyChanges({ add_credits: add });
       // Settle a refill due first (a spend of nothing), then add atomically: spends may run meanwhile.
-      await this.spender.spend(keyHash, { units: 0, nowMs: Date.now(), monthlyQuota: null });
+      await this.spender.spend(keyHash, { units: 0, nowMs: this.now(), monthlyQuota: null });
       const credits = await this.client.hincrby(this.recordKey(keyHash), 'credits', add);
       if (credits < 0) await this.client.hincrby(this.recordKey(keyHash), 'credits', -credits);
       await this.writeFields(keyHash, {});

@@ -56,7 +56,7 @@ export class UsageRecorder {
   /** While one problem lasts it is reported once, not on every flush. */
   private readonly failures: OnceReporter;
 
-  private windowStart = Date.now() / 1000;
+  private windowStart: number;
   private lastFlushDurationSeconds: number | null = null;
   private lastFlushAt: number | null = null;
   private flushErrors = 0;
@@ -82,8 +82,11 @@ export class UsageRecorder {
     private readonly onBatchApplied?: BatchListener,
     /** Where per-day history goes; without one none is kept. */
     readonly history?: UsageHistory,
+    /** The clock, in ms, for the times of flushes and billing windows and for "today". */
+    private readonly now: () => number = Date.now,
   ) {
     this.failures = new OnceReporter(onError);
+    this.windowStart = now() / 1000;
   }
 
   start(): void {
@@ -181,7 +184,7 @@ export class UsageRecorder {
       for (const d of delta?.days ?? []) if (d.day === day) counts.allowed += d.requests ?? 0;
     }
     // Requests still in progress (this one, when asked from a route) count on today.
-    if (day === utcDay(Date.now())) counts.allowed += this.inFlight.get(keyHash)?.requests ?? 0;
+    if (day === utcDay(this.now())) counts.allowed += this.inFlight.get(keyHash)?.requests ?? 0;
     return counts;
   }
 
@@ -242,7 +245,7 @@ export class UsageRecorder {
     if (this.flushing) return this.flushing;
     if (this.pending.size === 0 && !this.unsettled && !this.historyWaiting()) {
       // Nothing to write is a successful flush too: the age of the last flush stays a liveness signal.
-      this.lastFlushAt = Date.now() / 1000;
+      this.lastFlushAt = this.now() / 1000;
       return Promise.resolve();
     }
     const started = performance.now();
@@ -250,7 +253,7 @@ export class UsageRecorder {
       .then(
         () => {
           this.lastFlushDurationSeconds = (performance.now() - started) / 1000;
-          this.lastFlushAt = Date.now() / 1000;
+          this.lastFlushAt = this.now() / 1000;
         },
         (err: unknown) => {
           this.flushErrors++;
@@ -280,7 +283,7 @@ export class UsageRecorder {
     const passes = this.unsettled ? 2 : 1;
     for (let pass = 0; pass < passes && (this.unsettled || this.pending.size > 0); pass++) {
       if (!this.unsettled) {
-        const end = Date.now() / 1000;
+        const end = this.now() / 1000;
         this.unsettled = { id: randomUUID(), deltas: this.pending, window: { start: this.windowStart, end } };
         this.windowStart = end;
         this.pending = new Map();
