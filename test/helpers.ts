@@ -12,6 +12,59 @@ export const SEED_KEYS = {
   revoked: 'dm_Zz0Hh4Ll7Cc2Aa9Pp5Ee1Oo3',
 };
 
+/**
+ * The instant the suite's injected clocks start from: `DAYMIND_TEST_NOW` (an ISO 8601 time), so
+ * that the suite can be run at a month's, a year's or a leap day's end (`npm run test:calendar`);
+ * by default the middle of a month, far from any boundary.
+ */
+export const TEST_NOW = ((): number => {
+  const text = process.env.DAYMIND_TEST_NOW;
+  if (!text) return Date.UTC(2026, 5, 15, 12);
+  const ms = Date.parse(text);
+  if (Number.isNaN(ms)) throw new Error(`DAYMIND_TEST_NOW: "${text}" is not an ISO 8601 time`);
+  return ms;
+})();
+
+export interface TestClock {
+  /** For the `now` option: the clock's time, in ms. */
+  now: () => number;
+  /** Moves the clock by `ms`. */
+  advance(ms: number): void;
+  /** Sets the clock to `ms`. */
+  set(ms: number): void;
+}
+
+/** A clock for the `now` option that stands still at `start` (TEST_NOW) until moved. */
+export function testClock(start = TEST_NOW): TestClock {
+  let at = start;
+  return { now: () => at, advance: (ms) => (at += ms), set: (ms) => (at = ms) };
+}
+
+/** `YYYY-MM` (UTC) of a time in ms. */
+export const isoMonth = (ms: number): string => new Date(ms).toISOString().slice(0, 7);
+
+/** Every `YYYY-MM` (UTC) from the month of `fromMs` to that of `toMs`: what a run between the two may have written to. */
+export function monthsBetween(fromMs: number, toMs: number): string[] {
+  const months = [isoMonth(fromMs)];
+  while (months[months.length - 1] !== isoMonth(toMs)) {
+    const [y, m] = months[months.length - 1]!.split('-').map(Number) as [number, number];
+    months.push(isoMonth(Date.UTC(y, m, 1)));
+  }
+  return months;
+}
+
+/**
+ * The environment of a child process: PATH, then `env`. A run under libfaketime (the calendar runs)
+ * passes its variables on, so that children live on the same clock as the test.
+ */
+export function childEnv(env: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const clock: NodeJS.ProcessEnv = {};
+  for (const name of ['LD_PRELOAD', 'FAKETIME', 'DONT_FAKE_MONOTONIC', 'FAKETIME_DONT_RESET']) {
+    if (process.env[name] !== undefined) clock[name] = process.env[name];
+  }
+  return { PATH: process.env.PATH, ...clock, ...env };
+}
+
 const dirs: string[] = [];
 
 /** A fresh temp directory, removed after the test file. */
@@ -44,6 +97,49 @@ export function appWith(auth: DaymindAuth): express.Express {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Closes each of `open` (emptying it), one after the other, then throws what failed: a final
+ * flush or delivery that fails in an afterEach fails the test that made the instance. Every
+ * instance is closed even when one fails, so that none keeps the test process alive.
+ */
+export async function closeAll(open: Array<{ close(): Promise<void> }>): Promise<void> {
+  const failures: unknown[] = [];
+  for (const item of open.splice(0)) {
+    try {
+      await item.close();
+    } catch (err) {
+      failures.push(err);
+    }
+  }
+  if (failures.length === 1) throw failures[0];
+  if (failures.length > 1) throw new AggregateError(failures, `${failures.length} close() calls failed`);
+}
+
+/**
+ * The least whole seconds to its reset that a window of `seconds` can show now, when it began
+ * at or after `since` (ms, taken before the request that began it): the wall clock moves while
+ * a test runs, so a window of 60 may show 59 (or less on a slow machine), never more than 60.
+ */
+export function leastSecondsLeft(seconds: number, since: number): number {
+  return Math.max(0, Math.ceil((seconds * 1000 - (Date.now() - since)) / 1000));
+}
+
+/**
+ * Checks a RateLimit field against `expected` (e.g. `"ip";r=1;t=60, "key";r=118;t=60`): the names
+ * and `r` exactly, and each `t` from {@link leastSecondsLeft} of the expected value up to that value,
+ * for windows that began at or after `since`. On a mismatch the field is shown as it came.
+ */
+export function expectRateLimitField(field: string | undefined, expected: string, since: number): void {
+  const wanted = [...expected.matchAll(/;t=(\d+)/g)].map((m) => Number(m[1]));
+  let i = 0;
+  const normalized = field?.replace(/;t=(\d+)/g, (text, t: string) => {
+    const most = wanted[i++];
+    if (most === undefined) return text;
+    return Number(t) <= most && Number(t) >= leastSecondsLeft(most, since) ? `;t=${most}` : text;
+  });
+  expect(normalized).toBe(expected);
+}
+
 /** Polls `check` until it returns true or `timeoutMs` passes; returns the elapsed ms or throws. */
 export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, stepMs = 20): Promise<number> {
   const start = Date.now();
@@ -72,7 +168,7 @@ export interface ExampleServer {
  * server that exits or does not start within 10 s is killed and the call throws with its output.
  */
 export async function startExampleServer(cwd: string, env: NodeJS.ProcessEnv = {}): Promise<ExampleServer> {
-  const child = spawn(process.execPath, [EXAMPLE_SERVER], { cwd, env: { PATH: process.env.PATH, PORT: '0', ...env } });
+  const child = spawn(process.execPath, [EXAMPLE_SERVER], { cwd, env: childEnv({ PORT: '0', ...env }) });
   let out = '';
   for (const stream of [child.stdout, child.stderr]) stream.on('data', (d) => (out += d));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));

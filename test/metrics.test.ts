@@ -16,7 +16,7 @@ import {
   type DaymindOptions,
   type KeyRecord,
 } from '../src';
-import { appWith, SEED_KEYS, seedStoreCopy, startExampleServer, tempDir, waitFor } from './helpers';
+import { appWith, childEnv, SEED_KEYS, seedStoreCopy, startExampleServer, tempDir, waitFor } from './helpers';
 import { startRedis } from './redis/harness';
 
 const ROOT = resolve(__dirname, '..');
@@ -283,7 +283,7 @@ try {
 auth.close();
 `,
     );
-    const { stdout } = await promisify(execFile)(process.execPath, ['check.js'], { cwd: project, env: { PATH: process.env.PATH } });
+    const { stdout } = await promisify(execFile)(process.execPath, ['check.js'], { cwd: project, env: childEnv() });
     const { code, message } = JSON.parse(stdout) as { code: string; message: string };
     expect(code).toBe('ERR_DAYMIND_MISSING_PEER');
     expect(message).toMatch(/optional peer dependency "prom-client".*Cannot find module 'prom-client'.*npm install prom-client$/);

@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { daymindAuth, hashKey } from '../../src';
-import { SEED_KEYS, SEED_STORE, seedStoreCopy, tempDir, waitFor } from '../helpers';
+import { childEnv, SEED_KEYS, SEED_STORE, seedStoreCopy, tempDir, waitFor } from '../helpers';
 import { cli, CLI, type Run } from './run';
 
 const execFileP = promisify(execFile);
@@ -271,7 +271,7 @@ describe('daymind-keys beside a running server on the same file', () => {
   test('keys created or revoked take effect within a second, and no usage count is lost', async () => {
     const store = seedStoreCopy();
     const server = spawn(process.execPath, [join(__dirname, '../fixtures/serve-env.js')], {
-      env: { PATH: process.env.PATH, API_KEY_STORE_PATH: store, API_RATE_LIMIT_PER_MINUTE: '1000000', IP_RATE_LIMIT_PER_MINUTE: 'off' },
+      env: childEnv({ API_KEY_STORE_PATH: store, API_RATE_LIMIT_PER_MINUTE: '1000000', IP_RATE_LIMIT_PER_MINUTE: 'off' }),
     });
     const port = await new Promise<string>((r) => server.stdout.once('data', (d) => r(String(d).trim())));
     const url = `http://127.0.0.1:${port}/hit`;

@@ -7,7 +7,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import request from 'supertest';
 import { daymindAuth, FileUsageHistory, historyDirFor, JsonFileKeyStore, LocalLedgerProvider, type UsageReport } from '../../src';
 import type { Report, ReportDay } from '../../src/cli/report-data';
-import { appWith, sleep, tempDir } from '../helpers';
+import { appWith, childEnv, sleep, tempDir } from '../helpers';
 import { CLI, cli } from './run';
 
 const execFileP = promisify(execFile);
@@ -416,7 +416,7 @@ describe('examples/usage-snapshot.yml', () => {
     chmodSync(work, 0o700);
     await execFileP('bash', ['-c', script], {
       cwd: work,
-      env: { PATH: process.env.PATH!, DAYMIND_ENV_FILE: envFile, SNAPSHOT_DIR: 'snapshot', GITHUB_OUTPUT: output },
+      env: childEnv({ DAYMIND_ENV_FILE: envFile, SNAPSHOT_DIR: 'snapshot', GITHUB_OUTPUT: output }),
     });
     const files = readdirSync(join(work, 'snapshot')).sort();
     const day = /^day=(\d{4}-\d{2}-\d{2})$/m.exec(readFileSync(output, 'utf8'))![1]!;

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { childEnv } from '../helpers';
 
 /** The built CLI, as `npx daymind-keys` runs it. */
 export const CLI = resolve(__dirname, '../../dist/cjs/cli/index.js');
@@ -15,7 +16,7 @@ export interface Run {
 /** Runs the CLI with only PATH and `env` in its environment. */
 export async function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
   try {
-    const { stdout, stderr } = await execFileP(process.execPath, [CLI, ...args], { env: { PATH: process.env.PATH!, ...env } });
+    const { stdout, stderr } = await execFileP(process.execPath, [CLI, ...args], { env: childEnv(env) });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:http';
 import { resolve } from 'node:path';
-import { tempDir, waitFor } from '../helpers';
+import { childEnv, tempDir, waitFor } from '../helpers';
 
 const built = (name: string) => resolve(__dirname, `../../build/examples/${name}.js`);
 
@@ -10,7 +10,7 @@ async function run(
   env: Record<string, string>,
   ready: RegExp,
 ): Promise<{ child: ChildProcess; out: () => string; stop(): Promise<number | null> }> {
-  const child = spawn(process.execPath, [built(name)], { cwd: tempDir(), env: { PATH: process.env.PATH, PORT: '0', ...env } });
+  const child = spawn(process.execPath, [built(name)], { cwd: tempDir(), env: childEnv({ PORT: '0', ...env }) });
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
   child.stderr!.on('data', (d) => (out += d));

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import { RedisKeyStore, hashKey, readLedger } from '../../src';
-import { tempDir } from '../helpers';
+import { childEnv, tempDir } from '../helpers';
 import { startRedis, type TestRedis } from './harness';
 
 const SERVE = join(__dirname, '../fixtures/serve-env.js');
@@ -15,7 +15,7 @@ interface App {
 }
 
 async function startApp(env: Record<string, string>): Promise<App> {
-  const proc = spawn(process.execPath, [SERVE], { env: { PATH: process.env.PATH, ...env } });
+  const proc = spawn(process.execPath, [SERVE], { env: childEnv(env) });
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));
   const port = await new Promise<string>((resolve, reject) => {
