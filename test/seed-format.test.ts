@@ -2,13 +2,14 @@ import { readFileSync } from 'node:fs';
 import request from 'supertest';
 import { daymindAuth } from '../src';
 import { utcDay } from '../src/usage/day';
-import { appWith, seedStoreCopy, SEED_KEYS, SEED_STORE } from './helpers';
+import { appWith, seedStoreCopy, SEED_KEYS, SEED_STORE, testClock } from './helpers';
 
 describe('an existing-format store mounted unchanged', () => {
   test('live keys pass, the revoked one is refused, counters go on in the same fields', async () => {
     const path = seedStoreCopy();
     const original = JSON.parse(readFileSync(SEED_STORE, 'utf8')) as Array<Record<string, unknown>>;
-    const auth = daymindAuth({ env: { API_KEY_STORE_PATH: path } });
+    const clock = testClock();
+    const auth = daymindAuth({ env: { API_KEY_STORE_PATH: path }, now: clock.now });
     const app = appWith(auth);
 
     for (let i = 0; i < 3; i++)
@@ -28,7 +29,6 @@ describe('an existing-format store mounted unchanged', () => {
       requests_today: 4,
       created_at: 1731300000,
     });
-    const start = Date.now() / 1000;
     await auth.close();
 
     const after = JSON.parse(readFileSync(path, 'utf8')) as Array<Record<string, unknown>>;
@@ -44,10 +44,10 @@ describe('an existing-format store mounted unchanged', () => {
       }
       expect(record.key).toBe(original[i]!.key);
     });
-    const today = utcDay(Date.now());
+    const today = utcDay(clock.now());
     expect(after[0]).toMatchObject({ usage_count: 1249, requests_today: 4, requests_day: today, revoked: false, owner: 'team-alpha' });
     expect(after[0]).toMatchObject({ requests_this_month: 4, requests_month: Math.floor(today / 100) });
-    expect(after[0]!.last_used as number).toBeGreaterThan(start - 10);
+    expect(after[0]!.last_used).toBe(clock.now() / 1000);
     expect(after[1]).toMatchObject({ usage_count: 1, requests_today: 1, requests_day: today });
     expect(after[2]).toEqual(original[2]);
   });

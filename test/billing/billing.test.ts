@@ -13,10 +13,12 @@ import {
   type UsageReport,
 } from '../../src';
 import { Outbox } from '../../src/billing/outbox';
-import { appWith, tempDir, waitFor } from '../helpers';
+import { appWith, isoMonth, tempDir, testClock, waitFor } from '../helpers';
 import { startStripeServer } from './stripe-server';
 
-const month = () => new Date().toISOString().slice(0, 7);
+// Every instance runs on one standing clock: windows, ledger lines and their month never move.
+const clock = testClock();
+const month = () => isoMonth(clock.now());
 const open: DaymindAuth[] = [];
 afterEach(async () => {
   for (const a of open.splice(0)) await a.close().catch(() => undefined);
@@ -40,6 +42,7 @@ function start(dir: string, options: DaymindOptions): DaymindAuth {
     flushIntervalMs: 60_000,
     billingIntervalMs: 60_000,
     onError: () => undefined,
+    now: clock.now,
     ...options,
   });
   open.push(auth);
@@ -202,8 +205,9 @@ describe('Stripe mode through the official SDK', () => {
         apiBase: `http://127.0.0.1:${stripe.port}`,
         ledger,
         onError: () => undefined,
+        now: clock.now,
       });
-      const old = Date.now() / 1000 - 36 * 86_400;
+      const old = clock.now() / 1000 - 36 * 86_400;
       const report = {
         identifier: 'dmu_old',
         key_hash: 'a'.repeat(64),
@@ -216,7 +220,7 @@ describe('Stripe mode through the official SDK', () => {
       };
       await expect(provider.deliver(report)).rejects.toBeInstanceOf(BillingRejection);
       await expect(provider.deliver(report)).rejects.toThrow(/more than 35 days ago/);
-      await provider.deliver({ ...report, identifier: 'dmu_new', window_start: Date.now() / 1000 - 2, window_end: Date.now() / 1000 - 1 });
+      await provider.deliver({ ...report, identifier: 'dmu_new', window_start: old + 35 * 86_400, window_end: old + 35 * 86_400 + 1 });
       expect(stripe.requests.map((r) => r.form.identifier)).toEqual(['dmu_new']);
     } finally {
       await stripe.close();

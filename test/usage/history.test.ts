@@ -5,14 +5,15 @@ import { promisify } from 'node:util';
 import request from 'supertest';
 import { FileUsageHistory, daymindAuth, hashKey, historyDirFor } from '../../src';
 import { dayOffset } from '../../src/usage/history';
-import { appWith, everyTurn, seedStoreCopy, SEED_KEYS, tempDir } from '../helpers';
+import { appWith, everyTurn, seedStoreCopy, SEED_KEYS, tempDir, TEST_NOW } from '../helpers';
 
 const run = promisify(execFile);
 const WORKER = join(__dirname, '../fixtures/app-worker.js');
 
 const DAY_MS = 86_400_000;
-/** Noon UTC today: far from midnight, so a test never straddles two days. */
-const today = (): number => Math.floor(Date.now() / DAY_MS) * DAY_MS + DAY_MS / 2;
+/** The injected clock of every test here: days never move while a test runs. */
+const today = (): number => TEST_NOW;
+const now = today;
 const iso = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
 
 interface HistoryBody {
@@ -68,17 +69,17 @@ describe('per-day usage history', () => {
   });
 
   test('days: 1 to 90, default 30, oldest first with zeros; anything else is a 400 with a JSON error', async () => {
-    const auth = daymindAuth({ env: {}, storePath: seedStoreCopy(), billing: false });
+    const auth = daymindAuth({ env: {}, storePath: seedStoreCopy(), billing: false, now });
     const app = appWith(auth);
     const get = (query: string) => request(app).get(`/v1/usage/history${query}`).set('x-api-key', SEED_KEYS.beta);
     try {
       const byDefault = (await get('')).body as HistoryBody;
       expect(byDefault.days).toHaveLength(30);
-      expect(byDefault.days[29]).toEqual({ day: iso(Date.now()), allowed: 1, rate_limited: 0 });
-      expect(byDefault.days[0]!.day).toBe(iso(Date.now() - 29 * DAY_MS));
+      expect(byDefault.days[29]).toEqual({ day: iso(now()), allowed: 1, rate_limited: 0 });
+      expect(byDefault.days[0]!.day).toBe(iso(now() - 29 * DAY_MS));
       expect(byDefault.days.slice(0, 29).every((d) => d.allowed === 0 && d.rate_limited === 0)).toBe(true);
       expect(((await get('?days=90')).body as HistoryBody).days).toHaveLength(90);
-      expect(((await get('?days=1')).body as HistoryBody).days).toEqual([{ day: iso(Date.now()), allowed: 3, rate_limited: 0 }]);
+      expect(((await get('?days=1')).body as HistoryBody).days).toEqual([{ day: iso(now()), allowed: 3, rate_limited: 0 }]);
       for (const bad of ['0', '91', '-1', '1.5', 'abc', '', '1e1', '30&days=31']) {
         const res = await get(`?days=${bad}`);
         expect(res.status).toBe(400);
@@ -93,7 +94,7 @@ describe('per-day usage history', () => {
   });
 
   test('requests refused by the key limit and by the IP limit both count as rate-limited for the key', async () => {
-    const auth = daymindAuth({ env: {}, storePath: seedStoreCopy(), billing: false, rateLimitPerMinute: 3, ipRateLimitPerMinute: 6 });
+    const auth = daymindAuth({ env: {}, storePath: seedStoreCopy(), billing: false, rateLimitPerMinute: 3, ipRateLimitPerMinute: 6, now });
     const app = appWith(auth);
     try {
       const statuses: number[] = [];
@@ -104,8 +105,8 @@ describe('per-day usage history', () => {
       expect((await request(app).get('/v1/hello').set('x-api-key', SEED_KEYS.beta)).status).toBe(429);
       await auth.flush();
       const history = new FileUsageHistory({ dir: historyDirFor(auth.config.storePath) });
-      const [alpha] = await history.read(hashKey(SEED_KEYS.alpha), [dayOffset(Date.now(), 0)]);
-      const [beta] = await history.read(hashKey(SEED_KEYS.beta), [dayOffset(Date.now(), 0)]);
+      const [alpha] = await history.read(hashKey(SEED_KEYS.alpha), [dayOffset(now(), 0)]);
+      const [beta] = await history.read(hashKey(SEED_KEYS.beta), [dayOffset(now(), 0)]);
       expect(alpha).toEqual({ allowed: 3, rate_limited: 2 });
       expect(beta).toEqual({ allowed: 1, rate_limited: 1 });
     } finally {
@@ -116,9 +117,9 @@ describe('per-day usage history', () => {
   test('a corrupt day file is named in the error and never overwritten; counts wait in memory', async () => {
     const storePath = seedStoreCopy();
     const errors: Error[] = [];
-    const auth = daymindAuth({ env: {}, storePath, billing: false, onError: (e) => errors.push(e) });
+    const auth = daymindAuth({ env: {}, storePath, billing: false, onError: (e) => errors.push(e), now });
     const app = appWith(auth);
-    const file = join(historyDirFor(storePath), `${iso(Date.now())}.json`);
+    const file = join(historyDirFor(storePath), `${iso(now())}.json`);
     try {
       await request(app).get('/v1/hello').set('x-api-key', SEED_KEYS.alpha).expect(200);
       await auth.flush();
@@ -141,27 +142,27 @@ describe('per-day usage history', () => {
 
   test('days older than the retention period roll off', async () => {
     const dir = join(tempDir(), 'history');
-    const now = today();
-    const history = new FileUsageHistory({ dir, now: () => now });
-    const entry = (offset: number) => ({ key_hash: 'ab', day: dayOffset(now, offset), allowed: 1, rate_limited: 0 });
+    const at = today();
+    const history = new FileUsageHistory({ dir, now: () => at });
+    const entry = (offset: number) => ({ key_hash: 'ab', day: dayOffset(at, offset), allowed: 1, rate_limited: 0 });
     await history.add([entry(-120), entry(-100), entry(-99), entry(0)]);
     // Pruning runs once a day: a later flush on the same day removes nothing more.
-    expect(readdirSync(dir).sort()).toEqual([`${iso(now - 99 * DAY_MS)}.json`, `${iso(now)}.json`]);
-    expect(await history.read('ab', [dayOffset(now, -99), dayOffset(now, 0), dayOffset(now, -1)])).toEqual([
+    expect(readdirSync(dir).sort()).toEqual([`${iso(at - 99 * DAY_MS)}.json`, `${iso(at)}.json`]);
+    expect(await history.read('ab', [dayOffset(at, -99), dayOffset(at, 0), dayOffset(at, -1)])).toEqual([
       { allowed: 1, rate_limited: 0 },
       { allowed: 1, rate_limited: 0 },
       { allowed: 0, rate_limited: 0 },
     ]);
-    expect(existsSync(join(dir, `${iso(now - 120 * DAY_MS)}.json`))).toBe(false);
+    expect(existsSync(join(dir, `${iso(at - 120 * DAY_MS)}.json`))).toBe(false);
   });
   test('a large day file written by another writer is read in slices: the same counts, and a bad member still refused', async () => {
     const dir = join(tempDir(), 'history');
-    const now = today();
-    const day = dayOffset(now, 0);
+    const at = today();
+    const day = dayOffset(at, 0);
     const hashes = Array.from({ length: 20_000 }, (_, i) => hashKey(`key-${i}`));
-    const writer = new FileUsageHistory({ dir, now: () => now });
+    const writer = new FileUsageHistory({ dir, now: () => at });
     await writer.add(hashes.map((key_hash, i) => ({ key_hash, day, allowed: i + 1, rate_limited: i % 3 })));
-    const reader = new FileUsageHistory({ dir, now: () => now });
+    const reader = new FileUsageHistory({ dir, now: () => at });
     reader.sliceBudgetMs = 0; // a turn after each step: one long synchronous parse would show as few turns
     const { seen: turns, result: days } = await everyTurn(
       () => 1,
@@ -175,7 +176,7 @@ describe('per-day usage history', () => {
     await writer.add([{ key_hash: hashes[19_999]!, day, allowed: 5, rate_limited: 1 }]);
     expect(await reader.read(hashes[19_999]!, [day])).toEqual([{ allowed: 20_005, rate_limited: 1 + (19_999 % 3) }]);
     // A bad member deep in the file is refused as a whole parse refuses it, naming the file.
-    const file = join(dir, `${iso(now)}.json`);
+    const file = join(dir, `${iso(at)}.json`);
     writeFileSync(file, readFileSync(file, 'utf8').replace(`"${hashes[15_000]}":[15001,`, `"${hashes[15_000]}":[-1,`));
     await expect(reader.read(hashes[0]!, [day])).rejects.toThrow(`the usage history file ${file} has a bad entry for ${hashes[15_000]}`);
   }, 30_000);
