@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir } from '../helpers';
-import { cli } from './run';
+import { tempDir, TEST_NOW } from '../helpers';
+import { cli, cliAt } from './run';
 
 const PLANS = {
   free: {
@@ -25,7 +25,7 @@ function setup(plans: unknown = PLANS): { dir: string; store: string; plansFile:
 
 const json = (stdout: string) => JSON.parse(stdout) as Record<string, unknown>;
 const month = () => {
-  const d = new Date();
+  const d = new Date(TEST_NOW);
   return d.getUTCFullYear() * 100 + d.getUTCMonth() + 1;
 };
 
@@ -193,21 +193,22 @@ describe('daymind-keys and plans', () => {
     Object.assign(raws[1], { requests_this_month: 99, requests_month: 200001 });
     writeFileSync(store, JSON.stringify(raws));
 
-    const lines = (await cli(['--store', store, 'list'], env)).stdout.trimEnd().split('\n');
+    // The month is the clock's: the listing runs in this process at TEST_NOW.
+    const lines = (await cliAt(TEST_NOW, ['--store', store, 'list'], env)).stdout.trimEnd().split('\n');
     expect(lines[0]).toMatch(
       /^PREFIX\s+OWNER\s+STATUS\s+CREATED \(UTC\)\s+USAGE\s+TODAY\s+LAST USED \(UTC\)\s+PLAN\s+MONTH\s+CREDITS\s+SCOPES$/,
     );
     expect(lines[1]).toMatch(/\sacme\s.*never\s+free\s+42\/10000\s+5\s+read$/);
     expect(lines[2]).toMatch(/\sbeta\s.*never\s+pro\s+0\s+-\s+-$/);
     expect(lines[3]).toMatch(/\sgamma\s.*never\s+-\s+0\s+-\s+-$/);
-    const listed = JSON.parse((await cli(['--store', store, '--json', 'list'], env)).stdout);
+    const listed = JSON.parse((await cliAt(TEST_NOW, ['--store', store, '--json', 'list'], env)).stdout);
     expect(listed.map((r: Record<string, unknown>) => [r.plan, r.requests_this_month, r.monthly_quota, r.credits])).toEqual([
       ['free', 42, 10000, 5],
       ['pro', 0, null, null],
       [null, 0, null, null],
     ]);
     // Without plans in force, the count alone.
-    expect((await cli(['--store', store, 'list'])).stdout).toMatch(/never\s+free\s+42\s+5\s+read$/m);
+    expect((await cliAt(TEST_NOW, ['--store', store, 'list'])).stdout).toMatch(/never\s+free\s+42\s+5\s+read$/m);
   });
 
   test('--help of the new and changed commands', async () => {

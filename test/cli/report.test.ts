@@ -7,8 +7,8 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import request from 'supertest';
 import { daymindAuth, FileUsageHistory, historyDirFor, JsonFileKeyStore, LocalLedgerProvider, type UsageReport } from '../../src';
 import type { Report, ReportDay } from '../../src/cli/report-data';
-import { appWith, childEnv, sleep, tempDir } from '../helpers';
-import { CLI, cli } from './run';
+import { appWith, childEnv, isoMonth, tempDir, TEST_NOW } from '../helpers';
+import { CLI, cli, cliAt } from './run';
 
 const execFileP = promisify(execFile);
 
@@ -25,9 +25,11 @@ interface ExportRow {
   quantity: number;
   keys: number;
 }
-const isoMonth = (ms: number) => new Date(ms).toISOString().slice(0, 7);
+/** Every server and command here runs on this clock: today and this month never move while the tests run. */
+const NOW = TEST_NOW;
+const now = () => NOW;
 const json = async <T>(args: string[]): Promise<T> => {
-  const run = await cli(args);
+  const run = await cliAt(NOW, args);
   expect(run.stderr).toBe('');
   expect(run.code).toBe(0);
   return JSON.parse(run.stdout) as T;
@@ -45,13 +47,9 @@ const hashes: Record<string, string> = {};
  * are written by the same writers the servers use, on chosen days.
  */
 beforeAll(async () => {
-  // The figures of today and of this month must not change between the runs compared: start
-  // after midnight (UTC) when it is less than 90 s away.
-  const toMidnight = 86_400_000 - (Date.now() % 86_400_000);
-  if (toMidnight < 90_000) await sleep(toMidnight + 1000);
   dir = tempDir();
   store = join(dir, 'api_keys.json');
-  const keyStore = new JsonFileKeyStore({ path: store });
+  const keyStore = new JsonFileKeyStore({ path: store, now });
   const keys: Record<string, string> = {};
   for (const [name, owner, limit] of [
     ['acme1', 'acme', null],
@@ -72,6 +70,7 @@ beforeAll(async () => {
     flushIntervalMs: 60_000,
     billingIntervalMs: 60_000,
     onError: () => undefined,
+    now,
   });
   const app = appWith(auth);
   const hit = async (key: string, times: number, status = 200) => {
@@ -84,12 +83,12 @@ beforeAll(async () => {
   await hit(keys.evil!, 3);
   await hit(keys.evil!, 2, 429);
   await auth.close();
-  month = isoMonth(Date.now());
+  month = isoMonth(NOW);
 
-  const now = new Date();
-  const at = (day: number, seconds = 12 * 3600) => Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, day) / 1000 + seconds;
+  const today = new Date(NOW);
+  const at = (day: number, seconds = 12 * 3600) => Date.UTC(today.getUTCFullYear(), today.getUTCMonth() - 1, day) / 1000 + seconds;
   previous = isoMonth(at(1) * 1000);
-  const ledger = new LocalLedgerProvider(dir);
+  const ledger = new LocalLedgerProvider(dir, now);
   const line = (id: string, key: string, owner: string, quantity: number, end: number): UsageReport => ({
     identifier: id,
     key_hash: hashes[key]!,
@@ -104,11 +103,11 @@ beforeAll(async () => {
   await ledger.deliver(line('p1', 'acme1', 'acme', 40, at(3))); // delivered twice: counted once
   await ledger.deliver(line('p2', 'acme2', 'acme', 5, at(17, 0))); // window ends at midnight: the 17th
   await ledger.deliver(line('p3', 'evil', EVIL, 7, at(17, 0) - 0.001)); // a millisecond before: the 16th
-  await ledger.deliver(line('p4', 'acme1', 'acme', 2, Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1) / 1000 - 0.5)); // its last day
-  const history = new FileUsageHistory({ dir: historyDirFor(store) });
+  await ledger.deliver(line('p4', 'acme1', 'acme', 2, Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), 1) / 1000 - 0.5)); // its last day
+  const history = new FileUsageHistory({ dir: historyDirFor(store), now });
   const day17 = Number(new Date(at(17) * 1000).toISOString().slice(0, 10).replace(/-/g, ''));
   await history.add([{ key_hash: hashes.evil!, day: day17, allowed: 1, rate_limited: 9 }]);
-}, 120_000);
+}, 30_000);
 
 test('report --help, and report in the tool help', async () => {
   const help = await cli(['report', '--help']);
@@ -151,7 +150,7 @@ describe('report --json', () => {
       requests_today: 14,
       rate_limited: 2,
     });
-    const today = new Date().toISOString().slice(0, 10);
+    const today = new Date(NOW).toISOString().slice(0, 10);
     expect(report.owners[0]!.days.find((d) => d.day === today)).toEqual({ day: today, units: 11, rate_limited: 0 });
     expect(report.owners[0]!.days).toHaveLength(new Date(Date.UTC(+month.slice(0, 4), +month.slice(5), 0)).getUTCDate());
     expect(report.history).toMatchObject({ to: today, missing: [] });
@@ -204,7 +203,7 @@ describe('report --json', () => {
   });
 
   test('without --json or --html: a table', async () => {
-    const run = await cli(['--store', store, 'report']);
+    const run = await cliAt(NOW, ['--store', store, 'report']);
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^OWNER\s+KEYS\s+UNITS\s+RATE-LIMITED\s+USAGE\s+TODAY$/m);
     expect(run.stdout).toMatch(/^acme\s+2\s+11\s+0\s+11\s+11$/m);
@@ -239,7 +238,7 @@ describe('report --html', () => {
 
   test('in a browser: the totals of usage --json and export, no request but the file, owners escaped', async () => {
     const file = join(tempDir(), 'usage report.html');
-    const run = await cli(['--store', store, 'report', '--html', file]);
+    const run = await cliAt(NOW, ['--store', store, 'report', '--html', file]);
     expect(run).toMatchObject({ code: 0, stdout: `${resolve(file)}\n` });
     const html = readFileSync(file, 'utf8');
     expect(html).not.toMatch(/https?:|<script|<link|<img|<iframe|\burl\(|@import|\bsrc=|\bhref=/i);
@@ -330,7 +329,7 @@ describe('report --html', () => {
   test('--html with --json: the file, and the JSON on stdout', async () => {
     const file = join(tempDir(), 'r.html');
     writeFileSync(file, 'old');
-    const run = await cli(['--store', store, '--json', 'report', '--month', previous, '--html', file]);
+    const run = await cliAt(NOW, ['--store', store, '--json', 'report', '--month', previous, '--html', file]);
     expect(run.code).toBe(0);
     expect(run.stderr).toBe(`Wrote ${file}\n`);
     expect(JSON.parse(run.stdout).month).toBe(previous);
@@ -360,7 +359,7 @@ describe('report: bad input', () => {
     const out = join(tempDir(), 'report.html');
     writeFileSync(out, 'previous report');
     const before = readFileSync(store);
-    const run = await cli(['--store', store, 'report', '--html', out, ...args]);
+    const run = await cliAt(NOW, ['--store', store, 'report', '--html', out, ...args]);
     expect(run.code).toBe(code);
     expect(run.stderr.trim()).toMatch(message);
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
@@ -380,7 +379,7 @@ describe('report: bad input', () => {
       [join(aFile, 'r.html'), `the directory ${aFile} does not exist`],
       [join(base, 'a-dir'), 'it is a directory'],
     ]) {
-      const run = await cli(['--store', store, 'report', '--html', target!]);
+      const run = await cliAt(NOW, ['--store', store, 'report', '--html', target!]);
       expect(run.code).toBe(1);
       expect(run.stderr).toBe(`daymind-keys: cannot write the report ${target}: ${message}\n`);
       expect(run.stdout).toBe('');
@@ -391,7 +390,7 @@ describe('report: bad input', () => {
 
   test('a ledger directory that does not exist: exit 1 naming it', async () => {
     const missing = join(tempDir(), 'nothere');
-    const run = await cli(['--store', store, 'report', '--ledger-dir', missing]);
+    const run = await cliAt(NOW, ['--store', store, 'report', '--ledger-dir', missing]);
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(new RegExp(`^daymind-keys: cannot read the ledger directory ${missing}: ENOENT`));
   });
