@@ -97,6 +97,20 @@ export function appWith(auth: DaymindAuth): express.Express {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** How long a file that checks `clearOfMidnight()` may have to wait, plus its own set-up: a beforeAll timeout. */
+export const CLEAR_OF_MIDNIGHT_TIMEOUT_MS = 120_000;
+
+/**
+ * For test files whose child processes read the real clock (the example server, workers) and whose
+ * checks need one UTC day, and so one month, from set-up to the last check: when the next UTC
+ * midnight is less than `needMs` away, waits until it has passed. Call it first in beforeAll, then
+ * take the day once (`Date.now()` after it) for every check.
+ */
+export async function clearOfMidnight(needMs = 60_000): Promise<void> {
+  const left = 86_400_000 - (Date.now() % 86_400_000);
+  if (left < needMs) await sleep(left + 200);
+}
+
 /**
  * Closes each of `open` (emptying it), one after the other, then throws what failed: a final
  * flush or delivery that fails in an afterEach fails the test that made the instance. Every

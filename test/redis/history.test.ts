@@ -5,13 +5,14 @@ import Redis from 'ioredis';
 import request from 'supertest';
 import { RedisKeyStore, RedisUsageHistory, daymindAuth, hashKey } from '../../src';
 import { dayOffset } from '../../src/usage/history';
-import { appWith } from '../helpers';
+import { appWith, TEST_NOW } from '../helpers';
 import { redisForFile } from './harness';
 
 const run = promisify(execFile);
 const WORKER = join(__dirname, '../fixtures/app-worker.js');
 const DAY_MS = 86_400_000;
-const today = (): number => Math.floor(Date.now() / DAY_MS) * DAY_MS + DAY_MS / 2;
+/** The injected clock of the test: the workers and the server are told this time. */
+const today = (): number => TEST_NOW;
 const iso = (ms: number): string => new Date(ms).toISOString().slice(0, 10);
 
 const testRedis = redisForFile();
@@ -78,12 +79,13 @@ describe('per-day usage history on Redis', () => {
     const client = new Redis(testRedis.server.url);
     try {
       const history = new RedisUsageHistory({ client, prefix: 'hist2' });
-      const day = dayOffset(Date.now(), 0);
+      const at = Date.now();
+      const day = dayOffset(at, 0);
       const entries = [{ key_hash: hashKey('k'), day, allowed: 4, rate_limited: 1 }];
       await history.add(entries, 'batch-1');
       await history.add(entries, 'batch-1');
       await history.add(entries, 'batch-2');
-      expect(await history.read(hashKey('k'), [day, dayOffset(Date.now(), -1)])).toEqual([
+      expect(await history.read(hashKey('k'), [day, dayOffset(at, -1)])).toEqual([
         { allowed: 8, rate_limited: 2 },
         { allowed: 0, rate_limited: 0 },
       ]);
