@@ -62,7 +62,14 @@ app.post('/v1/echo', auth.requireScope('write'), auth.cost(5), express.json(), (
   res.json({ echo: req.body ?? null, cost: 5, owner: req.daymind!.owner });
 });
 
-const server = app.listen(port, async () => {
+// Listening is reported by the server's events rather than app.listen's callback: Express 5 calls
+// that callback with the error when the port is in use, Express 4 never calls it then.
+const server = app.listen(port);
+server.on('error', (err: NodeJS.ErrnoException) => {
+  console.error(err.code === 'EADDRINUSE' ? `port ${port} is already in use (set PORT to use another)` : `cannot listen: ${err.message}`);
+  process.exit(1);
+});
+server.once('listening', async () => {
   const address = server.address();
   const url = `http://localhost:${typeof address === 'object' && address ? address.port : port}`;
   console.log(`daymind-auth example listening on ${url}`);
