@@ -1,5 +1,5 @@
-import { execFile } from 'node:child_process';
-import { cpSync, readdirSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { cpSync, existsSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { tempDir } from '../helpers';
@@ -10,13 +10,30 @@ const fixtures = join(__dirname, '..', 'fixtures', 'tarball');
 const npm = (args: string[], cwd: string) =>
   run('npm', args, { cwd, env: { ...process.env, npm_config_fund: 'false', npm_config_audit: 'false' } });
 
+/**
+ * The repository as a fresh clone has it, in a temp dir: the files git tracks, plus new ones it
+ * does not ignore (not yet committed), so no dist/; node_modules is the repository's, linked.
+ */
+function freshClone(): string {
+  const dir = tempDir();
+  const list = execFileSync('git', ['ls-files', '-z', '--cached', '--others', '--exclude-standard'], { cwd: root, encoding: 'utf8' });
+  for (const file of list.split('\0')) {
+    if (file && existsSync(join(root, file))) cpSync(join(root, file), join(dir, file)); // a deleted file is listed until committed
+  }
+  symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'), 'dir');
+  return dir;
+}
+
 describe('the published package (npm pack), installed in a fresh project', () => {
   let project: string;
   let tarball: string;
 
   beforeAll(async () => {
+    // Packed from a clone without dist/: the prepack script must build it.
+    const clone = freshClone();
+    expect(existsSync(join(clone, 'dist'))).toBe(false);
     const out = tempDir();
-    const { stdout } = await npm(['pack', '--json', '--pack-destination', out], root);
+    const { stdout } = await npm(['pack', '--json', '--pack-destination', out], clone);
     const [packed] = JSON.parse(stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
     tarball = join(out, packed!.filename);
     files = packed!.files.map((f) => f.path);
