@@ -16,7 +16,7 @@ import {
   type DaymindOptions,
   type KeyRecord,
 } from '../src';
-import { appWith, childEnv, SEED_KEYS, seedStoreCopy, startExampleServer, tempDir, waitFor } from './helpers';
+import { appWith, childEnv, closeAll, SEED_KEYS, seedStoreCopy, startExampleServer, tempDir, waitFor } from './helpers';
 import { startRedis } from './redis/harness';
 
 const ROOT = resolve(__dirname, '..');
@@ -65,9 +65,7 @@ function auth(options: DaymindOptions): DaymindAuth {
   open.push(a);
   return a;
 }
-afterEach(async () => {
-  for (const a of open.splice(0)) await a.close().catch(() => undefined);
-});
+afterEach(() => closeAll(open));
 
 /** The seed store, with one key whose look-up fails as if the backend were down. */
 class BrokenKeyStore extends JsonFileKeyStore {
@@ -182,6 +180,9 @@ describe('metricsHandler()', () => {
     expect(valueOf(samples, 'daymind_usage_flush_age_seconds')).toBeGreaterThan(0);
     expect(valueOf(samples, 'daymind_usage_flush_age_seconds')).toBeLessThan(5);
     expect(valueOf(samples, 'daymind_billing_outbox_depth')).toBeUndefined(); // billing off
+    // close() flushes once more, which fails the same way: the usage is not written, and close() says so.
+    open.splice(open.indexOf(a), 1);
+    await expect(a.close()).rejects.toThrow(/disk full/);
   });
 
   test('no owner label by default; ownerLabel: true adds it', async () => {

@@ -13,16 +13,14 @@ import {
   type UsageReport,
 } from '../../src';
 import { Outbox } from '../../src/billing/outbox';
-import { appWith, isoMonth, tempDir, testClock, waitFor } from '../helpers';
+import { appWith, closeAll, isoMonth, tempDir, testClock, waitFor } from '../helpers';
 import { startStripeServer } from './stripe-server';
 
 // Every instance runs on one standing clock: windows, ledger lines and their month never move.
 const clock = testClock();
 const month = () => isoMonth(clock.now());
 const open: DaymindAuth[] = [];
-afterEach(async () => {
-  for (const a of open.splice(0)) await a.close().catch(() => undefined);
-});
+afterEach(() => closeAll(open));
 
 async function setup(keys: Array<{ owner: string; customer?: string }>) {
   const dir = tempDir();

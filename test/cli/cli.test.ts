@@ -308,9 +308,9 @@ describe('daymind-keys beside a running server on the same file', () => {
 
       running = false;
       await traffic;
-      const exited = new Promise((r) => server.on('exit', r));
+      const exited = new Promise<number | null>((r) => server.on('exit', (code) => r(code)));
       server.kill('SIGTERM');
-      await exited;
+      expect(await exited).toBe(0); // 1 when its close() (the final flush) fails
       const doc = readStore(store);
       const find = (k: string) => doc.find((r) => r.key === k || r.key_hash === hashKey(k))!;
       expect(find(SEED_KEYS.alpha).usage_count).toBe(1245 + counted.get(SEED_KEYS.alpha)!);

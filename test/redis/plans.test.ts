@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import Redis from 'ioredis';
 import request from 'supertest';
 import { RedisKeyStore, daymindAuth, hashKey } from '../../src';
-import { appWith } from '../helpers';
+import { appWith, waitFor } from '../helpers';
 import { redisForFile } from './harness';
 
 const run = promisify(execFile);
@@ -73,19 +73,30 @@ describe('plans on Redis: exact across instances', () => {
       billing: false,
       onError: (e) => errors.push(e.message),
     });
+    let down = false;
     try {
       await auth.ready;
       const app = appWith(auth);
       expect((await request(app).get('/v1/hello').set('x-api-key', metered)).status).toBe(200);
       await testRedis.server.stop();
+      down = true;
       const refused = await request(app).get('/v1/hello').set('x-api-key', metered);
       expect(refused.status).toBe(503);
       expect(refused.body.error.code).toBe('service_unavailable');
       expect((await request(app).get('/v1/hello').set('x-api-key', plain)).status).toBe(200);
       expect(errors.join('\n')).toMatch(/quota and credits check failed/);
       await testRedis.server.start();
+      down = false;
+      // Back up: close() writes what was counted meanwhile, once the client has reconnected.
+      await waitFor(async () => (await auth.stats()).redisConnected === true, 10_000);
     } finally {
-      await auth.close().catch(() => undefined);
+      if (down) await testRedis.server.start(); // a failure above must not leave the file's Redis down
+      await auth.close();
     }
+    // Nothing counted during the outage is lost, and the refused request is not usage.
+    await withStore('plans3', async (store) => {
+      expect(await store.fetch(hashKey(metered))).toMatchObject({ usage_count: 1, requests_this_month: 1 });
+      expect(await store.fetch(hashKey(plain))).toMatchObject({ usage_count: 1 });
+    });
   }, 30_000);
 });

@@ -93,11 +93,11 @@ describe('UsageRecorder', () => {
     const recorder = new UsageRecorder(store, 1000, (e) => errors.push(e));
     for (let i = 0; i < 3; i++) {
       recorder.record(record.key_hash, 1, Date.now());
-      await recorder.flush().catch(() => undefined);
+      await expect(recorder.flush()).rejects.toThrow('disk full');
     }
     expect(errors).toHaveLength(1);
     problem = 'permission denied';
-    await recorder.flush().catch(() => undefined);
+    await expect(recorder.flush()).rejects.toThrow('permission denied');
     expect(errors).toHaveLength(2);
     expect(recorder.unflushedUnits).toBe(3);
   });
