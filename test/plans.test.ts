@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import express from 'express';
 import request from 'supertest';
 import { ConfigError, JsonFileKeyStore, daymindAuth, hashKey, type DaymindAuth, type DaymindOptions } from '../src';
-import { tempDir } from './helpers';
+import { tempDir, waitFor } from './helpers';
 
 /** An RFC 9651 List of Items with parameters, as the RateLimit fields use it. */
 function parseList(field: string | undefined): Array<{ item: string; params: Record<string, string> }> {
@@ -77,7 +77,9 @@ describe('plans: several windows per key', () => {
     expect(bySecond.body.error).toMatchObject({ code: 'rate_limited', policy: 'second' });
     expect(bySecond.headers['retry-after']).toBe('1');
 
-    await new Promise((r) => setTimeout(r, 1100));
+    // Once the "second" window has ended (its counter is gone), it has room again.
+    const second = { name: 'second', limit: 3, windowSeconds: 1 };
+    await waitFor(async () => (await s.auth.limiter.peek!(second, hashKey(key))).remaining === 3, 5000, 10);
     await get(s.app, '/v1/hello', key).expect(200);
     await get(s.app, '/v1/hello', key).expect(200); // the 5th of the day
     const byDay = await get(s.app, '/v1/hello', key);
@@ -96,7 +98,10 @@ describe('plans: several windows per key', () => {
     const blocked = await get(s.app, '/v1/hello', key);
     expect(blocked.status).toBe(429);
     expect(blocked.headers['retry-after']).toBe('3');
-    await new Promise((r) => setTimeout(r, 1100)); // a new 1 s window: without the block it would pass
+    // A new 1 s window has begun once a second of the 3 s block has passed (the block began with
+    // the refusal, after the window did): without the block the next request would pass.
+    const burst = { name: 'burst', limit: 2, windowSeconds: 1, blockSeconds: 3 };
+    await waitFor(async () => (await s.auth.limiter.peek!(burst, hashKey(key))).resetMs <= 2000, 5000, 10);
     const still = await get(s.app, '/v1/hello', key);
     expect(still.status).toBe(429);
     expect(Number(still.headers['retry-after'])).toBeGreaterThanOrEqual(1);

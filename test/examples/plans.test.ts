@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Redis from 'ioredis';
-import { sleep, startExampleServer, tempDir } from '../helpers';
+import { CLEAR_OF_MIDNIGHT_TIMEOUT_MS, clearOfMidnight, startExampleServer, tempDir, waitFor } from '../helpers';
 import { hashKey, JsonFileKeyStore, RedisKeyStore, type KeyStore, type NewKeyInput } from '../../src';
 import { startRedis, type TestRedis } from '../redis/harness';
 
@@ -91,6 +91,8 @@ function client(url: string) {
  */
 async function planFlow(url: string, keys: Keys): Promise<void> {
   const api = client(url);
+  // The server counts the quota by the real clock's UTC month: the flow runs within one month.
+  await clearOfMidnight(20_000);
   const month = monthSeconds();
 
   // Free: both windows and the quota announced as RFC 9651 list items.
@@ -105,10 +107,21 @@ async function planFlow(url: string, keys: Keys): Promise<void> {
   expect(fourth.body.error).toMatchObject({ code: 'rate_limited', policy: 'second' });
   expect(fourth.headers.get('retry-after')).toBe('1');
   expect(fourth.headers.get('ratelimit')).toBe('"second";r=0;t=1');
-  // A second later, "second" has room again and "day" refuses the 6th allowed request. The window
-  // began before the 4th was answered, so it has ended a second after that answer.
-  await sleep(1100);
-  for (let i = 4; i <= 5; i++) expect((await api.hello(keys.free)).status).toBe(200);
+  // Once its window has ended, "second" has room again: tried until then, each request is refused
+  // by "second" alone (a refused request spends no other window, nor the quota). Then "day"
+  // refuses the 6th allowed request.
+  const tries: string[] = [];
+  await waitFor(
+    async () => {
+      const res = await api.hello(keys.free);
+      tries.push(res.status === 429 ? `429 ${res.body.error?.policy}` : String(res.status));
+      return res.status !== 429;
+    },
+    5000,
+    50,
+  );
+  expect(tries.filter((t) => t !== '429 second')).toEqual(['200']); // the 4th allowed
+  expect((await api.hello(keys.free)).status).toBe(200); // the 5th
   const sixth = await api.hello(keys.free);
   expect(sixth.status).toBe(429);
   expect(sixth.body.error).toMatchObject({ code: 'rate_limited', policy: 'day' });
@@ -147,23 +160,27 @@ async function planFlow(url: string, keys: Keys): Promise<void> {
 }
 
 describe('examples/server.ts with DAYMIND_PLANS_FILE', () => {
-  test('on the JSON file store: plan windows, scopes, cost and quota end to end; counters written on SIGTERM', async () => {
-    const cwd = tempDir();
-    mkdirSync(join(cwd, 'data'));
-    const storePath = join(cwd, 'data', 'api_keys.json');
-    const keys = await createKeys(new JsonFileKeyStore({ path: storePath }));
-    const server = await startServer(cwd, {});
-    try {
-      expect(server.out()).toContain(`Plans in force (${join(cwd, 'plans.json')}):`);
-      expect(server.out()).toContain('  free: "second" 3/1s, "day" 5/1d; monthly quota 6 (test free)');
-      expect(server.out()).toContain('  pro: "minute" 100/1m; no monthly quota');
-      await planFlow(server.url, keys);
-    } finally {
-      await server.stop();
-    }
-    const records = JSON.parse(readFileSync(storePath, 'utf8')) as Array<{ owner: string; usage_count: number }>;
-    expect(Object.fromEntries(records.map((r) => [r.owner, r.usage_count]))).toEqual(USAGE_AFTER_FLOW);
-  });
+  test(
+    'on the JSON file store: plan windows, scopes, cost and quota end to end; counters written on SIGTERM',
+    async () => {
+      const cwd = tempDir();
+      mkdirSync(join(cwd, 'data'));
+      const storePath = join(cwd, 'data', 'api_keys.json');
+      const keys = await createKeys(new JsonFileKeyStore({ path: storePath }));
+      const server = await startServer(cwd, {});
+      try {
+        expect(server.out()).toContain(`Plans in force (${join(cwd, 'plans.json')}):`);
+        expect(server.out()).toContain('  free: "second" 3/1s, "day" 5/1d; monthly quota 6 (test free)');
+        expect(server.out()).toContain('  pro: "minute" 100/1m; no monthly quota');
+        await planFlow(server.url, keys);
+      } finally {
+        await server.stop();
+      }
+      const records = JSON.parse(readFileSync(storePath, 'utf8')) as Array<{ owner: string; usage_count: number }>;
+      expect(Object.fromEntries(records.map((r) => [r.owner, r.usage_count]))).toEqual(USAGE_AFTER_FLOW);
+    },
+    CLEAR_OF_MIDNIGHT_TIMEOUT_MS,
+  );
 
   describe('on Redis (KEY_STORE=redis)', () => {
     let redis: TestRedis;
@@ -174,27 +191,31 @@ describe('examples/server.ts with DAYMIND_PLANS_FILE', () => {
       await redis?.close();
     });
 
-    test('the same flow, with quota spent atomically in Redis', async () => {
-      const prefix = 'plans';
-      const storeClient = new Redis(redis.url);
-      let keys: Keys;
-      try {
-        keys = await createKeys(new RedisKeyStore({ client: storeClient, prefix, pollIntervalMs: 0 }));
-      } finally {
-        await storeClient.quit();
-      }
-      const server = await startServer(tempDir(), { KEY_STORE: 'redis', REDIS_URL: redis.url, REDIS_PREFIX: prefix });
-      try {
-        await planFlow(server.url, keys);
-      } finally {
-        await server.stop();
-      }
-      const admin = redis.client();
-      const counts: Record<string, number> = {};
-      for (const [role, key] of Object.entries(keys)) {
-        counts[KEYS[role as keyof Keys].owner] = Number(await admin.hget(`{${prefix}}:key:${hashKey(key)}`, 'usage_count'));
-      }
-      expect(counts).toEqual(USAGE_AFTER_FLOW);
-    });
+    test(
+      'the same flow, with quota spent atomically in Redis',
+      async () => {
+        const prefix = 'plans';
+        const storeClient = new Redis(redis.url);
+        let keys: Keys;
+        try {
+          keys = await createKeys(new RedisKeyStore({ client: storeClient, prefix, pollIntervalMs: 0 }));
+        } finally {
+          await storeClient.quit();
+        }
+        const server = await startServer(tempDir(), { KEY_STORE: 'redis', REDIS_URL: redis.url, REDIS_PREFIX: prefix });
+        try {
+          await planFlow(server.url, keys);
+        } finally {
+          await server.stop();
+        }
+        const admin = redis.client();
+        const counts: Record<string, number> = {};
+        for (const [role, key] of Object.entries(keys)) {
+          counts[KEYS[role as keyof Keys].owner] = Number(await admin.hget(`{${prefix}}:key:${hashKey(key)}`, 'usage_count'));
+        }
+        expect(counts).toEqual(USAGE_AFTER_FLOW);
+      },
+      CLEAR_OF_MIDNIGHT_TIMEOUT_MS,
+    );
   });
 });
