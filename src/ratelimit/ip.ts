@@ -16,17 +16,23 @@ export function clientAddress(req: Request, headers: IncomingHttpHeaders): strin
 /**
  * The subject of the per-IP limit: the IPv4 address, or the /64 network of an IPv6 address (one
  * host usually owns a whole /64, so per-address limits would be trivial to evade). IPv4-mapped
- * IPv6 addresses count as their IPv4 address.
+ * IPv6 addresses (::ffff:0:0/96) count as their IPv4 address, in any spelling: `::ffff:10.9.9.9`,
+ * `::ffff:a09:909` (as a proxy may write it in X-Forwarded-For), `0:0:0:0:0:ffff:a09:909`.
  */
 export function ipLimitKey(ip: string | undefined): string {
   if (!ip) return 'unknown';
   if (ip.indexOf(':') === -1) return ip; // IPv4, or anything else without a colon: itself, as below
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip); // the usual spelling, without expanding it
   if (mapped) return mapped[1]!;
   if (isIPv4(ip)) return ip;
   const zoneless = ip.split('%')[0]!;
   if (!isIPv6(zoneless)) return ip;
-  return expandIPv6(zoneless).slice(0, 4).join(':') + '::/64';
+  const groups = expandIPv6(zoneless);
+  if (groups.slice(0, 5).every((g) => g === '0') && groups[5] === 'ffff') {
+    const [high, low] = [parseInt(groups[6]!, 16), parseInt(groups[7]!, 16)];
+    return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
+  }
+  return groups.slice(0, 4).join(':') + '::/64';
 }
 
 /** The eight 16-bit groups of an IPv6 address, without leading zeros. */
