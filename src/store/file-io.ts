@@ -69,6 +69,9 @@ export async function readWithSignature(path: string): Promise<FileSnapshot> {
   const fd = await openFd(path, 'r');
   try {
     const stat = await fstatFd(fd, { bigint: true });
+    // fs.readFile reads a directory's descriptor as empty: readFileSync throws the EISDIR error
+    // that start-up reports (at once, a read of a directory fails without I/O).
+    if (stat.isDirectory()) fs.readFileSync(fd);
     const bytes = await readFd(fd);
     return { bytes, signature: signatureOf(stat), handle: fd };
   } catch (err) {
