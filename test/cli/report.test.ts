@@ -7,7 +7,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import request from 'supertest';
 import { daymindAuth, FileUsageHistory, historyDirFor, JsonFileKeyStore, LocalLedgerProvider, type UsageReport } from '../../src';
 import type { Report, ReportDay } from '../../src/cli/report-data';
-import { appWith, childEnv, isoMonth, tempDir, TEST_NOW } from '../helpers';
+import { appWith, childEnv, chromiumOptions, isoMonth, tempDir, TEST_NOW } from '../helpers';
 import { CLI, cli, cliAt } from './run';
 
 const execFileP = promisify(execFile);
@@ -216,10 +216,7 @@ describe('report --json', () => {
 describe('report --html', () => {
   let browser: Browser;
   beforeAll(async () => {
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: ['--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run'],
-    });
+    browser = await chromium.launch(chromiumOptions());
   }, 60_000);
   afterAll(async () => {
     await browser?.close();

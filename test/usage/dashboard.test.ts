@@ -18,18 +18,10 @@ import { JsonFileKeyStore } from '../../src/store/json-file';
 import type { KeyRecord } from '../../src/store/types';
 import { dayOffset, type HistoryEntry } from '../../src/usage/history';
 import { FileUsageHistory, historyDirFor } from '../../src/usage/history-file';
-import { CLEAR_OF_MIDNIGHT_TIMEOUT_MS, clearOfMidnight, startExampleServer, tempDir } from '../helpers';
+import { CLEAR_OF_MIDNIGHT_TIMEOUT_MS, chromiumOptions, clearOfMidnight, startExampleServer, tempDir } from '../helpers';
 
 /** The test's screenshot goes to a temp dir; docs/dashboard.png is made by `npm run screenshots`. */
 const SCREENSHOT = join(tempDir(), 'dashboard.png');
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-background-networking',
-  '--disable-gpu',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 /** The page's policy, spelled out: a change to the one in src must be made here too, on purpose. */
 const STRICT_CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
@@ -194,7 +186,7 @@ describe('GET /v1/usage/dashboard in Chromium', () => {
     expect(statuses.filter((s) => s === 200)).toHaveLength(IP_LIMIT);
     expect(statuses.filter((s) => s === 429)).toHaveLength(TRAFFIC - IP_LIMIT);
 
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    browser = await chromium.launch(chromiumOptions());
   }, CLEAR_OF_MIDNIGHT_TIMEOUT_MS);
 
   // Each test's own requests: a page made some, and none carried a key in its URL.
