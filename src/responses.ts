@@ -1,4 +1,5 @@
 import type { Response } from 'express';
+import { perWindow, waitText } from './human-time';
 import { retryAfterSeconds } from './ratelimit/headers';
 import type { RateLimitResult } from './ratelimit/types';
 import type { VerifyCode } from './verify';
@@ -54,7 +55,7 @@ export function sendRateLimited(res: Response, refusedBy: RateLimitResult): void
     res,
     429,
     'rate_limited',
-    `Rate limit of ${refusedBy.limit} requests per ${refusedBy.windowSeconds} s exceeded for ${subject}; retry in ${retryAfter} s.`,
+    `Rate limit of ${refusedBy.limit} request${refusedBy.limit === 1 ? '' : 's'} per ${perWindow(refusedBy.windowSeconds)} exceeded for ${subject}; retry in ${waitText(retryAfter)}.`,
     { policy: refusedBy.policy },
   );
 }
