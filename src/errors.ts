@@ -1,3 +1,5 @@
+import { types } from 'node:util';
+
 /**
  * Stable error codes. Code that handles daymind-auth errors should switch on `code`, never on the
  * message, which may be reworded.
@@ -47,8 +49,11 @@ export class StoreError extends DaymindError {
   }
 }
 
-/** Short description of any thrown value, for messages. */
+/**
+ * Short description of any thrown value, for messages. An error made in another realm (a vm
+ * context, as under jest) is an error too, described by its message alone.
+ */
 export function describeError(err: unknown): string {
-  if (err instanceof Error) return err.message;
+  if (err instanceof Error || types.isNativeError(err)) return err.message;
   return String(err);
 }

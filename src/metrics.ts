@@ -166,6 +166,11 @@ function register(prom: PromClient, registry: Registry, auth: DaymindAuth, setti
       this.inc(s.flushErrors);
     },
   });
+  gauge(
+    'usage_unflushed_units',
+    'Usage units counted and not yet written to the store (kept in memory while flushes fail).',
+    (s) => s.unflushedUnits,
+  );
   if (auth.config.billing !== false)
     gauge('billing_outbox_depth', 'Usage reports in the billing outbox waiting for the billing provider.', (s) => s.billingOutboxDepth);
   if (auth.config.redis !== undefined)
@@ -190,6 +195,7 @@ const METRIC_NAMES = [
   'usage_flush_duration_seconds',
   'usage_flush_age_seconds',
   'usage_flush_errors_total',
+  'usage_unflushed_units',
   'billing_outbox_depth',
   'redis_connected',
 ];

@@ -49,6 +49,8 @@ export interface DaymindStats {
   lastFlushAt: number | null;
   /** Usage flushes that failed since start. */
   flushErrors: number;
+  /** Usage units counted and not written to the store yet (waiting for the next flush, or for the store to take them again). */
+  unflushedUnits: number;
   /** Usage reports waiting for the billing provider (null without billing). */
   billingOutboxDepth: number | null;
   /** Whether the Redis connection is ready (null without Redis). */

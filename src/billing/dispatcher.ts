@@ -108,12 +108,15 @@ export class BillingDispatcher {
       await this.outbox.add(batch);
     } catch (err) {
       this.unsaved.unshift(...batch);
+      // Once while the cause lasts, not again as the count grows: pendingCount() (stats) has it.
+      const cause = describeError(err);
       this.problems.report(
         new DaymindError(
           'ERR_DAYMIND_BILLING',
-          `cannot write the billing outbox ${this.outbox.path}; ${this.unsaved.length} report(s) kept in memory: ${describeError(err)}`,
+          `cannot write the billing outbox ${this.outbox.path}; ${this.unsaved.length} report(s) kept in memory: ${cause}`,
           { cause: err },
         ),
+        `outbox: ${cause}`,
       );
     }
   }

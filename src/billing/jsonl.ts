@@ -1,6 +1,10 @@
 import * as fsp from 'node:fs/promises';
 
-/** Appends lines to a file and fsyncs it before resolving. */
+/**
+ * Appends lines to a file and fsyncs it before resolving. The callers hold a lock on the file. An
+ * append that fails is taken back whole: a full disk can take part of it before refusing the
+ * rest, and the file is cut back to its size before the append, so that it holds no half line.
+ */
 export async function appendLines(path: string, lines: string[]): Promise<void> {
   if (lines.length === 0) return;
   const handle = await fsp.open(path, 'a+', 0o600);
@@ -13,8 +17,13 @@ export async function appendLines(path: string, lines: string[]): Promise<void> 
       await handle.read(last, 0, 1, size - 1);
       if (last[0] !== 0x0a) lead = '\n';
     }
-    await handle.appendFile(lead + lines.map((l) => l + '\n').join(''), 'utf8');
-    await handle.sync();
+    try {
+      await handle.appendFile(lead + lines.map((l) => l + '\n').join(''), 'utf8');
+      await handle.sync();
+    } catch (err) {
+      await handle.truncate(size).catch(() => undefined);
+      throw err;
+    }
   } finally {
     await handle.close();
   }

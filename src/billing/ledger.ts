@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { describeError } from '../errors';
 import { appendLines, readJsonl } from './jsonl';
 import type { BillingProvider, UsageReport } from './types';
 
@@ -54,7 +55,12 @@ export class LocalLedgerProvider implements BillingProvider {
       quantity: report.quantity,
       identifier: report.identifier,
     };
-    await appendLines(ledgerPath(this.dir, ledgerMonth(report.window_end)), [JSON.stringify(entry)]);
+    const path = ledgerPath(this.dir, ledgerMonth(report.window_end));
+    try {
+      await appendLines(path, [JSON.stringify(entry)]);
+    } catch (err) {
+      throw new Error(`cannot write the usage ledger ${path}: ${describeError(err)}`, { cause: err });
+    }
   }
 }
 

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { DaymindError, describeError } from '../errors';
+import type { DaymindStats } from '../observe';
 import { OnceReporter } from '../report-once';
 import { addUsage, type RawRecord } from '../store/record';
 import { SLICE_BUDGET_MS, WorkSlicer } from '../store/slicer';
@@ -219,9 +220,10 @@ export class UsageRecorder {
     return view;
   }
 
-  /** The last successful flush (duration, Unix seconds) and how many flushes failed. */
-  flushStats(): { lastFlushDurationSeconds: number | null; lastFlushAt: number | null; flushErrors: number } {
-    return { lastFlushDurationSeconds: this.lastFlushDurationSeconds, lastFlushAt: this.lastFlushAt, flushErrors: this.flushErrors };
+  /** The last successful flush (duration, Unix seconds), how many flushes failed, and the units not written yet. */
+  flushStats(): Pick<DaymindStats, 'lastFlushDurationSeconds' | 'lastFlushAt' | 'flushErrors' | 'unflushedUnits'> {
+    const { lastFlushDurationSeconds, lastFlushAt, flushErrors, unflushedUnits } = this;
+    return { lastFlushDurationSeconds, lastFlushAt, flushErrors, unflushedUnits };
   }
 
   private historyWaiting(): boolean {
