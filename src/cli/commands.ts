@@ -1,6 +1,7 @@
 import { readdirSync } from 'node:fs';
 import { parsePrice, toBeancount, toCsv, toJson, totalsByOwner, type Price } from '../billing/export';
 import { readLedger, type LedgerEntry } from '../billing/ledger';
+import { waitText } from '../human-time';
 import { assertOwner, keyStatus } from '../store/record';
 import { JsonFileKeyStore } from '../store/json-file';
 import type { RedisKeyStore } from '../store/redis';
@@ -53,6 +54,12 @@ export type CommandOptions = {
   add?: string;
   set?: string;
 };
+
+/** The status for people: a rotating key with the time it has left (`rotating, 59 min left`). */
+export function statusText(record: KeyRecord, nowMs: number): string {
+  const status = keyStatus(record, nowMs);
+  return status === 'rotating' ? `rotating, ${waitText(record.revoke_at! - nowMs / 1000)} left` : status;
+}
 
 /** requests_today as of now: 0 when the last counted day is not today. */
 export function todayCount(record: KeyRecord, nowMs: number): number {
@@ -120,7 +127,7 @@ export async function list(ctx: CommandContext): Promise<void> {
       records.map((r) => [
         r.key_prefix,
         r.owner,
-        keyStatus(r, ctx.now),
+        statusText(r, ctx.now),
         formatTime(r.created_at),
         String(r.usage_count),
         String(todayCount(r, ctx.now)),
@@ -215,7 +222,7 @@ export async function show(ctx: CommandContext, name: string): Promise<void> {
     ['prefix', record.key_prefix],
     ['hash', record.key_hash],
     ['owner', record.owner],
-    ['status', String(view.status)],
+    ['status', statusText(record, ctx.now)],
     ['created', `${formatTime(record.created_at)} UTC`],
     ['usage_count', String(record.usage_count)],
     ['requests_today', String(view.requests_today)],
@@ -241,7 +248,7 @@ export async function rotate(ctx: CommandContext, name: string, options: Command
   const rotated = await withStore(ctx, false, async (s) => {
     const target = resolveKey(await s.list(), name);
     const status = keyStatus(target, ctx.now);
-    if (status !== 'active') throw new CommandError(`cannot rotate ${target.key_prefix}: it is ${status}`);
+    if (status !== 'active' && status !== 'rotating') throw new CommandError(`cannot rotate ${target.key_prefix}: it is ${status}`);
     const result = await s.rotate(target.key_hash, grace);
     if (!result) throw new CommandError(`the key ${target.key_prefix} was removed from the store meanwhile`);
     return result;
@@ -289,7 +296,9 @@ export async function usage(ctx: CommandContext, options: CommandOptions): Promi
   const ownerRows = [...ownerUsage(records, ctx.now).values()].sort(
     (a, b) => b.usage_count - a.usage_count || a.owner.localeCompare(b.owner),
   );
-  const keyRows = [...records].sort((a, b) => a.owner.localeCompare(b.owner) || b.usage_count - a.usage_count);
+  // Keys follow their owners in the owners' order (most used first), then by their own usage.
+  const rank = new Map(ownerRows.map((o, i) => [o.owner, i]));
+  const keyRows = [...records].sort((a, b) => rank.get(a.owner)! - rank.get(b.owner)! || b.usage_count - a.usage_count);
   if (ctx.json) {
     return print(ctx, {
       owners: ownerRows,
@@ -313,7 +322,7 @@ export async function usage(ctx: CommandContext, options: CommandOptions): Promi
   ctx.out(
     renderTable(
       ['OWNER', 'PREFIX', 'STATUS', 'USAGE', 'TODAY'],
-      keyRows.map((r) => [r.owner, r.key_prefix, keyStatus(r, ctx.now), String(r.usage_count), String(todayCount(r, ctx.now))]),
+      keyRows.map((r) => [r.owner, r.key_prefix, statusText(r, ctx.now), String(r.usage_count), String(todayCount(r, ctx.now))]),
     ),
   );
 }

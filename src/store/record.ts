@@ -330,12 +330,19 @@ export function isExpired(record: KeyRecord, nowMs: number): boolean {
   return record.expires_at != null && record.expires_at * 1000 <= nowMs;
 }
 
-export type KeyStatus = 'active' | 'revoked' | 'expired';
+/** `rotating`: replaced by a rotation, still accepted until `revoke_at` (the grace period). */
+export type KeyStatus = 'active' | 'rotating' | 'revoked' | 'expired';
 
 export function keyStatus(record: KeyRecord, nowMs: number): KeyStatus {
   if (isRevoked(record, nowMs)) return 'revoked';
   if (isExpired(record, nowMs)) return 'expired';
-  return 'active';
+  return record.revoke_at != null ? 'rotating' : 'active';
+}
+
+/** Unix seconds at which a key stops being accepted: the earlier of its expiry and a rotation's end; null for never. */
+export function endOf(record: KeyRecord): number | null {
+  const ends = [record.expires_at, record.revoked ? null : record.revoke_at].filter((t): t is number => typeof t === 'number');
+  return ends.length > 0 ? Math.min(...ends) : null;
 }
 
 /**
@@ -354,7 +361,7 @@ export function rotateRaw(
   if (!old) return undefined;
   const oldRecord = toKeyRecord(old, oldHash, prefix);
   const status = keyStatus(oldRecord, now);
-  if (status !== 'active') throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', `cannot rotate a key that is ${status}`);
+  if (status !== 'active' && status !== 'rotating') throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', `cannot rotate a key that is ${status}`);
   if (!(Number.isFinite(graceSeconds) && graceSeconds >= 0)) {
     throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', 'the grace period must be 0 or more seconds');
   }

@@ -270,7 +270,10 @@ export const DASHBOARD_SCRIPT = String.raw`(() => {
     setField('created_at', usage.created_at, typeof usage.created_at === 'number' ? dateOnly.format(new Date(usage.created_at * 1000)) : '');
     setField('last_used', usage.last_used, typeof usage.last_used === 'number' ? when(usage.last_used) : 'No request yet');
     setField('last_used_ago', usage.last_used, typeof usage.last_used === 'number' ? fromNow(usage.last_used) : 'Never');
-    setField('expires_in', usage.expires_at, typeof usage.expires_at === 'number' ? fromNow(usage.expires_at) : 'Never');
+    // A key in a rotation's grace period ends at the earlier of its expiry and its revocation.
+    const ends = [usage.expires_at, usage.revoke_at].filter((t) => typeof t === 'number');
+    const end = ends.length ? Math.min.apply(null, ends) : null;
+    setField('expires_in', end, end === null ? 'Never' : fromNow(end));
     setField('expires_at', usage.expires_at, typeof usage.expires_at === 'number' ? when(usage.expires_at) : 'No expiry date');
     setField('revoke_at', usage.revoke_at, when(usage.revoke_at));
     ui.revokeAtLine.hidden = typeof usage.revoke_at !== 'number';

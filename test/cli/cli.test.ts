@@ -126,7 +126,7 @@ describe('daymind-keys', () => {
 
     const graced = JSON.parse((await cli(['--store', store, '--json', 'rotate', second, '--grace', '1h'])).stdout);
     const third = graced.key as string;
-    expect(graced.previous.status).toBe('active');
+    expect(graced.previous.status).toBe('rotating');
     expect(graced.previous.revoke_at).toBeGreaterThan(Date.now() / 1000 + 3590);
     const auth = daymindAuth({ env: {}, storePath: store });
     expect((await auth.verify(second)).code).toBe('VALID');
