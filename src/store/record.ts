@@ -339,12 +339,6 @@ export function keyStatus(record: KeyRecord, nowMs: number): KeyStatus {
   return record.revoke_at != null ? 'rotating' : 'active';
 }
 
-/** Unix seconds at which a key stops being accepted: the earlier of its expiry and a rotation's end; null for never. */
-export function endOf(record: KeyRecord): number | null {
-  const ends = [record.expires_at, record.revoked ? null : record.revoke_at].filter((t): t is number => typeof t === 'number');
-  return ends.length > 0 ? Math.min(...ends) : null;
-}
-
 /**
  * Rotation on a store's raw records: appends a new key with the old one's owner and settings and
  * revokes the old one, at once or at the end of the grace period. Changes `raws` in place.
