@@ -66,13 +66,23 @@ export function childEnv(env: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
 }
 
 /**
+ * This process's environment without the calendar runs' libfaketime, for programs that do not
+ * work under it (Chromium starts in a minute, redis-server does not start) and read no date the
+ * tests check.
+ */
+export function realClockEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const name of ['LD_PRELOAD', 'FAKETIME', 'DONT_FAKE_MONOTONIC']) delete env[name];
+  return env;
+}
+
+/**
  * Launch options for Debian's Chromium through playwright-core. The browser never gets the
  * calendar runs' libfaketime: Chromium under it takes about a minute to start, and no page test
  * depends on the browser's clock.
  */
 export function chromiumOptions(): { executablePath: string; args: string[]; env: NodeJS.ProcessEnv } {
-  const env = { ...process.env };
-  for (const name of ['LD_PRELOAD', 'FAKETIME', 'DONT_FAKE_MONOTONIC']) delete env[name];
+  const env = realClockEnv();
   const args = [
     '--no-sandbox',
     '--disable-background-networking',

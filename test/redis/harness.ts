@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
+import { realClockEnv } from '../helpers';
 
 /** A redis-server of the test's own on a free port, with an append-only file so that it can restart. */
 export interface TestRedis {
@@ -13,6 +14,10 @@ export interface TestRedis {
   stop(): Promise<void>;
   /** Starts it again on the same port and data directory. */
   start(): Promise<void>;
+  /** Freezes the server (SIGSTOP): connections stay open, commands get no answer. */
+  pause(): void;
+  /** Lets a frozen server go on (SIGCONT); it then answers what it was sent meanwhile. */
+  resume(): void;
   /** A client for assertions. */
   client(): Redis;
   close(): Promise<void>;
@@ -53,7 +58,7 @@ async function waitForPing(port: number, timeoutMs: number): Promise<void> {
  * there; a machine without the binary fails loudly rather than skipping.
  */
 export async function startRedis(): Promise<TestRedis> {
-  if (spawnSync('redis-server', ['--version']).status !== 0) {
+  if (spawnSync('redis-server', ['--version'], { env: realClockEnv() }).status !== 0) {
     throw new Error('redis-server is not installed: install it (apt-get install redis-server); .ci/run does this');
   }
   const port = await freePort();
@@ -79,7 +84,7 @@ export async function startRedis(): Promise<TestRedis> {
         '--logfile',
         join(dir, 'log'),
       ],
-      { stdio: 'ignore' },
+      { stdio: 'ignore', env: realClockEnv() },
     );
     await waitForPing(port, 10_000);
   };
@@ -95,6 +100,8 @@ export async function startRedis(): Promise<TestRedis> {
     port,
     start,
     stop,
+    pause: () => void proc?.kill('SIGSTOP'),
+    resume: () => void proc?.kill('SIGCONT'),
     client() {
       const c = new Redis({ port, host: '127.0.0.1' });
       c.on('error', () => undefined);
@@ -102,6 +109,7 @@ export async function startRedis(): Promise<TestRedis> {
       return c;
     },
     async close() {
+      proc?.kill('SIGCONT'); // a test that failed while it was frozen: its clients' QUIT must be answered
       await Promise.all(clients.map((c) => c.quit().catch(() => c.disconnect())));
       await stop();
       rmSync(dir, { recursive: true, force: true });
