@@ -111,8 +111,17 @@ export async function withStore<T>(
   }
 }
 
-export async function list(ctx: CommandContext): Promise<void> {
+/** The store's keys, or with --owner only that owner's (none is an error: a typo, most likely). */
+async function keysOf(ctx: CommandContext, owner: string | undefined): Promise<KeyRecord[]> {
   const records = await withStore(ctx, false, (s) => s.list());
+  if (owner === undefined) return records;
+  const owned = records.filter((r) => r.owner === owner);
+  if (owned.length === 0) throw new CommandError(`no keys belong to "${owner}"`);
+  return owned;
+}
+
+export async function list(ctx: CommandContext, options: CommandOptions): Promise<void> {
+  const records = await keysOf(ctx, options.owner);
   if (ctx.json)
     return print(
       ctx,
@@ -167,6 +176,15 @@ function parseMeta(pairs: string[] | undefined): Record<string, string> | undefi
   return meta;
 }
 
+function mergedMeta(current: Record<string, unknown> | undefined, pairs: Record<string, string>): Record<string, unknown> | null {
+  const meta: Record<string, unknown> = { ...current };
+  for (const [key, value] of Object.entries(pairs)) {
+    if (value === '') delete meta[key];
+    else meta[key] = value;
+  }
+  return Object.keys(meta).length > 0 ? meta : null;
+}
+
 function parseCustomer(text: string): string {
   if (!/^cus_[A-Za-z0-9]{1,250}$/.test(text)) throw new UsageError(`--stripe-customer: "${text}" is not a Stripe customer id (cus_...)`);
   return text;
@@ -181,12 +199,18 @@ function parseRateLimit(text: string | undefined): number | undefined {
   return n;
 }
 
-export async function create(ctx: CommandContext, owner: string, options: CommandOptions): Promise<void> {
+/** An owner as given on the command line: a usage error when it is not one. */
+function checkOwner(owner: string, flag = ''): string {
   try {
     assertOwner(owner);
   } catch (err) {
-    throw new UsageError((err as Error).message);
+    throw new UsageError(flag + (err as Error).message);
   }
+  return owner;
+}
+
+export async function create(ctx: CommandContext, owner: string, options: CommandOptions): Promise<void> {
+  checkOwner(owner);
   const input: NewKeyInput = { owner };
   const limit = parseRateLimit(options['rate-limit']);
   if (limit !== undefined) input.rate_limit_per_minute = limit;
@@ -288,11 +312,7 @@ export function ownerUsage(records: KeyRecord[], nowMs: number): Map<string, Own
 }
 
 export async function usage(ctx: CommandContext, options: CommandOptions): Promise<void> {
-  let records = await withStore(ctx, false, (s) => s.list());
-  if (options.owner !== undefined) {
-    records = records.filter((r) => r.owner === options.owner);
-    if (records.length === 0) throw new CommandError(`no keys belong to "${options.owner}"`);
-  }
+  const records = await keysOf(ctx, options.owner);
   const ownerRows = [...ownerUsage(records, ctx.now).values()].sort(
     (a, b) => b.usage_count - a.usage_count || a.owner.localeCompare(b.owner),
   );
@@ -363,9 +383,12 @@ export async function set(ctx: CommandContext, name: string, options: CommandOpt
     changes.expires_at = options.expires === 'never' ? null : parseExpiry(options.expires, '--expires', ctx.now);
   const customer = options['stripe-customer'];
   if (customer !== undefined) changes.stripe_customer_id = customer === 'none' ? null : parseCustomer(customer);
-  if (Object.keys(changes).length === 0)
-    throw new UsageError('set needs at least one of --rate-limit, --expires, --stripe-customer, --plan, --scopes');
-  const record = await updateKey(ctx, name, () => changes);
+  if (options.owner !== undefined) changes.owner = checkOwner(options.owner, '--owner: ');
+  const meta = parseMeta(options.meta);
+  if (Object.keys(changes).length === 0 && !meta)
+    throw new UsageError('set needs at least one of --owner, --meta, --rate-limit, --expires, --stripe-customer, --plan, --scopes');
+  // --meta k=v sets k and --meta k= removes it, keeping the key's other pairs.
+  const record = await updateKey(ctx, name, (target) => (meta ? { ...changes, meta: mergedMeta(target.meta, meta) } : changes));
   if (ctx.json) return print(ctx, viewOf(ctx, record));
   ctx.out(`Updated ${record.key_prefix} (${record.owner})\n`);
 }

@@ -1,4 +1,4 @@
-export const TOOL_HELP = `Usage: daymind-keys [--store PATH] [--env-file FILE] [--json] <command> [options]
+export const TOOL_HELP = `Usage: daymind-keys [--store PATH | --redis URL] [--env-file FILE] [--json] <command> [options]
 
 Manage the API keys of a daymind-auth key store, also while a server is running on it.
 
@@ -6,7 +6,7 @@ Commands:
   list                          every key: prefix, owner, status, created, usage, today, last used
                                 (and plan, month vs quota, credits, scopes where used)
   create OWNER                  a new key; prints it once
-  set KEY|PREFIX                change a key's limit, expiry, Stripe customer, plan or scopes
+  set KEY|PREFIX                change a key's owner, meta, limit, expiry, Stripe customer, plan or scopes
   credits KEY|PREFIX            add to, set or refill a key's prepaid credits
   plans                         the plans in force (DAYMIND_PLANS_FILE)
   revoke KEY|PREFIX             refuse the key from now on (a running server within 1 s)
@@ -30,9 +30,10 @@ hash (8 or more hex digits). Exit codes: 0 done, 1 failed, 2 wrong usage.
 `;
 
 export const COMMAND_HELP: Record<string, string> = {
-  list: `Usage: daymind-keys list [--json]
+  list: `Usage: daymind-keys list [--owner OWNER] [--json]
 
-Every key in the store: display prefix, owner, status (active, revoked, expired), created (UTC),
+Every key in the store, or with --owner that owner's: display prefix, owner, status (active,
+rotating with the time left of its grace period, revoked, expired), created (UTC),
 usage_count, requests today (UTC day), last used (UTC). When plans are in force
 (DAYMIND_PLANS_FILE) or a key has a plan, scopes or credits, also: plan, this UTC month's units
 against the plan's monthly quota (120/10000, or 120 without a quota), prepaid credits (with their
@@ -57,10 +58,14 @@ shown again). A running server accepts it on its first request.
   --refill monthly:N      restore the credits to N at the start of each UTC month (daily:N: day);
                           without --credits the key starts with N
 `,
-  set: `Usage: daymind-keys set KEY|PREFIX [--rate-limit N|default] [--expires DURATION|DATE|never] [--stripe-customer cus_...|none]
-                         [--plan PLAN|none] [--scopes a,b|none] [--json]
+  set: `Usage: daymind-keys set KEY|PREFIX [--owner OWNER] [--meta k=v ...] [--rate-limit N|default] [--expires DURATION|DATE|never]
+                         [--stripe-customer cus_...|none] [--plan PLAN|none] [--scopes a,b|none] [--json]
 
 Changes a key's settings; running servers pick the change up within a second.
+
+  --owner OWNER            who the key belongs to
+  --meta k=v               sets k in the key's free-form data, keeping its other pairs; k= (no
+                           value) removes k; repeat for more pairs
 
   --rate-limit N|default   this key's limit in requests per minute, or back to the server's
   --expires DURATION|DATE  as for create, or never

@@ -48,9 +48,9 @@ const OPTIONS = {
 
 /** Options each command takes besides the global ones, and how many arguments. */
 const COMMANDS: Record<string, { options: string[]; args: string[] }> = {
-  list: { options: [], args: [] },
+  list: { options: ['owner'], args: [] },
   create: { options: ['rate-limit', 'expires', 'meta', 'stripe-customer', 'plan', 'scopes', 'credits', 'refill'], args: ['OWNER'] },
-  set: { options: ['rate-limit', 'expires', 'stripe-customer', 'plan', 'scopes'], args: ['KEY|PREFIX'] },
+  set: { options: ['owner', 'meta', 'rate-limit', 'expires', 'stripe-customer', 'plan', 'scopes'], args: ['KEY|PREFIX'] },
   credits: { options: ['add', 'set', 'refill'], args: ['KEY|PREFIX'] },
   plans: { options: [], args: [] },
   export: { options: ['format', 'month', 'owner', 'price', 'ledger-dir'], args: [] },
@@ -133,7 +133,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   const options: commands.CommandOptions = values;
   switch (command) {
     case 'list':
-      await commands.list(ctx);
+      await commands.list(ctx, options);
       break;
     case 'create':
       await commands.create(ctx, args[0]!, options);

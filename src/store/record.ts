@@ -81,6 +81,10 @@ export function monthUsage(record: KeyRecord, nowMs: number): number {
 /** Throws unless every given setting is valid. */
 export function assertKeyChanges(changes: KeyChanges): void {
   assertPlanChanges(changes);
+  if ('owner' in changes) assertOwner(changes.owner);
+  if (changes.meta != null && (typeof changes.meta !== 'object' || Array.isArray(changes.meta))) {
+    throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', 'meta must be an object');
+  }
   const limit = changes.rate_limit_per_minute;
   if (limit != null && !(Number.isSafeInteger(limit) && limit > 0)) {
     throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', 'rate_limit_per_minute must be a whole number greater than 0');
@@ -98,11 +102,11 @@ export function applyKeyChanges(raw: RawRecord, changes: KeyChanges, nowMs: numb
   assertKeyChanges(changes);
   // The credits as they stand before the change (a refill due settled), not under a new refill.
   const before = creditsAt(raw, nowMs);
-  for (const field of ['rate_limit_per_minute', 'expires_at', 'stripe_customer_id', 'plan', 'scopes', 'credits_refill'] as const) {
+  for (const field of ['owner', 'meta', 'rate_limit_per_minute', 'expires_at', 'stripe_customer_id', 'plan', 'scopes', 'credits_refill'] as const) {
     if (!(field in changes)) continue;
     const value = changes[field];
     if (value === null || value === undefined) delete raw[field];
-    else raw[field] = Array.isArray(value) ? [...new Set(value)] : value;
+    else raw[field] = Array.isArray(value) ? [...new Set(value)] : typeof value === 'object' ? { ...value } : value;
   }
   if ('credits' in changes || changes.add_credits !== undefined || changes.credits_refill) {
     let credits = 'credits' in changes ? (changes.credits ?? undefined) : before;
@@ -122,9 +126,6 @@ export function applyKeyChanges(raw: RawRecord, changes: KeyChanges, nowMs: numb
 function assertNewKeyInput(input: NewKeyInput): void {
   assertOwner(input.owner);
   assertKeyChanges(input);
-  if (input.meta != null && (typeof input.meta !== 'object' || Array.isArray(input.meta))) {
-    throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', 'meta must be an object');
-  }
 }
 
 /**

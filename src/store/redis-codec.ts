@@ -42,6 +42,7 @@ export function encodeRecord(record: RawRecord): { fields: string[]; absent: str
   else absent.push('credits_refill_interval', 'credits_refill_amount');
   fields.push('revoked', record.revoked === true ? '1' : '0');
   if (record.meta != null && typeof record.meta === 'object') fields.push('meta', JSON.stringify(record.meta));
+  else absent.push('meta');
   return { fields, absent };
 }
 

@@ -117,6 +117,10 @@ export interface NewKeyInput {
 
 /** Settings of a key that can change after creation; null removes one. */
 export interface KeyChanges {
+  /** Who the key belongs to. */
+  owner?: string;
+  /** Replaces the key's free-form data; null removes it. */
+  meta?: Record<string, unknown> | null;
   rate_limit_per_minute?: number | null;
   plan?: string | null;
   scopes?: string[] | null;

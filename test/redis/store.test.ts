@@ -56,6 +56,20 @@ describe('RedisKeyStore', () => {
     expect(fresh.get(record.key_hash)!.revoke_at).toBeCloseTo(rotated.previous.revoke_at!, 3);
   });
 
+  test('update changes the owner and replaces or removes meta, for this instance and another', async () => {
+    const s = await store();
+    const { record } = await s.create({ owner: 'acme', meta: { plan: 'pro', team: 'core' } });
+    expect(await s.update(record.key_hash, { owner: 'acme-eu', meta: { region: 'eu' } })).toMatchObject({
+      owner: 'acme-eu',
+      meta: { region: 'eu' },
+    });
+    const other = await store(true);
+    expect(other.get(record.key_hash)).toMatchObject({ owner: 'acme-eu', meta: { region: 'eu' } });
+    await s.update(record.key_hash, { meta: null });
+    expect(await redis.client().hget(`{t${prefix}}:key:${record.key_hash}`, 'meta')).toBeNull();
+    expect((await s.list())[0]!.owner).toBe('acme-eu');
+  });
+
   test('another instance sees new keys and revocations within a second, without a KEYS scan', async () => {
     const a = await store();
     const b = await store(true);
