@@ -16,7 +16,8 @@ function portFromEnv(): number {
 }
 
 const port = portFromEnv();
-// A request the server failed (5xx) is neither counted nor billed.
+// A request the server failed (5xx) is neither counted nor billed; nor is one whose client went
+// away before the response was sent, whatever its status.
 const auth = daymindAuth({ billable: (_req, res) => res.statusCode < 500 });
 const app = express();
 

@@ -12,6 +12,8 @@ interface RequestUsage {
   ipResult: RateLimitResult | undefined;
   /** Refused after the key check (a missing scope, a cost it could not pay): not usage. */
   refused: boolean;
+  /** Whether the response was sent ('finish'); a client gone before that leaves it false: not usage. */
+  sent: boolean;
   /** Whether `results[0]` is the request itself (false when it was counted at once). */
   first?: boolean;
   /** The request's time (ms), for counting it in the right day and month. */
@@ -31,8 +33,8 @@ export interface RequestUsageParts {
 
 /**
  * The usage of allowed requests from the key check to the end of the response: held in flight,
- * counted when the response ends (if `billable` agrees and nothing refused it later), else given
- * back. Also the route guards that act on it: `cost(n)` and `requireScope(scope)`.
+ * counted when the response has been sent (if `billable` agrees and nothing refused it later),
+ * else given back. Also the route guards that act on it: `cost(n)` and `requireScope(scope)`.
  */
 export class RequestUsageTracker {
   private readonly states = new WeakMap<Request, RequestUsage>();
@@ -51,21 +53,31 @@ export class RequestUsageTracker {
 
   /** Holds an allowed request's usage until its response ends. */
   track(req: Request, res: Response, result: VerifyResult, ipResult: RateLimitResult | undefined, at: number): void {
-    const state: RequestUsage = { results: [result], ipResult, refused: false, at, first: true };
+    const state: RequestUsage = { results: [result], ipResult, refused: false, sent: false, at, first: true };
     this.states.set(req, state);
-    res.once('close', () => this.settle(req, res, state));
+    this.settleAtClose(req, res, state);
   }
 
   /** State for a request counted at once (no results to settle), so that more units are held. */
   private adopt(req: Request, res: Response): RequestUsage {
-    const state: RequestUsage = { results: [], ipResult: undefined, refused: false, at: this.parts.now() };
+    const state: RequestUsage = { results: [], ipResult: undefined, refused: false, sent: false, at: this.parts.now() };
     this.states.set(req, state);
-    res.once('close', () => this.settle(req, res, state));
+    this.settleAtClose(req, res, state);
     return state;
   }
 
+  /**
+   * Settles the request when its connection is done with it ('close'). Its response counts as sent
+   * once it emitted 'finish': a client that went away first leaves 'close' alone, whatever the
+   * status code says (`res.writableFinished` is true then too, once Express has ended an answer).
+   */
+  private settleAtClose(req: Request, res: Response, state: RequestUsage): void {
+    res.once('finish', () => (state.sent = true));
+    res.once('close', () => this.settle(req, res, state));
+  }
+
   private settle(req: Request, res: Response, state: RequestUsage): void {
-    let counted = !state.refused;
+    let counted = !state.refused && state.sent;
     if (counted && this.parts.billable) {
       try {
         counted = this.parts.billable(req, res) === true;
