@@ -6,7 +6,7 @@
  * their plan's windows and monthly quota; see docs/plans.md.
  */
 import express from 'express';
-import { daymindAuth, metricsHandler, ConfigError } from '../src';
+import { daymindAuth, metricsHandler, jsonErrorHandler, ConfigError } from '../src';
 
 function portFromEnv(): number {
   const raw = process.env.PORT ?? '3000';
@@ -62,6 +62,13 @@ app.get('/v1/hello', (req, res) => {
 app.post('/v1/echo', auth.requireScope('write'), auth.cost(5), express.json(), (req, res) => {
   res.json({ echo: req.body ?? null, cost: 5, owner: req.daymind!.owner });
 });
+// Errors are answered in JSON like the refusals, never with Express's HTML page and its stack
+// trace: a body that is not JSON (400 invalid_json), one over express.json()'s 100 kB (413
+// payload_too_large), a route that throws (500, its stack on stderr only); an unknown route, 404.
+app.use((req, res) => {
+  res.status(404).json({ error: { code: 'not_found', message: `There is no ${req.method} ${req.path}; GET / lists the endpoints.` } });
+});
+app.use(jsonErrorHandler());
 
 // Listening is reported by the server's events rather than app.listen's callback: Express 5 calls
 // that callback with the error when the port is in use, Express 4 never calls it then.

@@ -1,5 +1,5 @@
 import { dirname } from 'node:path';
-import { ConfigError } from './errors';
+import { ConfigError, safeOnError } from './errors';
 import { assertKeyPrefix, DEFAULT_KEY_PREFIX, isPlausibleKey } from './keys';
 import type { KeyStore } from './store/types';
 import type { RateLimiterAdapter } from './ratelimit/types';
@@ -419,7 +419,7 @@ export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
     plans: resolvePlans(options.plans, env),
     cost: optionalFunction<(req: Request) => number>('cost', options.cost),
     billable: optionalFunction<(req: Request, res: Response) => boolean>('billable', options.billable),
-    onError: options.onError ?? ((err) => console.error(`[daymind-auth] ${err.message}`)),
+    onError: safeOnError(options.onError),
   };
 }
 

@@ -50,6 +50,22 @@ export class StoreError extends DaymindError {
 }
 
 /**
+ * The onError hook as daymind-auth calls it (default: one line on stderr). A hook that throws must
+ * not break what reported to it (a request would get Express's error page, a timer would end the
+ * process): what it throws goes to stderr with the error it was given.
+ */
+export function safeOnError(hook: ((err: Error) => void) | undefined): (err: Error) => void {
+  if (!hook) return (err) => console.error(`[daymind-auth] ${err.message}`);
+  return (err) => {
+    try {
+      hook(err);
+    } catch (thrown) {
+      console.error(`[daymind-auth] ${err.message} (the onError hook threw: ${describeError(thrown)})`);
+    }
+  };
+}
+
+/**
  * Short description of any thrown value, for messages. An error made in another realm (a vm
  * context, as under jest) is an error too, described by its message alone.
  */

@@ -21,6 +21,7 @@ export { RedisUsageHistory, type RedisUsageHistoryOptions } from './usage/histor
 export type { RequestOutcome, RequestEvent, RequestListener, DaymindStats } from './observe';
 export { metricsHandler, type MetricsHandlerOptions, type MetricsRegistry } from './metrics';
 export type { HttpErrorCode } from './responses';
+export { jsonErrorHandler, type JsonErrorHandlerOptions } from './error-handler';
 export type { BillingProvider, UsageReport } from './billing/types';
 export { BillingRejection, type DeadLetter } from './billing/rejection';
 export { LocalLedgerProvider, readLedger, type LedgerEntry } from './billing/ledger';

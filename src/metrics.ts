@@ -5,6 +5,7 @@ import type { DaymindAuth } from './middleware';
 import { REQUEST_OUTCOMES, type DaymindStats } from './observe';
 import { OnceReporter } from './report-once';
 import { loadPeer } from './peer';
+import { sendJsonError } from './responses';
 
 /**
  * The parts of a prom-client `Registry` used here. Declared structurally so that the published
@@ -237,11 +238,20 @@ export function metricsHandler(auth: DaymindAuth, options: MetricsHandlerOptions
     throw new ConfigError('prefix', `the registry already has metrics named ${taken.join(', ')}; choose another prefix`);
 
   const target = registry;
-  const handler: RequestHandler = (_req, res, next) => {
-    target.metrics().then((body) => {
-      res.set('Content-Type', target.contentType);
-      res.send(body);
-    }, next);
+  const failures = new OnceReporter(auth.config.onError);
+  const handler: RequestHandler = (_req, res) => {
+    target.metrics().then(
+      (body) => {
+        failures.clear();
+        res.set('Content-Type', target.contentType);
+        res.send(body);
+      },
+      (err: unknown) => {
+        const message = `metrics: the registry could not be collected: ${describeError(err)}`;
+        failures.report(new DaymindError('ERR_DAYMIND_UNAVAILABLE', message, { cause: err }));
+        if (!res.headersSent) sendJsonError(res, 500, 'internal_server_error', 'The metrics could not be collected.');
+      },
+    );
   };
   byPrefix.set(settings.prefix, { ...register(prom, target as unknown as Registry, auth, settings), handler });
   return handler;

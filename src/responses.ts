@@ -4,7 +4,10 @@ import { retryAfterSeconds } from './ratelimit/headers';
 import type { RateLimitResult } from './ratelimit/types';
 import type { VerifyCode } from './verify';
 
-/** The `error.code` values of HTTP answers. */
+/**
+ * The `error.code` values of HTTP answers. `jsonErrorHandler()` answers `invalid_json`, and
+ * otherwise the name of the status in snake case (`payload_too_large`, `internal_server_error`).
+ */
 export type HttpErrorCode =
   | 'missing_api_key'
   | 'malformed_api_key'
@@ -17,7 +20,10 @@ export type HttpErrorCode =
   | 'history_unavailable'
   | 'quota_exceeded'
   | 'credits_exhausted'
-  | 'insufficient_scope';
+  | 'insufficient_scope'
+  | 'invalid_json'
+  | 'payload_too_large'
+  | 'internal_server_error';
 
 const UNAUTHORIZED: Partial<Record<VerifyCode, { code: HttpErrorCode; message: string }>> = {
   MISSING: {

@@ -1,7 +1,8 @@
 /**
  * docs/getting-started.md as a new user follows it: its `server.js`, with Express 5 and with
- * Express 4, on the built package; the requests of its "Call it" section, which must answer the
- * bodies the doc shows; and what it says happens when the port is in use.
+ * Express 4, on the built package; the requests of its "Call it" section (the refusals, and a body
+ * its error handler answers), which must answer the bodies the doc shows; and what it says happens
+ * when the port is in use.
  */
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -27,12 +28,16 @@ function shownCommands(): Array<{ command: string; output: string }> {
   return shown;
 }
 
-/** The request of a doc line `curl [-H "Name: value"]... http://localhost:3000/...`, sent to `port`. */
-function curl(command: string, port: number): Promise<Response> {
-  const parsed = /^curl((?: -H "[^"]*")*) http:\/\/localhost:3000(\/\S*)$/.exec(command);
+/**
+ * The request of a doc line `curl [-H "Name: value"]... [-d 'body'] http://localhost:3000/...`, sent
+ * to `port`, with the doc's placeholder `dm_...` replaced by `key`. With `-d`, a POST of that body.
+ */
+function curl(command: string, port: number, key = 'dm_...'): Promise<Response> {
+  const parsed = /^curl((?: -H "[^"]*")*)(?: -d '([^']*)')? http:\/\/localhost:3000(\/\S*)$/.exec(command);
   if (!parsed) throw new Error(`not a curl command this test understands: ${command}`);
-  const headers = [...parsed[1]!.matchAll(/-H "([^:"]+): ([^"]*)"/g)].map(([, name, value]) => [name!, value!]);
-  return fetch(`http://localhost:${port}${parsed[2]}`, { headers: Object.fromEntries(headers) });
+  const headers = [...parsed[1]!.matchAll(/-H "([^:"]+): ([^"]*)"/g)].map(([, name, value]) => [name!, value!.replace('dm_...', key)]);
+  const body = parsed[2];
+  return fetch(`http://localhost:${port}${parsed[3]}`, { headers: Object.fromEntries(headers), method: body ? 'POST' : 'GET', body });
 }
 
 /** A project holding the doc's server.js, with daymind-auth (this repository's build) and `express` installed. */
@@ -91,12 +96,14 @@ describe.each([
 
       const shown = shownCommands();
       const codes = shown.map(({ output }) => (JSON.parse(output) as { error: { code: string } }).error.code);
-      expect(codes).toEqual(['missing_api_key', 'malformed_api_key', 'invalid_api_key']);
+      expect(codes).toEqual(['missing_api_key', 'malformed_api_key', 'invalid_api_key', 'invalid_json']);
       for (const { command, output } of shown) {
-        const res = await curl(command, port);
-        expect([command, res.status, await res.text()]).toEqual([command, 401, output]);
+        const res = await curl(command, port, key);
         const { code, message } = (JSON.parse(output) as { error: { code: string; message: string } }).error;
-        const challenge = code === 'missing_api_key' ? 'Bearer' : `Bearer error="invalid_token", error_description="${message}"`;
+        const status = code === 'invalid_json' ? 400 : 401;
+        expect([command, res.status, res.headers.get('cache-control'), await res.text()]).toEqual([command, status, 'no-store', output]);
+        const challenge =
+          status === 400 ? null : code === 'missing_api_key' ? 'Bearer' : `Bearer error="invalid_token", error_description="${message}"`;
         expect([command, res.headers.get('www-authenticate')]).toEqual([command, challenge]);
       }
     } finally {

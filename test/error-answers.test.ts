@@ -1,0 +1,3 @@
+import { errorAnswerCases } from './error-answers.cases';
+
+describe('Express 5', () => errorAnswerCases());
