@@ -1,9 +1,11 @@
 import { readdirSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { parsePrice, toBeancount, toCsv, toJson, totalsByOwner, type Price } from '../billing/export';
 import { readLedger, type LedgerEntry } from '../billing/ledger';
 import { waitText } from '../human-time';
 import { assertOwner, keyStatus } from '../store/record';
 import { JsonFileKeyStore } from '../store/json-file';
+import { writeMigrationNote } from '../store/migrated';
 import type { RedisKeyStore } from '../store/redis';
 import { openAdminStore, redactUrl, type AdminStore } from './open-store';
 import type { KeyChanges, KeyRecord, NewKeyInput } from '../store/types';
@@ -368,6 +370,7 @@ export async function migrate(ctx: CommandContext, from: string | undefined, to:
     await source.close();
   }
   const skipped = records.length - copied;
+  writeMigrationNote(resolve(from), { to: `${redactUrl(to)} (prefix ${prefix})`, at: ctx.now / 1000 });
   if (ctx.json) return print(ctx, { from, to: redactUrl(to), prefix, copied, skipped });
   ctx.out(
     `Copied ${copied} key(s) from ${from} to ${redactUrl(to)} (prefix ${prefix}); ${skipped} were in Redis already and were left as they are.\n`,

@@ -1,12 +1,14 @@
+import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DaymindError } from '../errors';
 import { DEFAULT_STORE_PATH } from '../store/json-file';
+import { migrationMessage, readMigrationNote } from '../store/migrated';
 import * as commands from './commands';
 import { readEnvFile } from './env-file';
 import { UsageError } from './errors';
 import { COMMAND_HELP, TOOL_HELP } from './help';
-import { openAdminStore, type StoreLocation } from './open-store';
+import { openAdminStore, type AdminStore, type StoreLocation } from './open-store';
 import * as planCommands from './plan-commands';
 import { PlansSource } from './plans';
 import { report } from './report';
@@ -123,7 +125,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
 
   const now = io.now ?? Date.now;
   const ctx: commands.CommandContext = {
-    openStore: (create) => openAdminStore(location!, create, now),
+    openStore: (create) => openStore(location!, create, now, io),
     json: values.json === true,
     out: io.stdout,
     note: io.stderr,
@@ -170,6 +172,22 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       break;
   }
   return 0;
+}
+
+/**
+ * Opens the store a command works on, saying on stderr what a user in the wrong directory needs to
+ * know: that a command created a new JSON store (and where), or that the JSON store named was
+ * migrated to Redis.
+ */
+async function openStore(location: StoreLocation, create: boolean, now: () => number, io: CliIO): Promise<AdminStore> {
+  if (location.kind !== 'file') return openAdminStore(location, create, now);
+  const path = resolve(location.path);
+  const note = readMigrationNote(path);
+  if (note) io.stderr(`daymind-keys: note: ${migrationMessage(path, note)}\n`);
+  const fresh = create && !existsSync(path);
+  const opened = await openAdminStore(location, create, now);
+  if (fresh) io.stderr(`daymind-keys: created a new key store at ${path}\n`);
+  return opened;
 }
 
 /** Options whose value may be a negative number: `--add -5` becomes `--add=-5`, which parseArgs takes. */

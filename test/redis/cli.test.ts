@@ -1,9 +1,9 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import request from 'supertest';
 import { daymindAuth, hashKey } from '../../src';
-import { appWith, SEED_KEYS, seedStoreCopy, tempDir } from '../helpers';
+import { appWith, SEED_KEYS, SEED_STORE, seedStoreCopy, tempDir } from '../helpers';
 import { redisForFile } from './harness';
 import { cli } from '../cli/run';
 
@@ -72,6 +72,13 @@ describe('daymind-keys on a Redis store', () => {
     });
     expect(JSON.stringify(alpha)).not.toContain(SEED_KEYS.alpha);
     expect(await testRedis.admin.hgetall(`{mig}:key:${hashKey(SEED_KEYS.revoked)}`)).toMatchObject({ usage_count: '98765', revoked: '1' });
+    // The old file stays as it was, with a note beside it: the CLI pointed at it says where its keys went.
+    expect(readFileSync(file, 'utf8')).toBe(readFileSync(SEED_STORE, 'utf8'));
+    const listed = await cli(['--store', file, 'list']);
+    expect(listed.code).toBe(0);
+    expect(listed.stderr).toMatch(
+      new RegExp(`^daymind-keys: note: the key store ${file} was migrated to redis://127\\.0\\.0\\.1:\\d+ \\(prefix mig\\) on 20\\d\\d-`),
+    );
   });
 
   test('bad input: an unreachable Redis or a bad URL is one line and a non-zero exit', async () => {
