@@ -158,7 +158,7 @@ export function errorAnswerCases(): void {
 
     test('an onError hook that throws: the request still gets 503 service_unavailable as JSON', async () => {
       class GetFails extends MemoryKeyStore {
-        get(): KeyRecord | undefined {
+        override get(): KeyRecord | undefined {
           throw new Error('store exploded');
         }
       }

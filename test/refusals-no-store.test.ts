@@ -74,7 +74,7 @@ test('every refusal is JSON with Cache-Control: no-store', async () => {
   ];
 
   class Failing extends MemoryKeyStore {
-    get(): KeyRecord | undefined {
+    override get(): KeyRecord | undefined {
       throw new Error('store down');
     }
   }
