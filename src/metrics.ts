@@ -2,7 +2,7 @@ import type { RequestHandler } from 'express';
 import type { Counter, Registry } from 'prom-client';
 import { ConfigError, DaymindError, describeError } from './errors';
 import type { DaymindAuth } from './middleware';
-import { REQUEST_OUTCOMES, type DaymindStats } from './observe';
+import { REQUEST_OUTCOMES, type DaymindStats, type RequestOutcome } from './observe';
 import { OnceReporter } from './report-once';
 import { loadPeer } from './peer';
 import { sendJsonError } from './responses';
@@ -113,6 +113,9 @@ function statsPerScrape(auth: DaymindAuth): () => Promise<DaymindStats | undefin
       }));
 }
 
+/** Outcomes decided before a key is found: their requests have no owner. */
+const KEYLESS_OUTCOMES: ReadonlySet<RequestOutcome> = new Set(['missing_api_key', 'invalid_api_key', 'ip_rate_limited', 'store_unavailable']);
+
 function register(prom: PromClient, registry: Registry, auth: DaymindAuth, settings: Settings): Omit<Installed, 'handler'> {
   const p = settings.prefix;
   const registers = [registry];
@@ -135,8 +138,13 @@ function register(prom: PromClient, registry: Registry, auth: DaymindAuth, setti
     labelNames: settings.ownerLabel ? ['outcome', 'owner'] : ['outcome'],
     registers,
   });
-  // Every outcome exists from the start, so that rate() sees its first request.
-  for (const outcome of REQUEST_OUTCOMES) requests.inc(settings.ownerLabel ? { outcome, owner: '' } : { outcome }, 0);
+  // Every outcome exists from the start, so that rate() sees its first request. With the owner
+  // label, only the outcomes decided before a key is known have a series without an owner (owner="");
+  // the others start at their first request, under their owner.
+  for (const outcome of REQUEST_OUTCOMES) {
+    if (!settings.ownerLabel) requests.inc({ outcome }, 0);
+    else if (KEYLESS_OUTCOMES.has(outcome)) requests.inc({ outcome, owner: '' }, 0);
+  }
   const duration = new prom.Histogram({
     name: `${p}request_duration_seconds`,
     help: 'Time the daymind-auth middleware took to decide a request (key check and rate limits), by outcome.',

@@ -203,6 +203,9 @@ describe('metricsHandler()', () => {
     expect(valueOf(samples, 'daymind_requests_total', { outcome: 'allowed', owner: 'team-beta' })).toBe(1);
     expect(valueOf(samples, 'daymind_requests_total', { outcome: 'revoked_api_key', owner: 'old-integration' })).toBe(1);
     expect(valueOf(samples, 'daymind_requests_total', { outcome: 'missing_api_key', owner: '' })).toBe(1);
+    // owner="" only where no key was found: never an allowed or refused-by-key series without an owner.
+    const ownerless = samples.filter((s) => s.name === 'daymind_requests_total' && s.labels.owner === '').map((s) => s.labels.outcome);
+    expect(ownerless.sort()).toEqual(['invalid_api_key', 'ip_rate_limited', 'missing_api_key', 'store_unavailable']);
     // The histogram stays per outcome only.
     expect(samples.filter((s) => s.name.startsWith('daymind_request_duration') && 'owner' in s.labels)).toEqual([]);
   });

@@ -49,7 +49,7 @@ describe('the usage page in Chromium', () => {
         /^This key will be revoked on .* \(it has been replaced by a new key\)\./,
       );
       // The new key has only its expiry.
-      await page.evaluate(() => sessionStorage.clear());
+      await page.evaluate('sessionStorage.clear()');
       await page.goto(`${base}/v1/usage/dashboard`);
       await page.fill('#key-input', rotated!.key);
       await page.click('#key-submit');
