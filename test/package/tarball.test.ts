@@ -1,5 +1,5 @@
-import { execFile, execFileSync } from 'node:child_process';
-import { cpSync, existsSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync, spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { tempDir } from '../helpers';
@@ -81,6 +81,34 @@ describe('the published package (npm pack), installed in a fresh project', () =>
     expect(cjs.stdout.trim()).toBe('200 {"owner":"consumer","via":"cjs"}');
     const esm = await run(process.execPath, ['app.mjs', key], { cwd: project });
     expect(esm.stdout).toMatch(/^200 \{"key_prefix":"dm_\w{6}","owner":"consumer","created_at"/);
+  }, 60_000);
+
+  test('the ES module TypeScript app of docs/getting-started.md compiles with its tsconfig and serves a key', async () => {
+    const doc = readFileSync(join(root, 'docs/getting-started.md'), 'utf8');
+    const section = doc.slice(doc.indexOf('## TypeScript in an ES module app'));
+    const tsconfig = /```json\n([\s\S]*?)```/.exec(section)![1]!;
+    const server = /```ts\n\/\/ server\.ts\n([\s\S]*?)```/.exec(section)![1]!;
+    const app = join(project, 'esm-app');
+    mkdirSync(app);
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'esm-app', type: 'module' }));
+    writeFileSync(join(app, 'tsconfig.json'), tsconfig);
+    writeFileSync(join(app, 'server.ts'), server);
+    symlinkSync(join(project, 'node_modules'), join(app, 'node_modules'), 'dir');
+    await run(process.execPath, [join(project, 'node_modules/typescript/bin/tsc'), '-p', app], { cwd: app });
+    const key = (await run('npx', ['--no-install', 'daymind-keys', 'create', 'esm-co'], { cwd: app })).stdout.trim();
+    const child = spawn(process.execPath, ['build/server.js'], { cwd: app, env: { ...process.env, PORT: '0' } });
+    try {
+      const port = await new Promise<string>((done, fail) => {
+        let out = '';
+        child.stdout.on('data', (d) => (out += d));
+        child.stdout.on('data', () => /listening on port (\d+)/.test(out) && done(/listening on port (\d+)/.exec(out)![1]!));
+        child.on('exit', (code) => fail(new Error(`the server exited with ${code}`)));
+      });
+      const res = await fetch(`http://127.0.0.1:${port}/v1/hello`, { headers: { authorization: `Bearer ${key}` } });
+      expect([res.status, await res.json()]).toEqual([200, { owner: 'esm-co' }]);
+    } finally {
+      child.kill();
+    }
   }, 60_000);
 
   test('a TypeScript consumer type-checks (req.daymind is typed)', async () => {
