@@ -1,7 +1,7 @@
-import * as lockfile from 'proper-lockfile';
 import { DaymindError, describeError } from '../errors';
 import { OnceReporter } from '../report-once';
 import { coalesced } from '../store/coalesce';
+import { acquireLock, type FileLock } from '../store/lock';
 import { appendLines } from './jsonl';
 import type { Outbox } from './outbox';
 import { BillingRejection, type DeadLetter } from './rejection';
@@ -123,15 +123,11 @@ export class BillingDispatcher {
 
   private async round(): Promise<void> {
     await this.save();
-    let release: (() => Promise<void>) | undefined;
+    let lock: FileLock;
     try {
-      release = await lockfile.lock(this.outbox.path + '.deliver', {
-        realpath: false,
-        stale: 30_000,
-        update: 5_000,
-        retries: this.closing ? { retries: 100, minTimeout: 20, maxTimeout: 100 } : 0,
-        onCompromised: () => undefined,
-      });
+      // One try, or on close a wait of a few seconds. A lock left by a killed process is taken
+      // over at once (see lock.ts), so billing is not held back by it.
+      lock = await acquireLock(this.outbox.path + '.deliver', this.closing ? 5_000 : 0);
     } catch {
       return; // another process is delivering; what it has not seen waits for the next round
     }
@@ -141,6 +137,8 @@ export class BillingDispatcher {
       let deadLettered = 0;
       const now = Date.now();
       for (const report of pending) {
+        // Lost (held up past the lock's lease): another process may be delivering these now.
+        if (!lock.held()) break;
         const wait = this.backoff.get(report.identifier);
         if (wait && wait.next > now) continue;
         try {
@@ -174,7 +172,7 @@ export class BillingDispatcher {
     } catch (err) {
       this.problems.report(new DaymindError('ERR_DAYMIND_BILLING', `billing delivery round failed: ${describeError(err)}`, { cause: err }));
     } finally {
-      await release().catch(() => undefined);
+      await lock.release();
     }
   }
 

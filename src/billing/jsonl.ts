@@ -1,11 +1,13 @@
 import * as fsp from 'node:fs/promises';
+import type { FileLock } from '../store/lock';
 
 /**
  * Appends lines to a file and fsyncs it before resolving. The callers hold a lock on the file. An
  * append that fails is taken back whole: a full disk can take part of it before refusing the
  * rest, and the file is cut back to its size before the append, so that it holds no half line.
+ * Under `lock` (the file's), only while it is held (LockLost otherwise, with nothing appended).
  */
-export async function appendLines(path: string, lines: string[]): Promise<void> {
+export async function appendLines(path: string, lines: string[], lock?: FileLock): Promise<void> {
   if (lines.length === 0) return;
   const handle = await fsp.open(path, 'a+', 0o600);
   try {
@@ -17,6 +19,9 @@ export async function appendLines(path: string, lines: string[]): Promise<void> 
       await handle.read(last, 0, 1, size - 1);
       if (last[0] !== 0x0a) lead = '\n';
     }
+    // Outside the try below: a holder that lost the lock neither appends to a file the next holder
+    // may be compacting nor cuts it back to the size it saw.
+    lock?.assertHeld();
     try {
       await handle.appendFile(lead + lines.map((l) => l + '\n').join(''), 'utf8');
       await handle.sync();

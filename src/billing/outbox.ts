@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { acquireLock, writeAtomic } from '../store/file-io';
+import { writeAtomic } from '../store/file-io';
+import { LockLost, acquireLock, type FileLock } from '../store/lock';
 import { appendLines, readJsonl } from './jsonl';
 import type { UsageReport } from './types';
 
@@ -20,29 +21,39 @@ export class Outbox {
     mkdirSync(dirname(path), { recursive: true });
   }
 
-  private async locked<T>(run: () => Promise<T>): Promise<T> {
-    const release = await acquireLock(this.path, () => undefined);
-    try {
-      return await run();
-    } finally {
-      await release().catch(() => undefined);
+  /**
+   * Runs `run` under the outbox's lock; again from the lock when the lock was lost before `run`
+   * wrote (the process was held up past the lock's lease: see lock.ts), up to three times.
+   */
+  private async locked<T>(run: (lock: FileLock) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const lock = await acquireLock(this.path);
+      try {
+        return await run(lock);
+      } catch (err) {
+        if (!(err instanceof LockLost) || attempt === 3) throw err;
+      } finally {
+        await lock.release();
+      }
     }
   }
 
   async add(reports: UsageReport[]): Promise<void> {
-    await this.locked(() =>
+    await this.locked((lock) =>
       appendLines(
         this.path,
         reports.map((report) => JSON.stringify({ report })),
+        lock,
       ),
     );
   }
 
   async settle(identifiers: string[], how: 'ack' | 'dead'): Promise<void> {
-    await this.locked(() =>
+    await this.locked((lock) =>
       appendLines(
         this.path,
         identifiers.map((id) => JSON.stringify({ [how]: id })),
+        lock,
       ),
     );
   }
@@ -66,9 +77,9 @@ export class Outbox {
 
   /** Rewrites the file with only the pending reports. */
   async compact(): Promise<void> {
-    await this.locked(async () => {
+    await this.locked(async (lock) => {
       const { pending } = await this.read();
-      await writeAtomic(this.path, pending.map((report) => JSON.stringify({ report }) + '\n').join(''));
+      await writeAtomic(this.path, pending.map((report) => JSON.stringify({ report }) + '\n').join(''), lock);
     });
   }
 }

@@ -1,10 +1,10 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import { dirname, basename, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { dirname } from 'node:path';
 import { promisify } from 'node:util';
-import * as lockfile from 'proper-lockfile';
+import type { FileLock } from './lock';
 import { WorkSlicer } from './slicer';
+import { removeTempFiles, tempPathFor } from './temp-files';
 
 /** The content of a file together with the identity of the exact version that was read. */
 export interface FileSnapshot {
@@ -139,19 +139,16 @@ export function readIfAnySync(path: string): FileSnapshot | undefined {
   }
 }
 
-/** Removes `path` if it is there, durably (the directory is synced). */
-export async function removeDurably(path: string): Promise<void> {
+/** Removes `path` if it is there, durably (the directory is synced); under `lock`, only while it is held. */
+export async function removeDurably(path: string, lock?: FileLock): Promise<void> {
   try {
+    lock?.assertHeld();
     await fsp.unlink(path);
   } catch (err) {
     if (missing(err)) return;
     throw err;
   }
   await fsyncDirectory(dirname(path));
-}
-
-function tempPathFor(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
 }
 
 async function fsyncDirectory(dir: string): Promise<void> {
@@ -170,9 +167,14 @@ async function fsyncDirectory(dir: string): Promise<void> {
  * Replaces `path` with `text` atomically: a temp file in the same directory, fsync, rename, fsync
  * of the directory. Readers see the old or the new content, never a mix. Keeps the file's mode
  * (0600 for a new file: key stores hold secrets). Returns the signature of the new file.
+ *
+ * Temporary files that dead writers left in the directory are removed first (see
+ * removeTempFiles). With `lock`, the lock that guards `path`: every temporary file of `path` is
+ * removed too, and the file is only replaced while the lock is held (LockLost otherwise, with
+ * nothing replaced).
  */
-export async function writeAtomic(path: string, text: string | readonly (string | Buffer)[]): Promise<string> {
-  const { signature, handle } = await writeAtomicKeepingOpen(path, text);
+export async function writeAtomic(path: string, text: string | readonly (string | Buffer)[], lock?: FileLock): Promise<string> {
+  const { signature, handle } = await writeAtomicKeepingOpen(path, text, lock);
   await closeFile(handle);
   return signature;
 }
@@ -208,7 +210,10 @@ const fsyncFd = promisify(fs.fsync);
 export async function writeAtomicKeepingOpen(
   path: string,
   text: string | readonly (string | Buffer)[],
+  lock?: FileLock,
 ): Promise<{ signature: string; handle: OpenFile }> {
+  await removeTempFiles(path, lock);
+  lock?.assertHeld();
   let mode = 0o600;
   try {
     mode = (await fsp.stat(path)).mode & 0o777;
@@ -229,7 +234,10 @@ export async function writeAtomicKeepingOpen(
     await writeAllBuffers(fd, buffers);
     await fsyncFd(fd);
     signature = signatureOf(await fstatFd(fd, { bigint: true }));
-    await fsp.rename(temp, path);
+    // Checked and renamed back to back, with no turn of the event loop in between: a writer that
+    // lost the lock (held up past its lease) never replaces the file another holder now writes.
+    lock?.assertHeld();
+    fs.renameSync(temp, path);
   } catch (err) {
     await closeFile(fd);
     await fsp.unlink(temp).catch(() => undefined);
@@ -244,28 +252,18 @@ export async function writeAtomicKeepingOpen(
  * the target exists), so two processes starting at once never see a half-written file.
  */
 export function createIfMissingSync(path: string, text: string): void {
-  if (fs.existsSync(path)) return;
-  const temp = tempPathFor(path);
-  fs.writeFileSync(temp, text, { mode: 0o600, flag: 'wx' });
-  try {
-    fs.linkSync(temp, path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-  } finally {
-    fs.unlinkSync(temp);
+  while (!fs.existsSync(path)) {
+    const temp = tempPathFor(path);
+    fs.writeFileSync(temp, text, { mode: 0o600, flag: 'wx' });
+    try {
+      fs.linkSync(temp, path);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // ENOENT: a writer holding the lock on `path` (it exists, then) removed our temporary file
+      // as one of its own (see removeTempFiles); the loop sees the file.
+      if (code !== 'EEXIST' && code !== 'ENOENT') throw err;
+    } finally {
+      fs.rmSync(temp, { force: true });
+    }
   }
-}
-
-/**
- * Takes the cross-process lock on `path` (proper-lockfile: a `<path>.lock` directory refreshed
- * while held, taken over when stale after 10 s). Waits up to about 20 s for another holder.
- */
-export async function acquireLock(path: string, onCompromised: (err: Error) => void): Promise<() => Promise<void>> {
-  return lockfile.lock(path, {
-    realpath: false,
-    stale: 10_000,
-    update: 2_000,
-    retries: { retries: 120, factor: 1.3, minTimeout: 5, maxTimeout: 200 },
-    onCompromised,
-  });
 }

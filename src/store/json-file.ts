@@ -28,7 +28,6 @@ import { SLICE_BUDGET_MS, WorkSlicer } from './slicer';
 import {
   KnownVersion,
   closeOpenFile,
-  acquireLock,
   createIfMissingSync,
   readIfAny,
   readIfAnySync,
@@ -42,10 +41,15 @@ import {
   type OpenFile,
   type FileSnapshot,
 } from './file-io';
+import { LockLost, acquireLock, type FileLock } from './lock';
+import { removeTempFilesSync } from './temp-files';
 import { applyKeyChanges, createdKey, markRevoked, newRawRecord, parseRecords, rotateRaw, toKeyRecord, type RawRecord } from './record';
 import type { CreatedKey, KeyChanges, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageBatch, UsageDelta } from './types';
 
 export const DEFAULT_STORE_PATH = 'data/api_keys.json';
+
+/** How many times a write starts again after losing the lock before it gives up (see mutate). */
+const LOCK_LOST_ATTEMPTS = 3;
 
 /** A re-read that lost a race with a write of this process: dropped. */
 class StaleRead extends Error {}
@@ -165,7 +169,7 @@ function journalOptions(value: JsonFileKeyStoreOptions['usageJournal']): Require
  * Keys in one JSON file (an array of records, the existing deployments' format), held in memory
  * and indexed by key hash. The request path only reads memory.
  *
- * Every write (usage, create, revoke) takes the proper-lockfile lock, re-reads the file, applies
+ * Every write (usage, create, revoke) takes the file lock (lock.ts), re-reads the file, applies
  * its change to what it read (so other writers' counts, keys and revocations are kept) and
  * replaces the file atomically. A file that cannot be parsed is reported and never written.
  */
@@ -235,6 +239,8 @@ export class JsonFileKeyStore implements KeyStore {
         throw this.error('ERR_DAYMIND_STORE_WRITE', `cannot create the key store ${this.path}: ${describeError(err)}`, err);
       }
     }
+    // What writers killed mid-write left beside the file (whole copies of it): see temp-files.ts.
+    removeTempFilesSync(this.path);
     const files = this.readFilesSync();
     try {
       this.installRead(this.parse(files.snapshot.bytes.toString('utf8')), files);
@@ -349,6 +355,7 @@ export class JsonFileKeyStore implements KeyStore {
     const applied: UsageDelta[] = [];
     const dropped = await this.mutate(
       async (doc, slicer) => {
+        applied.length = 0; // a write started again after losing the lock applies them afresh
         let missing = 0;
         for (const delta of deltas) {
           if (doc.addUsage(delta)) applied.push(delta);
@@ -717,18 +724,39 @@ export class JsonFileKeyStore implements KeyStore {
    * re-read only when another writer changed them since this process last read or wrote them.
    */
   private mutate<T>(change: (doc: StoreDoc, slicer: WorkSlicer) => T | Promise<T>, how: WriteOptions = {}): Promise<T> {
-    const run = this.writeChain.then(() => this.mutateLocked(change, how));
+    const run = this.writeChain.then(() => this.mutateAgainIfLost(change, how));
     this.writeChain = run.catch(() => undefined);
     return run;
   }
 
+  /**
+   * mutateLocked(), started again from the lock when it lost the lock before it wrote (the
+   * process was held up past the lock's lease, and another writer may have taken it over): the
+   * files are read again and the change applied to them afresh. Reported, as it should not happen.
+   */
+  private async mutateAgainIfLost<T>(change: (doc: StoreDoc, slicer: WorkSlicer) => T | Promise<T>, how: WriteOptions): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.mutateLocked(change, how);
+      } catch (err) {
+        if (!(err instanceof LockLost)) throw err;
+        const last = attempt === LOCK_LOST_ATTEMPTS;
+        const error = this.error(
+          'ERR_DAYMIND_STORE_LOCK',
+          `${err.message}; nothing was written${last ? `, ${attempt} times: giving up` : ', writing again'}`,
+          err,
+        );
+        if (last) throw error;
+        this.problems.report(error);
+      }
+    }
+  }
+
   private async mutateLocked<T>(change: (doc: StoreDoc, slicer: WorkSlicer) => T | Promise<T>, how: WriteOptions): Promise<T> {
     const kind = how.kind ?? 'rewrite';
-    let release: () => Promise<void>;
+    let lock: FileLock;
     try {
-      release = await acquireLock(this.path, (err) =>
-        this.problems.report(this.error('ERR_DAYMIND_STORE_LOCK', `lost the lock on ${this.path}: ${err.message}`, err)),
-      );
+      lock = await acquireLock(this.path);
     } catch (err) {
       throw this.error('ERR_DAYMIND_STORE_LOCK', `cannot lock the key store ${this.path}: ${describeError(err)}`, err);
     }
@@ -754,8 +782,8 @@ export class JsonFileKeyStore implements KeyStore {
       // version: no other process writes while we hold the lock), and the change goes onto it.
       const doc = new StoreDoc(this.raws, this.positions, this.hashCache);
       const result = await change(doc, slicer);
-      if (kind === 'usage' && this.journalTakes()) await this.appendUsage(how.applied ?? [], slicer);
-      else await this.rewrite(doc, slicer);
+      if (kind === 'usage' && this.journalTakes()) await this.appendUsage(how.applied ?? [], slicer, lock);
+      else await this.rewrite(doc, slicer, lock);
       this.generation++;
       await this.installEdits(doc, slicer);
       how.onInstalled?.();
@@ -764,7 +792,7 @@ export class JsonFileKeyStore implements KeyStore {
       return result;
     } finally {
       this.locked = false;
-      await release().catch(() => undefined);
+      await lock.release();
     }
   }
 
@@ -785,7 +813,7 @@ export class JsonFileKeyStore implements KeyStore {
    * Appends the deltas applied as one journal line (fdatasync'd), or starts a journal for the
    * known file with them (atomically: a reader sees no journal or the whole first line).
    */
-  private async appendUsage(applied: readonly UsageDelta[], slicer: WorkSlicer): Promise<void> {
+  private async appendUsage(applied: readonly UsageDelta[], slicer: WorkSlicer, lock: FileLock): Promise<void> {
     if (applied.length === 0) return;
     const line = await journalLineInSlices(applied, slicer);
     let written: { handle: OpenFile; signature: string };
@@ -795,15 +823,16 @@ export class JsonFileKeyStore implements KeyStore {
       // included, as the known journal.
       const known = this.journal;
       if (known) {
-        written = await appendAt(this.journalPath, known.length, line);
+        written = await appendAt(this.journalPath, known.length, line, lock);
         journal = { length: known.length + Buffer.byteLength(line), createdMs: known.createdMs };
       } else {
         const createdMs = Date.now();
         const text = journalHeader(this.known.signature, createdMs) + line;
-        written = await writeAtomicKeepingOpen(this.journalPath, text);
+        written = await writeAtomicKeepingOpen(this.journalPath, text, lock);
         journal = { length: Buffer.byteLength(text), createdMs };
       }
     } catch (err) {
+      if (err instanceof LockLost) throw err;
       // Forget the journal's version, so that the next write reads the files again first.
       if (err instanceof JournalMismatch) await this.knownJournal.close();
       throw this.journalError('ERR_DAYMIND_STORE_WRITE', `cannot write the usage journal ${this.journalPath}: ${describeError(err)}`, err);
@@ -815,14 +844,15 @@ export class JsonFileKeyStore implements KeyStore {
   }
 
   /** Replaces the file with the document (atomically), then removes the journal it now holds. */
-  private async rewrite(doc: StoreDoc, slicer: WorkSlicer): Promise<void> {
+  private async rewrite(doc: StoreDoc, slicer: WorkSlicer, lock: FileLock): Promise<void> {
     let written: { signature: string; handle: OpenFile };
     let bytes = 0;
     try {
       const parts = await serializeRecords(doc.raws, this.slices, slicer);
       for (const part of parts) bytes += part.length;
-      written = await writeAtomicKeepingOpen(this.path, parts);
+      written = await writeAtomicKeepingOpen(this.path, parts, lock);
     } catch (err) {
+      if (err instanceof LockLost) throw err;
       throw this.error('ERR_DAYMIND_STORE_WRITE', `cannot write the key store ${this.path}: ${describeError(err)}`, err);
     }
     // First: a reload during the yields that follow must not re-read our own write.
@@ -831,9 +861,10 @@ export class JsonFileKeyStore implements KeyStore {
     this.journal = undefined;
     this.appended = false;
     if (this.knownJournal.signature === '') return;
-    // The journal names the file replaced: ignored by readers from now on, even if it stays.
+    // The journal names the file replaced: ignored by readers from now on, even if it stays. So it
+    // stays when the lock was lost since the rename: the journal there may be the next holder's.
     try {
-      await removeDurably(this.journalPath);
+      if (lock.held()) await removeDurably(this.journalPath, lock);
     } catch (err) {
       this.problems.report(
         this.journalError(

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { closeOpenFile, fstatFd, openFd, signatureOf, writeAllBuffers } from './file-io';
+import type { FileLock } from './lock';
 import type { WorkSlicer } from './slicer';
 import type { UsageDelta } from './types';
 
@@ -149,16 +150,20 @@ export class JournalMismatch extends Error {}
 
 /**
  * Appends `text` to the journal at `path` at byte `at` (the end of its last complete line): a torn
- * end left by an append cut short is cut off first. The data reaches the disk (fdatasync) before
- * this resolves. Returns the file, still open, and its signature after the append. Throws a
- * JournalMismatch, writing nothing, when the file is shorter than `at`.
+ * end left by an append cut short is cut off first. Under `lock` (the store's), only while it is
+ * held (LockLost otherwise). The data reaches the disk (fdatasync) before this resolves. Returns
+ * the file, still open, and its signature after the append. Throws a JournalMismatch, writing
+ * nothing, when the file is shorter than `at`.
  */
-export async function appendAt(path: string, at: number, text: string): Promise<{ handle: number; signature: string }> {
+export async function appendAt(path: string, at: number, text: string, lock?: FileLock): Promise<{ handle: number; signature: string }> {
   const fd = await openFd(path, 'r+');
   try {
     const size = (await fstatFd(fd, { bigint: true })).size;
     if (size < BigInt(at)) throw new JournalMismatch(`the usage journal ${path} holds ${size} bytes, not the ${at} this process knows`);
+    // Only while the lock is held: past it, the journal may hold another holder's lines beyond `at`.
+    lock?.assertHeld();
     if (size > BigInt(at)) await ftruncateFd(fd, at);
+    lock?.assertHeld();
     await writeAllBuffers(fd, [Buffer.from(text)], at);
     await fdatasyncFd(fd);
     return { handle: fd, signature: signatureOf(await fstatFd(fd, { bigint: true })) };

@@ -1,7 +1,8 @@
 import { mkdir, readdir, unlink } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { StoreError, describeError } from '../errors';
-import { acquireLock, closeOpenFile, readWithSignature, statSignature, writeAtomic } from '../store/file-io';
+import { closeOpenFile, readWithSignature, statSignature, writeAtomic } from '../store/file-io';
+import { LockLost, acquireLock, type FileLock } from '../store/lock';
 import { parseChunksInSlices } from '../store/parse-in-slices';
 import { SLICE_BUDGET_MS, WorkSlicer } from '../store/slicer';
 import { HISTORY_RETENTION_DAYS, dayOffset, isoDay, type DayCounts, type HistoryEntry, type UsageHistory } from './history';
@@ -13,6 +14,8 @@ type DayFile = Map<string, [number, number]>;
 const MAX_CACHED_ENTRIES = 1_000_000;
 /** Lines joined into one part of the written file. */
 const SLICE = 5_000;
+/** How many times a day's write starts again after losing the lock before it gives up. */
+const LOCK_LOST_ATTEMPTS = 3;
 
 /** `data/api_keys.json` -> `data/api_keys.history`: where the day files of a store go. */
 export function historyDirFor(storePath: string): string {
@@ -29,7 +32,7 @@ export interface FileUsageHistoryOptions {
 /**
  * History in one small JSON file per UTC day (`YYYY-MM-DD.json`: `{ "<key hash>": [allowed,
  * rate_limited], ... }`, one key a line) in a directory beside the key store. A flush only
- * rewrites today's file (under its proper-lockfile lock, re-read and added to, atomically
+ * rewrites today's file (under its lock, see lock.ts: re-read and added to, atomically
  * replaced), so its cost follows the keys used today, not the store's size; files older than the
  * retention period are deleted. A file that cannot be parsed is reported and never overwritten.
  */
@@ -83,11 +86,31 @@ export class FileUsageHistory implements UsageHistory {
     await this.prune();
   }
 
+  /**
+   * Adds the entries to the day's file under its lock; started again from the lock when the lock
+   * was lost before the write (the process was held up past the lock's lease: see lock.ts).
+   */
   private async addToDay(day: number, entries: HistoryEntry[], slicer: WorkSlicer): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.addToDayLocked(day, entries, slicer);
+      } catch (err) {
+        if (!(err instanceof LockLost)) throw err;
+        if (attempt === LOCK_LOST_ATTEMPTS) {
+          const path = this.pathOf(day);
+          throw new StoreError('ERR_DAYMIND_STORE_LOCK', path, `${err.message}; nothing was written, ${attempt} times: giving up`, {
+            cause: err,
+          });
+        }
+      }
+    }
+  }
+
+  private async addToDayLocked(day: number, entries: HistoryEntry[], slicer: WorkSlicer): Promise<void> {
     const path = this.pathOf(day);
-    let release: () => Promise<void>;
+    let lock: FileLock;
     try {
-      release = await acquireLock(path, () => undefined);
+      lock = await acquireLock(path);
     } catch (err) {
       throw new StoreError('ERR_DAYMIND_STORE_LOCK', path, `cannot lock the usage history file ${path}: ${describeError(err)}`, {
         cause: err,
@@ -108,16 +131,18 @@ export class FileUsageHistory implements UsageHistory {
       }
       let signature: string;
       try {
-        signature = await writeAtomic(path, await serialize(counts));
+        signature = await writeAtomic(path, await serialize(counts), lock);
       } catch (err) {
+        // The counts were added to the cached day in place: read from the file next time.
         this.forget(day);
+        if (err instanceof LockLost) throw err;
         throw new StoreError('ERR_DAYMIND_STORE_WRITE', path, `cannot write the usage history file ${path}: ${describeError(err)}`, {
           cause: err,
         });
       }
       this.remember(day, signature, counts);
     } finally {
-      await release().catch(() => undefined);
+      await lock.release();
     }
   }
 
