@@ -129,7 +129,10 @@ describe('temporary files whose writer cannot be checked', () => {
     for (const name of Object.values(names).flat()) writeFileSync(join(dir, name), 'x');
     const longAgo = (Date.now() - ABANDONED_MS - 60_000) / 1000;
     for (const name of names.old) utimesSync(join(dir, name), longAgo, longAgo);
-    const present = (): string[] => readdirSync(dir).filter((n) => n !== 'api_keys.json').sort();
+    const present = (): string[] =>
+      readdirSync(dir)
+        .filter((n) => n !== 'api_keys.json')
+        .sort();
 
     // Start-up: no lock, so only the abandoned ones.
     const store = new JsonFileKeyStore({ path, reloadIntervalMs: 0 });

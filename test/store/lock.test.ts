@@ -73,7 +73,7 @@ describe('a live holder', () => {
   });
 });
 
-describe('a holder frozen past the lock\'s lease (SIGSTOP, then SIGCONT)', () => {
+describe("a holder frozen past the lock's lease (SIGSTOP, then SIGCONT)", () => {
   test('loses the lock to the next writer within seconds', async () => {
     const path = join(tempDir(), 'api_keys.json');
     const child = await holder(path);
