@@ -126,12 +126,19 @@ function chart(owner: ReportOwner, id: string, title: string, desc: string, toda
   );
 }
 
-function dayTable(owner: ReportOwner): string {
+/**
+ * The attributes of a box that may scroll (a wide table on a phone, a long list of days): a
+ * keyboard can focus it to scroll it, and it is named by the elements of `labelledBy` (ids).
+ */
+const scrollable = (labelledBy: string): string => `role="region" aria-labelledby="${labelledBy}" tabindex="0"`;
+
+/** The owner's days; its box is named by the owner's heading (`headingId`) and its caption. */
+function dayTable(owner: ReportOwner, headingId: string, id: string): string {
   const active = owner.days.filter((d) => d.units > 0 || (d.rate_limited ?? 0) > 0);
   const row = (d: ReportDay) =>
     `<tr><th scope="row">${d.day}</th><td data-field="units">${num(d.units)}</td><td data-field="rate_limited">${num(d.rate_limited)}</td></tr>`;
   return (
-    `<div class="days-box"><table class="days"><caption>Days with units or rate-limited requests (the other days had none).</caption>` +
+    `<div class="days-box" ${scrollable(`${headingId} ${id}-c`)}><table class="days"><caption id="${id}-c">Days with units or rate-limited requests (the other days had none).</caption>` +
     `<thead><tr><th scope="col">Day (UTC)</th><th scope="col">Units</th><th scope="col">Rate-limited</th></tr></thead>` +
     `<tbody>${active.map(row).join('')}</tbody></table></div>`
   );
@@ -139,7 +146,7 @@ function dayTable(owner: ReportOwner): string {
 
 function ownerSection(owner: ReportOwner, index: number, report: Report, today: string): string {
   const title = monthTitle(report.month);
-  const head = `<article class="owner" data-owner="${escapeHtml(owner.owner)}"><h3>${ownerText(owner.owner)}</h3>`;
+  const head = `<article class="owner" data-owner="${escapeHtml(owner.owner)}"><h3 id="owner-${index}">${ownerText(owner.owner)}</h3>`;
   if (owner.units === 0 && !owner.rate_limited) return `${head}<p>No units and no rate-limited requests in ${title}.</p></article>`;
   const chartTitle = `Units per day of ${escapeHtml(owner.owner || '(no owner recorded)')}, ${title}`;
   const busiest = owner.days.reduce((a, b) => (b.units > a.units ? b : a));
@@ -154,7 +161,7 @@ function ownerSection(owner: ReportOwner, index: number, report: Report, today: 
     (owner.days.some((d) => d.day > today) ? `<span class="key f"></span>days still to come` : '');
   return (
     `${head}<p class="meta">${summary}</p><div class="panes"><figure>${chart(owner, `chart-${index}`, chartTitle, summary, today)}<figcaption>${legend}</figcaption></figure>` +
-    `${dayTable(owner)}</div></article>`
+    `${dayTable(owner, `owner-${index}`, `days-${index}`)}</div></article>`
   );
 }
 
@@ -170,7 +177,7 @@ function ownersTable(report: Report): string {
     (o) => `<tr data-owner="${escapeHtml(o.owner)}"><th scope="row">${ownerText(o.owner)}</th>${cells(o)}</tr>`,
   );
   return (
-    `<div class="scroll"><table id="owners-table"><caption>Per owner, by units in ${monthTitle(report.month)}.</caption>` +
+    `<div class="scroll" ${scrollable('owners-caption')}><table id="owners-table"><caption id="owners-caption">Per owner, by units in ${monthTitle(report.month)}.</caption>` +
     `<thead><tr><th scope="col">Owner</th><th scope="col">Keys</th><th scope="col">Keys used</th><th scope="col">Units (month)</th>` +
     `<th scope="col">Share</th><th scope="col">Rate-limited (month)</th><th scope="col">All-time usage</th><th scope="col">Today (UTC)</th></tr></thead>` +
     `<tbody>${rows.join('')}</tbody>` +
@@ -188,7 +195,7 @@ function keysTable(report: Report): string {
       `<td data-field="requests_today">${num(k.requests_today)}</td></tr>`,
   );
   return (
-    `<div class="scroll"><table id="keys-table"><caption>The ${report.top_keys.length === 1 ? 'key' : `${report.top_keys.length} keys`} with the most units in ${monthTitle(report.month)}.</caption>` +
+    `<div class="scroll" ${scrollable('keys-caption')}><table id="keys-table"><caption id="keys-caption">The ${report.top_keys.length === 1 ? 'key' : `${report.top_keys.length} keys`} with the most units in ${monthTitle(report.month)}.</caption>` +
     `<thead><tr><th scope="col">#</th><th scope="col" class="text">Key</th><th scope="col" class="text">Owner</th><th scope="col" class="text">Status</th>` +
     `<th scope="col">Units (month)</th><th scope="col">Rate-limited (month)</th><th scope="col">All-time usage</th><th scope="col">Today (UTC)</th></tr></thead>` +
     `<tbody>${rows.join('')}</tbody></table></div>`

@@ -10,8 +10,10 @@ export const DASHBOARD_CSS = `:root {
   --muted: #5b6470;
   --line: #dde1e6;
   --accent: #2456c7;
+  --on-accent: #ffffff;
   --allowed: #2f6fde;
   --limited: #d9482b;
+  --limited-text: #b93a20;
   --today: rgba(47, 111, 222, 0.08);
   --alert-bg: #fdecea;
   --alert-text: #8a1c0c;
@@ -27,8 +29,10 @@ export const DASHBOARD_CSS = `:root {
     --muted: #9aa4b0;
     --line: #2c333b;
     --accent: #7aa2ff;
+    --on-accent: #111418;
     --allowed: #5b8ff0;
     --limited: #ff7a5c;
+    --limited-text: #ff7a5c;
     --today: rgba(91, 143, 240, 0.12);
     --alert-bg: #3a1712;
     --alert-text: #ffc7bb;
@@ -75,7 +79,7 @@ button {
   border-radius: 8px;
   border: 1px solid var(--accent);
   background: var(--accent);
-  color: #fff;
+  color: var(--on-accent);
   cursor: pointer;
 }
 button.secondary { background: transparent; color: var(--accent); }
@@ -121,7 +125,7 @@ th, td { padding: 0.35rem 0.5rem; border-bottom: 1px solid var(--line); text-ali
 th[scope="row"], thead th:first-child { text-align: left; font-weight: 400; }
 thead th { font-size: 0.85rem; color: var(--muted); }
 tr.today th, tr.today td { font-weight: 700; }
-td.limited { color: var(--limited); }
+td.limited { color: var(--limited-text); }
 .visually-hidden { position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; border: 0; }
 @media (max-width: 30rem) {
   .top, main { padding: 0 0.75rem; }
