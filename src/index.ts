@@ -22,6 +22,7 @@ export type { RequestOutcome, RequestEvent, RequestListener, DaymindStats } from
 export { metricsHandler, type MetricsHandlerOptions, type MetricsRegistry } from './metrics';
 export type { HttpErrorCode } from './responses';
 export { jsonErrorHandler, type JsonErrorHandlerOptions } from './error-handler';
+export { verifyRequest, type VerifyRequestOptions, type VerifiedRequest } from './verify-request';
 export type { BillingProvider, UsageReport } from './billing/types';
 export { BillingRejection, type DeadLetter } from './billing/rejection';
 export { LocalLedgerProvider, readLedger, type LedgerEntry } from './billing/ledger';
