@@ -1,5 +1,7 @@
 import * as fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
+// Node's own, not the globals: fake timers in a user's tests must not stop a refresh or a wait.
+import { clearInterval, setInterval, setTimeout } from 'node:timers';
 import { MACHINE, isPid, isRunning } from './owner';
 
 /**
