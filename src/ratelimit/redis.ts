@@ -1,7 +1,9 @@
-import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
+import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { coalesceWrites } from '../redis/coalesce';
+import { healthOf, type RedisHealth } from '../redis/health';
 import type { RedisClientLike } from '../redis/types';
 import { consumeEach } from './consume-each';
+import { MemoryRateLimiter } from './memory';
 import { RlfRateLimiter, rlfOptions, windowResult } from './rlf-adapter';
 import type { ConsumeRequest, RateLimitResult, RateLimitWindow } from './types';
 
@@ -11,8 +13,8 @@ export interface RedisRateLimiterOptions {
   /** Prefix of the limiter keys in Redis. Default `daymind`. */
   prefix?: string;
   /**
-   * What to do while Redis is unreachable: `open` (default) counts in an in-process insurance
-   * limiter with the same limits, `closed` fails the consume, so the request gets 503.
+   * What to do while Redis is unreachable or not answering: `open` (default) counts in process
+   * memory with the same limits, `closed` fails the consume, so the request gets 503.
    */
   failureMode?: 'open' | 'closed';
 }
@@ -49,18 +51,27 @@ interface Commands extends RedisClientLike {
 
 /**
  * rate-limiter-flexible's Redis limiter: one counter per window and subject in Redis, exact across
- * every instance. Redis not ready or a command timing out sends the consume to the insurance
- * limiter (fail open) or rejects (fail closed); it never waits for Redis to come back.
+ * every instance. A request's windows (its IP's and its key's) are spent with one script call, on
+ * the same counters as rate-limiter-flexible's: one round trip instead of one a window.
  *
- * A request's windows (its IP's and its key's) are spent with one script call, on the same
- * counters as rate-limiter-flexible's: one round trip instead of one a window.
+ * While the client's health (shared with the key store) says Redis is down, nothing is sent: the
+ * windows are counted in an in-process MemoryRateLimiter (fail open) or the consume rejects (fail
+ * closed). A call that fails marks Redis down first, so the request that met the timeout waits
+ * for it once, and the windows after it do not. rate-limiter-flexible's own `insuranceLimiter` is
+ * not used: it takes a failed call over without telling the caller, so the health would never
+ * learn of the timeout, and every call would wait for one of its own.
  */
 export class RedisRateLimiter extends RlfRateLimiter {
   private readonly client: Commands;
+  private readonly health: RedisHealth;
+  /** The windows while Redis is down, with failure mode `open`. */
+  private readonly insurance: MemoryRateLimiter | undefined;
 
   constructor(private readonly options: RedisRateLimiterOptions) {
     super();
     this.client = options.client as Commands;
+    this.health = healthOf(options.client);
+    this.insurance = options.failureMode === 'closed' ? undefined : new MemoryRateLimiter();
     // A Cluster cannot run one script over keys of different slots: it keeps one call a window.
     if (!this.client.isCluster && typeof this.client.defineCommand === 'function' && !this.client.daymindConsumeAll) {
       this.client.defineCommand('daymindConsumeAll', { lua: CONSUME_ALL });
@@ -71,15 +82,43 @@ export class RedisRateLimiter extends RlfRateLimiter {
     return `${this.options.prefix ?? 'daymind'}:rl:${super.keyPrefixFor(window)}`;
   }
 
-  override consume(window: RateLimitWindow, id: string, cost: number): Promise<RateLimitResult> {
-    coalesceWrites(this.client);
-    return super.consume(window, id, cost);
+  /** Where a call goes once Redis failed it or is down: the in-memory windows, or nowhere (the error goes on). */
+  private fallback(err: unknown): MemoryRateLimiter {
+    if (this.insurance) return this.insurance;
+    throw err;
+  }
+
+  override async consume(window: RateLimitWindow, id: string, cost: number): Promise<RateLimitResult> {
+    try {
+      return await this.health.run(() => {
+        coalesceWrites(this.client);
+        return super.consume(window, id, cost);
+      });
+    } catch (err) {
+      return this.fallback(err).consume(window, id, cost);
+    }
+  }
+
+  override async refund(window: RateLimitWindow, id: string, cost: number): Promise<void> {
+    try {
+      await this.health.run(() => super.refund(window, id, cost));
+    } catch (err) {
+      await this.fallback(err).refund(window, id, cost);
+    }
+  }
+
+  override async peek(window: RateLimitWindow, id: string): Promise<RateLimitResult> {
+    try {
+      return await this.health.run(() => super.peek(window, id));
+    } catch (err) {
+      return this.fallback(err).peek(window, id);
+    }
   }
 
   async consumeAll(requests: readonly ConsumeRequest[]): Promise<RateLimitResult[]> {
     const client = this.client;
-    // Blocks, an outage (the insurance limiter or a refusal) and Clusters: rate-limiter-flexible's own path.
-    if (requests.length < 2 || !client.daymindConsumeAll || client.status !== 'ready' || requests.some((r) => r.window.blockSeconds)) {
+    // Blocks and Clusters: rate-limiter-flexible's own path.
+    if (requests.length < 2 || !client.daymindConsumeAll || requests.some((r) => r.window.blockSeconds)) {
       return consumeEach(this, requests);
     }
     const keys: string[] = [];
@@ -88,11 +127,14 @@ export class RedisRateLimiter extends RlfRateLimiter {
       keys.push(this.limiterFor(window).getKey(id));
       args.push(cost, window.windowSeconds, window.limit);
     }
-    coalesceWrites(client);
     let reply: number[];
     try {
-      reply = await client.daymindConsumeAll(keys.length, ...keys, ...args);
+      reply = await this.health.run(() => {
+        coalesceWrites(client);
+        return client.daymindConsumeAll!(keys.length, ...keys, ...args);
+      });
     } catch {
+      // Redis down (found so now or before): consume falls back at once. A script error: one call a window.
       return consumeEach(this, requests);
     }
     const results: RateLimitResult[] = [];
@@ -105,11 +147,6 @@ export class RedisRateLimiter extends RlfRateLimiter {
   }
 
   protected build(window: RateLimitWindow, keyPrefix: string): RateLimiterRedis {
-    return new RateLimiterRedis({
-      storeClient: this.options.client,
-      ...rlfOptions(window, keyPrefix),
-      rejectIfRedisNotReady: true,
-      insuranceLimiter: this.options.failureMode === 'closed' ? undefined : new RateLimiterMemory(rlfOptions(window, keyPrefix)),
-    });
+    return new RateLimiterRedis({ storeClient: this.options.client, ...rlfOptions(window, keyPrefix), rejectIfRedisNotReady: true });
   }
 }

@@ -1,7 +1,7 @@
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { DaymindError, describeError } from '../errors';
 import { loadPeer } from '../peer';
-
+import { healthOf } from './health';
 import type { RedisClientLike } from './types';
 
 /** The ioredis client types, for the implementation only. */
@@ -38,28 +38,22 @@ export function connectRedis(url: string, variable: string, commandTimeoutMs: nu
 }
 
 /**
- * Reports a client's outages once each (not on every reconnect attempt) through `onError`, and
- * keeps ioredis' 'error' events from crashing the process for want of a listener.
+ * Reports each outage of the client once through `onError`: when its health finds Redis down, not
+ * on every reconnect attempt or failed command. (The health also keeps ioredis' 'error' events
+ * from crashing the process for want of a listener.)
  */
-export function watchRedisHealth(client: RedisClientLike, onError: (err: Error) => void): { readonly healthy: boolean } {
-  const state = {
-    healthy: client.status === 'ready' || client.status === 'connecting' || client.status === 'connect' || client.status === 'wait',
-  };
-  client.on('error', (err: Error) => {
-    if (!state.healthy) return;
-    state.healthy = false;
+export function watchRedisHealth(client: RedisClientLike, onError: (err: Error) => void): void {
+  healthOf(client).onDown((cause) =>
     onError(
       new DaymindError(
         'ERR_DAYMIND_UNAVAILABLE',
-        `Redis is unavailable (${describeError(err)}); falling back as configured until it returns`,
-        { cause: err },
+        `Redis is unavailable (${describeError(cause)}); falling back as configured until it returns`,
+        {
+          cause,
+        },
       ),
-    );
-  });
-  client.on('ready', () => {
-    state.healthy = true;
-  });
-  return state;
+    ),
+  );
 }
 
 /** Resolves when the client is ready, or rejects after `timeoutMs`. */

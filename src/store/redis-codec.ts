@@ -95,3 +95,17 @@ export function decodeRecord(hash: string, h: Record<string, string>): KeyRecord
   }
   return record;
 }
+
+/** [field, value] pairs of a flat HSET argument list. */
+export function pairs(flat: string[]): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (let i = 0; i < flat.length; i += 2) out.push([flat[i]!, flat[i + 1]!]);
+  return out;
+}
+
+/** ARGV of WRITE_RECORD for a whole record. */
+export function writeArgs(hash: string, mode: string, raw: RawRecord): Array<string | number> {
+  const { fields, absent } = encodeRecord(raw);
+  if (raw.legacy_format === true) fields.push('legacy_format', '1');
+  return [hash, mode, absent.length, ...absent, ...fields];
+}

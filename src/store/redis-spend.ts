@@ -1,4 +1,5 @@
 import type { IORedisClient } from '../redis/connection';
+import { healthOf, type RedisHealth } from '../redis/health';
 import { creditsPeriod, utcMonth } from './record';
 import type { SpendRequest, SpendResult } from './types';
 import { coalesceWrites } from '../redis/coalesce';
@@ -62,9 +63,14 @@ type Commands = IORedisClient & {
 /** Quota counters outlive their month by a few days, then go. */
 const QUOTA_TTL_SECONDS = 40 * 86_400;
 
-/** Quota and credits spending on Redis, for RedisKeyStore. */
+/**
+ * Quota and credits spending on Redis, for RedisKeyStore. While the client's health says Redis is
+ * down, a spend rejects at once: nothing can be spent safely without the shared counters, and a
+ * request must not wait for a timeout that the limiter (or an earlier request) has already met.
+ */
 export class RedisSpender {
   private readonly client: Commands;
+  private readonly health: RedisHealth;
 
   constructor(
     client: IORedisClient,
@@ -72,6 +78,7 @@ export class RedisSpender {
     private readonly quotaKey: (hash: string, month: number) => string,
   ) {
     this.client = client as Commands;
+    this.health = healthOf(client);
     if (typeof this.client.daymindSpend !== 'function') {
       this.client.defineCommand('daymindSpend', { numberOfKeys: 2, lua: SPEND });
       this.client.defineCommand('daymindRefund', { numberOfKeys: 2, lua: REFUND });
@@ -79,17 +86,19 @@ export class RedisSpender {
   }
 
   async spend(hash: string, request: SpendRequest): Promise<SpendResult> {
-    coalesceWrites(this.client);
     const month = utcMonth(request.nowMs);
-    const [status, monthUsed, credits] = await this.client.daymindSpend(
-      this.recordKey(hash),
-      this.quotaKey(hash, month),
-      request.units,
-      request.monthlyQuota ?? -1,
-      month,
-      creditsPeriod('daily', request.nowMs),
-      QUOTA_TTL_SECONDS,
-    );
+    const [status, monthUsed, credits] = await this.health.run(() => {
+      coalesceWrites(this.client);
+      return this.client.daymindSpend(
+        this.recordKey(hash),
+        this.quotaKey(hash, month),
+        request.units,
+        request.monthlyQuota ?? -1,
+        month,
+        creditsPeriod('daily', request.nowMs),
+        QUOTA_TTL_SECONDS,
+      );
+    });
     return {
       outcome: status === 1 ? 'spent' : status === -1 ? 'quota_exceeded' : 'credits_exhausted',
       monthUsed,
@@ -99,12 +108,14 @@ export class RedisSpender {
 
   async refund(hash: string, request: SpendRequest, spent: SpendResult): Promise<void> {
     if (spent.outcome !== 'spent') return;
-    await this.client.daymindRefund(
-      this.recordKey(hash),
-      this.quotaKey(hash, utcMonth(request.nowMs)),
-      request.units,
-      request.monthlyQuota != null ? 1 : 0,
-      spent.credits !== undefined ? 1 : 0,
+    await this.health.run(() =>
+      this.client.daymindRefund(
+        this.recordKey(hash),
+        this.quotaKey(hash, utcMonth(request.nowMs)),
+        request.units,
+        request.monthlyQuota != null ? 1 : 0,
+        spent.credits !== undefined ? 1 : 0,
+      ),
     );
   }
 }

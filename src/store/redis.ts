@@ -1,11 +1,12 @@
 import { DaymindError, describeError } from '../errors';
 import { DEFAULT_KEY_PREFIX } from '../keys';
 import { whenReady, type IORedisClient } from '../redis/connection';
+import { healthOf, type RedisHealth } from '../redis/health';
 import type { RedisClientLike } from '../redis/types';
 import { addUsage, applyKeyChanges, assertKeyChanges, markRevoked, newRawRecord, rotateRaw, type RawRecord } from './record';
 import { OnceReporter } from '../report-once';
 import { coalesced } from './coalesce';
-import { decodeRecord, encodeRecord, redisFieldsOf } from './redis-codec';
+import { decodeRecord, encodeRecord, pairs, redisFieldsOf, writeArgs } from './redis-codec';
 import { RedisSpender } from './redis-spend';
 import { APPLY_USAGE, WRITE_RECORD } from './redis-scripts';
 import type {
@@ -29,8 +30,8 @@ export interface RedisKeyStoreOptions {
   /** How often changes made by other instances are fetched, in ms. Default 250. */
   pollIntervalMs?: number;
   /**
-   * While Redis is unreachable: `open` (default) keeps answering from the records cached in
-   * memory; `closed` refuses look-ups, so requests get 503.
+   * While Redis is unreachable or not answering: `open` (default) keeps answering from the records
+   * cached in memory; `closed` refuses look-ups, so requests get 503.
    */
   failureMode?: 'open' | 'closed';
   /** Prefix of generated keys. Default `dm_`. */
@@ -71,6 +72,8 @@ export class RedisKeyStore implements KeyStore {
   private readonly now: () => number;
   private cache = new Map<string, KeyRecord>();
   private readonly spender: RedisSpender;
+  /** Shared with the limiter and the spender: once a command timed out, none of them asks Redis until it answers. */
+  private readonly health: RedisHealth;
   private legacy = new Set<string>();
   private loaded = false;
   private version = 0;
@@ -87,6 +90,7 @@ export class RedisKeyStore implements KeyStore {
     this.readyTimeoutMs = options.readyTimeoutMs ?? 2000;
     this.now = options.now ?? Date.now;
     this.problems = new OnceReporter(options.onError ?? ((err) => console.error(`[daymind-auth] ${err.message}`)));
+    this.health = healthOf(options.client);
     this.spender = new RedisSpender(
       this.client,
       (hash) => this.recordKey(hash),
@@ -121,22 +125,21 @@ export class RedisKeyStore implements KeyStore {
       );
     }
     if (!this.timer && this.pollIntervalMs > 0) {
-      this.timer = setInterval(() => void this.refresh(), this.pollIntervalMs);
+      this.timer = setInterval(() => void this.polls(), this.pollIntervalMs);
       this.timer.unref();
     }
   }
 
   get(keyHash: string): KeyRecord | undefined {
     if (!this.loaded) throw new DaymindError('ERR_DAYMIND_UNAVAILABLE', 'the Redis key store has not been loaded yet');
-    if (this.failClosed && this.client.status !== 'ready')
-      throw new DaymindError('ERR_DAYMIND_UNAVAILABLE', `Redis is ${this.client.status}`);
+    if (this.failClosed && !this.health.healthy) throw this.health.down();
     return this.cache.get(keyHash);
   }
 
   /** The record as Redis has it now, counters included; the cached one when Redis does not answer. */
   async fetch(keyHash: string): Promise<KeyRecord | undefined> {
     try {
-      const record = await this.read(keyHash);
+      const record = await this.health.run(() => this.read(keyHash));
       if (record) this.cache.set(keyHash, record);
       return record;
     } catch {
@@ -152,8 +155,16 @@ export class RedisKeyStore implements KeyStore {
     return this.legacy.size > 0;
   }
 
-  /** Fetches changes now. At most one fetch runs at a time, and at most one more waits behind it. */
-  readonly refresh = coalesced(() => this.poll());
+  /** Fetches of changes: at most one runs at a time, and at most one more waits behind it. */
+  private readonly polls = coalesced(() => this.poll());
+
+  /**
+   * Fetches changes now. While Redis is down it does not even wait for a fetch under way (one sent
+   * before the outage was found waits out its timeout): the cached records are all there is.
+   */
+  refresh(): Promise<void> {
+    return this.health.healthy ? this.polls() : Promise.resolve();
+  }
 
   async create(input: NewKeyInput): Promise<CreatedKey> {
     const { key, raw } = newRawRecord(input, this.now(), this.keyPrefix);
@@ -270,7 +281,7 @@ export class RedisKeyStore implements KeyStore {
       args.push(delta.units, String(delta.last_used), delta.days.length);
       for (const { day, units } of delta.days) args.push(day, units);
     }
-    const missing = await this.client.daymindApplyUsage(keys.length, ...keys, ...args);
+    const missing = await this.health.watch(this.client.daymindApplyUsage(keys.length, ...keys, ...args));
     if (missing !== -1) {
       for (const delta of deltas) {
         const cached = this.cache.get(delta.key_hash);
@@ -291,7 +302,7 @@ export class RedisKeyStore implements KeyStore {
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    await this.refresh.idle();
+    await this.polls.idle();
   }
 
   private async write(hash: string, mode: 'create' | 'update' | 'absent', raw: RawRecord): Promise<number> {
@@ -351,12 +362,10 @@ export class RedisKeyStore implements KeyStore {
   }
 
   private async poll(): Promise<void> {
+    // Nothing is sent while Redis is down (the health's probe finds when it answers) or not connected yet.
+    if (!this.health.healthy || this.client.status !== 'ready') return;
     try {
-      if (!this.loaded) {
-        if (this.client.status === 'ready') await this.loadAll();
-        return;
-      }
-      if (this.client.status !== 'ready') return;
+      if (!this.loaded) return await this.loadAll();
       const [, versionKey, changesKey] = this.metaKeys;
       const version = Number((await this.client.get(versionKey)) ?? 0);
       if (version === this.version) return;
@@ -377,22 +386,10 @@ export class RedisKeyStore implements KeyStore {
       this.version = version;
       this.problems.clear();
     } catch (err) {
+      this.health.failed(err);
       this.problems.report(
         new DaymindError('ERR_DAYMIND_UNAVAILABLE', `cannot fetch key changes from Redis: ${describeError(err)}`, { cause: err }),
       );
     }
   }
-}
-
-function pairs(flat: string[]): Array<[string, string]> {
-  const out: Array<[string, string]> = [];
-  for (let i = 0; i < flat.length; i += 2) out.push([flat[i]!, flat[i + 1]!]);
-  return out;
-}
-
-/** ARGV of WRITE_RECORD for a whole record. */
-function writeArgs(hash: string, mode: string, raw: RawRecord): Array<string | number> {
-  const { fields, absent } = encodeRecord(raw);
-  if (raw.legacy_format === true) fields.push('legacy_format', '1');
-  return [hash, mode, absent.length, ...absent, ...fields];
 }

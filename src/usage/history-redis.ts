@@ -1,3 +1,4 @@
+import { healthOf, type RedisHealth } from '../redis/health';
 import type { RedisClientLike } from '../redis/types';
 import { HISTORY_RETENTION_DAYS, type DayCounts, type HistoryEntry, type UsageHistory } from './history';
 
@@ -46,9 +47,12 @@ export interface RedisUsageHistoryOptions {
 export class RedisUsageHistory implements UsageHistory {
   private readonly client: Commands;
   private readonly ns: string;
+  /** Shared with the limiter and the key store: GET /v1/usage/history does not wait for a Redis known to be down. */
+  private readonly health: RedisHealth;
 
   constructor(options: RedisUsageHistoryOptions) {
     this.client = options.client as Commands;
+    this.health = healthOf(options.client);
     this.ns = `{${options.prefix ?? 'daymind'}}`;
     if (typeof this.client.daymindAddHistory !== 'function') this.client.defineCommand('daymindAddHistory', { lua: ADD_HISTORY });
   }
@@ -65,17 +69,20 @@ export class RedisUsageHistory implements UsageHistory {
       keys.push(this.dayKey(entry.day));
       args.push(entry.key_hash, entry.allowed, entry.rate_limited);
     }
-    await this.client.daymindAddHistory(keys.length, ...keys, ...args);
+    await this.health.watch(this.client.daymindAddHistory(keys.length, ...keys, ...args));
   }
 
-  async read(keyHash: string, days: readonly number[]): Promise<DayCounts[]> {
-    const pipeline = this.client.pipeline();
-    for (const day of days) pipeline.hmget(this.dayKey(day), `${keyHash}:a`, `${keyHash}:r`);
-    const replies = await pipeline.exec();
-    return replies.map(([err, value]) => {
-      if (err) throw err;
-      const [a, r] = value as Array<string | null>;
-      return { allowed: Number(a ?? 0), rate_limited: Number(r ?? 0) };
+  read(keyHash: string, days: readonly number[]): Promise<DayCounts[]> {
+    // A pipeline resolves with each command's error (a timeout too): they are thrown inside run.
+    return this.health.run(async () => {
+      const pipeline = this.client.pipeline();
+      for (const day of days) pipeline.hmget(this.dayKey(day), `${keyHash}:a`, `${keyHash}:r`);
+      const replies = await pipeline.exec();
+      return replies.map(([err, value]) => {
+        if (err) throw err;
+        const [a, r] = value as Array<string | null>;
+        return { allowed: Number(a ?? 0), rate_limited: Number(r ?? 0) };
+      });
     });
   }
 
