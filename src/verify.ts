@@ -3,6 +3,8 @@ import { OnceReporter } from './report-once';
 import { hasValidChecksum, hashKey, isPlausibleKey } from './keys';
 
 const SEEN_KEYS_LIMIT = 10_000;
+/** Failures of the quota and credits step: a request that did not spend says nothing of their end. */
+const SPENDING = new Set(['quota and credits check failed', 'giving back quota and credits failed']);
 import type { ConsumeRequest, RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
 import { consumeEach } from './ratelimit/consume-each';
 import { isExpired, isRevoked } from './store/record';
@@ -106,18 +108,28 @@ export interface VerifierParts {
  * windows, and usage counting. Never throws: failures of the store or limiter give UNAVAILABLE.
  */
 export class Verifier {
-  /** An outage is reported once, not once per request. */
-  private readonly failures: OnceReporter;
+  /**
+   * An outage is reported once per failing part (what failed), not once per request, until a
+   * request gets through that part again. One reporter for all would report the quota check's
+   * failure again after every allowed key without a quota while Redis is down (fail open).
+   */
+  private readonly failures = new Map<string, OnceReporter>();
 
   private readonly limits: KeyLimits;
 
   constructor(private readonly parts: VerifierParts) {
-    this.failures = new OnceReporter(parts.onError);
     this.limits = new KeyLimits(parts.plans ?? new Map(), parts.defaultRateLimitPerMinute, parts.onError);
   }
 
   private fail(what: string, err: unknown): void {
-    this.failures.report(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `${what}: ${describeError(err)}`, { cause: err }));
+    let reporter = this.failures.get(what);
+    if (!reporter) this.failures.set(what, (reporter = new OnceReporter(this.parts.onError)));
+    reporter.report(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `${what}: ${describeError(err)}`, { cause: err }));
+  }
+
+  /** An allowed request got through the look-up and the limiter, and through the quota check when it had one. */
+  private recovered(spent: boolean): void {
+    for (const [what, reporter] of this.failures) if (spent || !SPENDING.has(what)) reporter.clear();
   }
 
   /** Keys seen recently: their hash and whether they carry a valid checksum (bounded). */
@@ -335,7 +347,7 @@ export class Verifier {
 
   private allowed(a: Attempt, spending: Spending | undefined): VerifyResult {
     const { record, cost, options, plan } = a;
-    this.failures.clear();
+    if (this.failures.size > 0) this.recovered(spending !== undefined);
     const credits = spending?.localCredits ?? 0;
     if (options.defer) this.parts.recorder.reserve(record.key_hash, cost, credits, options.additional ? 0 : 1);
     else this.parts.recorder.record(record.key_hash, cost, a.now, credits);
