@@ -1,4 +1,3 @@
-import { dirname } from 'node:path';
 import { ConfigError, safeOnError } from './errors';
 import { assertKeyPrefix, DEFAULT_KEY_PREFIX, isPlausibleKey } from './keys';
 import type { KeyStore } from './store/types';
@@ -8,7 +7,8 @@ import type { BillingProvider } from './billing/types';
 import type { UsageHistory } from './usage/history';
 import type { Request, Response } from 'express';
 import { parsePlans, readPlansFile, type Plan, type PlansInput } from './plans';
-import { DEFAULT_STORE_PATH, JsonFileKeyStore, usageJournalProblem, type UsageJournalOptions } from './store/json-file';
+import { DEFAULT_STORE_PATH, usageJournalProblem, type UsageJournalOptions } from './store/json-file';
+import { resolveBilling } from './billing/settings';
 
 /** Options of {@link daymindAuth}. Every option wins over its environment variable. */
 export interface DaymindOptions {
@@ -79,8 +79,17 @@ export interface DaymindOptions {
    * `DAYMIND_LEDGER_DIR`; default: the JSON key store's directory, else `data`.
    */
   ledgerDir?: string;
-  /** How often pending usage reports are delivered, in ms. Default 1000. */
+  /** How often a billing delivery round runs, in ms. Default 1000. */
   billingIntervalMs?: number;
+  /**
+   * The billing window: usage is reported once per key and window (`30s`, `1m`, `5m`, `1h`, `1d`;
+   * it must divide a day). Env `BILLING_WINDOW`; default `1m`. See docs/billing.md.
+   */
+  billingWindow?: string;
+  /** Calls to the billing provider in flight at once (never two for one customer). Env `BILLING_CONCURRENCY`; default 32. */
+  billingConcurrency?: number;
+  /** Most calls to the billing provider started a second. Env `BILLING_MAX_CALLS_PER_SECOND`; default 250. */
+  billingMaxCallsPerSecond?: number;
   /** Stripe secret key (`BILLING_MODE=stripe`). Env `STRIPE_SECRET_KEY`. */
   stripeSecretKey?: string;
   /** The Stripe meter's event name. Env `STRIPE_METER_EVENT_NAME`; default `api_requests`. */
@@ -136,6 +145,10 @@ export interface ResolvedConfig {
   billing: BillingProvider | 'local' | 'stripe' | false;
   ledgerDir: string;
   billingIntervalMs: number;
+  /** The billing window, in seconds. */
+  billingWindowSeconds: number;
+  billingConcurrency: number;
+  billingMaxCallsPerSecond: number;
   stripe: { secretKey: string; meterEventName: string; apiBase: string | undefined } | undefined;
   history: UsageHistory | false | undefined;
   now: () => number;
@@ -155,7 +168,7 @@ export const DEFAULTS = {
 
 const MAX_LIMIT = 1_000_000_000;
 
-function positiveInteger(name: string, value: unknown, max = MAX_LIMIT): number {
+export function positiveInteger(name: string, value: unknown, max = MAX_LIMIT): number {
   const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
   if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0 || n > max) {
     throw new ConfigError(name, `must be a whole number from 1 to ${max}, got ${JSON.stringify(value)}`);
@@ -169,7 +182,7 @@ function usageJournalOption(value: unknown): UsageJournalOptions | false | undef
   return value as UsageJournalOptions | false | undefined;
 }
 
-function fromEnvOrOption<T>(
+export function fromEnvOrOption<T>(
   option: T | undefined,
   optionName: string,
   env: Record<string, string | undefined>,
@@ -267,66 +280,6 @@ function resolveKeyStoreKind(
   if (kind === 'file' && hasKeys && (fromOption || env.KEY_STORE))
     throw new ConfigError(name, 'is "file", which cannot be combined with API_KEYS / keys');
   return kind;
-}
-
-function resolveBilling(
-  options: DaymindOptions,
-  env: Record<string, string | undefined>,
-  keyStore: ResolvedConfig['keyStore'],
-  storePath: string,
-): Pick<ResolvedConfig, 'billing' | 'ledgerDir' | 'billingIntervalMs' | 'stripe'> {
-  let billing: ResolvedConfig['billing'];
-  if (options.billing !== undefined) {
-    const b = options.billing;
-    if (b !== false && b !== 'local' && b !== 'stripe' && (typeof b !== 'object' || b === null || typeof b.deliver !== 'function')) {
-      throw new ConfigError('billing', 'must be "local", "stripe", false or an object with a deliver(report) method');
-    }
-    billing = b;
-  } else {
-    const mode = env.BILLING_MODE || undefined;
-    if (mode !== undefined && mode !== 'local' && mode !== 'stripe' && mode !== 'off') {
-      throw new ConfigError('BILLING_MODE', `must be "local", "stripe" or "off", got ${JSON.stringify(mode)}`);
-    }
-    billing = mode === 'off' ? false : ((mode ?? (keyStore === 'memory' ? false : 'local')) as 'local' | 'stripe' | false);
-  }
-  let stripe: ResolvedConfig['stripe'];
-  if (billing === 'stripe') {
-    const secretKey = options.stripeSecretKey ?? env.STRIPE_SECRET_KEY;
-    if (!secretKey) {
-      throw new ConfigError(
-        options.stripeSecretKey !== undefined ? 'stripeSecretKey' : 'STRIPE_SECRET_KEY',
-        'is required when BILLING_MODE is "stripe"',
-      );
-    }
-    const apiBase = options.stripeApiBase ?? (env.STRIPE_API_BASE || undefined);
-    if (apiBase !== undefined && !/^https?:\/\/[^/\s]+\/?$/.test(apiBase)) {
-      throw new ConfigError(
-        options.stripeApiBase !== undefined ? 'stripeApiBase' : 'STRIPE_API_BASE',
-        `must be an http(s)://host[:port] URL, got ${JSON.stringify(apiBase)}`,
-      );
-    }
-    const meterEventName = options.stripeMeterEventName ?? (env.STRIPE_METER_EVENT_NAME || 'api_requests');
-    if (!/^\S{1,100}$/.test(meterEventName)) {
-      throw new ConfigError(
-        options.stripeMeterEventName !== undefined ? 'stripeMeterEventName' : 'STRIPE_METER_EVENT_NAME',
-        'must be 1 to 100 characters without spaces',
-      );
-    }
-    stripe = { secretKey, meterEventName, apiBase };
-  }
-  const storeDir =
-    keyStore === 'file' ? dirname(storePath) : options.store instanceof JsonFileKeyStore ? dirname(options.store.path) : 'data';
-  const ledgerDir = options.ledgerDir ?? (env.DAYMIND_LEDGER_DIR || undefined) ?? storeDir;
-  if (typeof ledgerDir !== 'string' || ledgerDir.trim() === '') {
-    throw new ConfigError(options.ledgerDir !== undefined ? 'ledgerDir' : 'DAYMIND_LEDGER_DIR', 'must be a directory path');
-  }
-  return {
-    billing,
-    ledgerDir,
-    billingIntervalMs:
-      options.billingIntervalMs === undefined ? 1000 : positiveInteger('billingIntervalMs', options.billingIntervalMs, 3_600_000),
-    stripe,
-  };
 }
 
 /** Reads options and environment into a validated config; throws a {@link ConfigError} naming the culprit. */

@@ -23,8 +23,8 @@ export { metricsHandler, type MetricsHandlerOptions, type MetricsRegistry } from
 export type { HttpErrorCode } from './responses';
 export { jsonErrorHandler, type JsonErrorHandlerOptions } from './error-handler';
 export { verifyRequest, type VerifyRequestOptions, type VerifiedRequest } from './verify-request';
-export type { BillingProvider, UsageReport } from './billing/types';
-export { BillingRejection, type DeadLetter } from './billing/rejection';
+export type { BillingProvider, DeliveryOutcome, UsageReport } from './billing/types';
+export { BillingRejection, BillingRetryLater, type DeadLetter } from './billing/rejection';
 export { LocalLedgerProvider, readLedger, type LedgerEntry } from './billing/ledger';
 export { StripeBillingProvider, type StripeBillingOptions } from './billing/stripe';
 export type { DaymindRequestInfo } from './request-info';

@@ -180,8 +180,19 @@ function register(prom: PromClient, registry: Registry, auth: DaymindAuth, setti
     'Usage units counted and not yet written to the store (kept in memory while flushes fail).',
     (s) => s.unflushedUnits,
   );
-  if (auth.config.billing !== false)
-    gauge('billing_outbox_depth', 'Usage reports in the billing outbox waiting for the billing provider.', (s) => s.billingOutboxDepth);
+  if (auth.config.billing !== false) {
+    gauge(
+      'billing_outbox_depth',
+      'Usage reports in the billing outbox waiting for the billing provider, with one for each key and billing window not closed yet.',
+      (s) => s.billingOutboxDepth,
+    );
+    gauge(
+      'billing_oldest_pending_seconds',
+      'Age of the oldest usage in a report waiting for the billing provider (0 when none waits): how far delivery lags.',
+      (s) => s.billingOldestPendingSeconds ?? 0,
+    );
+    gauge('billing_outbox_bytes', 'Size of the billing outbox file.', (s) => s.billingOutboxBytes);
+  }
   if (auth.config.redis !== undefined)
     gauge('redis_connected', 'Whether the Redis connection is ready (1) or not (0).', (s) =>
       s.redisConnected === null ? null : Number(s.redisConnected),
@@ -206,12 +217,15 @@ const METRIC_NAMES = [
   'usage_flush_errors_total',
   'usage_unflushed_units',
   'billing_outbox_depth',
+  'billing_oldest_pending_seconds',
+  'billing_outbox_bytes',
   'redis_connected',
 ];
 
 /**
  * An Express handler serving Prometheus metrics of `auth`: requests by outcome, the time the
- * middleware takes, keys loaded, usage flushes, billing outbox depth and Redis connection state.
+ * middleware takes, keys loaded, usage flushes, the billing outbox (depth, oldest pending report, size)
+ * and Redis connection state.
  * Mount it outside the routes that need a key: `app.get('/metrics', metricsHandler(auth))`.
  *
  * Needs the optional peer dependency prom-client; without it this throws

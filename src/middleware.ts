@@ -9,14 +9,13 @@ import { MemoryRateLimiter } from './ratelimit/memory';
 import type { ConsumeRequest, RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
 import { sendCreditsExhausted, sendQuotaExceeded, sendRateLimited, sendUnauthorized, sendUnavailable } from './responses';
 import { RequestUsageTracker } from './request-usage';
-import { reportsFor } from './billing/reports';
 import { RedisRateLimiter } from './ratelimit/redis';
 import type { KeyRecord, KeyStore } from './store/types';
 import { UsageRecorder, type LiveUsage } from './usage/recorder';
 import { createUsageRouter, type UsageRouterOptions } from './usage/router';
 import { Verifier, type LeadWindow, type VerifyOptions, type VerifyResult } from './verify';
 import { outcomeOf, type DaymindStats, type RequestEvent, type RequestListener, type RequestOutcome } from './observe';
-import { createBilling, createHistory, createRedis, createStore } from './parts';
+import { billingStatsOf, createBilling, createHistory, createRedis, createStore } from './parts';
 import { setRequestInfo } from './request-info';
 
 /** The middleware returned by {@link daymindAuth}, with the parts it composes. */
@@ -84,7 +83,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     store,
     config.flushIntervalMs,
     config.onError,
-    billing && ((batchId, deltas, window) => billing.enqueueLater(reportsFor(batchId, deltas, window, (hash) => store.get(hash)))),
+    billing && ((batchId, deltas, window) => billing.addBatch(batchId, deltas, window, (hash) => store.get(hash))),
     createHistory(config, store, redis?.client),
     config.now,
   );
@@ -316,7 +315,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     stats: async (): Promise<DaymindStats> => ({
       keysLoaded: store.size?.() ?? null,
       ...recorder.flushStats(),
-      billingOutboxDepth: billing ? await billing.pendingCount() : null,
+      ...billingStatsOf(billing && (await billing.stats())),
       redisConnected: redis ? redis.client.status === 'ready' : null,
     }),
     deliverBilling: async () => {

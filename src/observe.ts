@@ -51,8 +51,15 @@ export interface DaymindStats {
   flushErrors: number;
   /** Usage units counted and not written to the store yet (waiting for the next flush, or for the store to take them again). */
   unflushedUnits: number;
-  /** Usage reports waiting for the billing provider (null without billing). */
+  /**
+   * Usage reports waiting for the billing provider, counting one for each key and billing window
+   * not closed yet (null without billing).
+   */
   billingOutboxDepth: number | null;
+  /** Age in seconds of the oldest usage in a report waiting for the billing provider (null when none waits, or without billing). */
+  billingOldestPendingSeconds: number | null;
+  /** Size in bytes of the billing outbox file (null without billing). */
+  billingOutboxBytes: number | null;
   /** Whether the Redis connection is ready (null without Redis). */
   redisConnected: boolean | null;
 }

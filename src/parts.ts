@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { ResolvedConfig } from './config';
-import { DaymindError } from './errors';
-import { BillingDispatcher } from './billing/dispatcher';
+import type { DaymindStats } from './observe';
+import { BillingDispatcher, type BillingStats } from './billing/dispatcher';
 import { LocalLedgerProvider } from './billing/ledger';
 import { Outbox } from './billing/outbox';
 import { StripeBillingProvider } from './billing/stripe';
@@ -21,22 +21,34 @@ import { RedisUsageHistory } from './usage/history-redis';
 export function createBilling(config: ResolvedConfig): BillingDispatcher | undefined {
   if (config.billing === false) return undefined;
   const dir = config.ledgerDir;
-  const provider =
-    typeof config.billing === 'object'
-      ? config.billing
-      : config.billing === 'stripe'
-        ? new StripeBillingProvider({ ...config.stripe!, ledger: new LocalLedgerProvider(dir, config.now), onError: config.onError, now: config.now })
-        : new LocalLedgerProvider(dir, config.now);
-  const outboxPath = join(dir, 'billing-outbox.jsonl');
-  const outbox = new Outbox(outboxPath, (line) =>
-    config.onError(new DaymindError('ERR_DAYMIND_BILLING', `line ${line} of ${outboxPath} is damaged and was skipped`)),
-  );
-  return new BillingDispatcher(outbox, provider, {
+  // In Stripe mode the dispatcher writes the ledger, one append for all the reports Stripe took.
+  const stripe =
+    config.billing === 'stripe' ? new StripeBillingProvider({ ...config.stripe!, onError: config.onError, now: config.now }) : undefined;
+  const provider = typeof config.billing === 'object' ? config.billing : (stripe ?? new LocalLedgerProvider(dir, config.now));
+  return new BillingDispatcher(new Outbox(join(dir, 'billing-outbox.jsonl')), provider, {
     intervalMs: config.billingIntervalMs,
     deadLetterPath: join(dir, 'billing-dead-letter.jsonl'),
     onError: config.onError,
+    windowSeconds: config.billingWindowSeconds,
+    // Batches formed before a window's end may still be on their way to the store and the outbox.
+    closeAfterMs: 2 * config.flushIntervalMs + 1000,
+    concurrency: config.billingConcurrency,
+    callsPerSecond: config.billingMaxCallsPerSecond,
+    ledger: stripe && new LocalLedgerProvider(dir, config.now),
+    unpaced: stripe && ((report) => !stripe.calls(report)),
     now: config.now,
   });
+}
+
+/** The billing figures of stats(): null without billing. */
+export function billingStatsOf(
+  stats: BillingStats | undefined,
+): Pick<DaymindStats, 'billingOutboxDepth' | 'billingOldestPendingSeconds' | 'billingOutboxBytes'> {
+  return {
+    billingOutboxDepth: stats?.depth ?? null,
+    billingOldestPendingSeconds: stats?.oldestPendingSeconds ?? null,
+    billingOutboxBytes: stats?.outboxBytes ?? null,
+  };
 }
 
 /** Where per-day history goes: the option, else beside the store (memory for keys held in memory). */

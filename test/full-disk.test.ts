@@ -12,7 +12,7 @@ import { once } from 'node:events';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { daymindAuth, JsonFileKeyStore, readLedger, type DaymindAuth, type DaymindOptions } from '../src';
+import { daymindAuth, JsonFileKeyStore, LocalLedgerProvider, readLedger, type DaymindAuth, type DaymindOptions } from '../src';
 import { readJsonl } from '../src/billing/jsonl';
 import { appWith, closeAll, isoMonth, tempDir, testClock, waitFor } from './helpers';
 
@@ -162,12 +162,15 @@ describe('a full disk', () => {
     expect(errors.map((e) => [(e as { code?: string }).code, e.message])).toEqual([
       [
         'ERR_DAYMIND_BILLING',
-        expect.stringMatching(new RegExp(`^cannot write the billing outbox ${outboxPath}; 1 report\\(s\\) kept in memory: ENOSPC`)),
+        expect.stringMatching(
+          new RegExp(`^cannot write the billing outbox ${outboxPath}: ENOSPC.*; 1 flush batch\\(es\\) of usage kept in memory until it can be written$`),
+        ),
       ],
     ]);
 
     free();
-    await auth.deliverBilling(); // writes the reports kept in memory, then delivers them
+    clock.advance(5 * 60_000); // past the billing window, and the time it waits for flushes under way
+    await auth.deliverBilling(); // writes the usage kept in memory, then closes the window and delivers its reports
     const ledger = await readLedger(ledgerDir, [month]);
     expect(ledger.map((e) => [e.owner, e.quantity]).sort()).toEqual([
       ['owner-0', 5],
@@ -178,49 +181,78 @@ describe('a full disk', () => {
     expect(errors).toHaveLength(1);
   });
 
-  test('under the usage ledger: reported naming the file, the reports stay in the outbox, no line is left cut short', async () => {
+  test('under the billing files (outbox, delivery lock, ledger): reported once naming its file, the usage stays in the outbox, no line is left cut short', async () => {
     const dir = tempDir();
     const ledgerDir = smallDisk();
     const storePath = join(dir, 'api_keys.json');
     const keys = await keysIn(storePath, 30);
-    const { auth, errors, hello } = await serve({ storePath, ledgerDir, history: false });
+    // Billing windows end as this clock moves; from the start of the hour, it stays in one month.
+    const local = testClock(Math.floor(clock.now() / 3_600_000) * 3_600_000);
+    const { auth, errors, hello } = await serve({ storePath, ledgerDir, history: false, now: local.now });
     // Ten keys billed before the disk fills: the ledger has lines that must stay as they are.
     for (const key of keys.slice(0, 10)) expect((await hello(key)).status).toBe(200);
     await waitFor(async () => (await auth.stats()).billingOutboxDepth === 10, 5000);
+    local.advance(60_000 + 2000); // past the billing window (1 min) and the time it waits for flushes under way (1.04 s)
     await auth.deliverBilling();
     const ledgerPath = join(ledgerDir, `ledger-${month}.jsonl`);
     const billedBefore = readFileSync(ledgerPath);
-    // Twenty more reports in the outbox, then no space: the ledger's lines cross into a page it cannot have.
+    // Twenty more keys' usage in the outbox, then no space: their window cannot be closed nor delivered.
     for (const key of keys.slice(10)) expect((await hello(key)).status).toBe(200);
     await waitFor(async () => (await auth.stats()).billingOutboxDepth === 20, 5000);
+    const outboxBefore = readFileSync(join(ledgerDir, 'billing-outbox.jsonl'));
     const free = fill(ledgerDir);
 
+    local.advance(60_000 + 2000);
+    await auth.deliverBilling();
     await auth.deliverBilling();
     expect(errors.map((e) => [(e as { code?: string }).code, e.message])).toEqual([
-      [
-        'ERR_DAYMIND_BILLING',
-        expect.stringMatching(
-          new RegExp(`^billing provider "local" failed, retrying with backoff: cannot write the usage ledger ${ledgerPath}: ENOSPC`),
-        ),
-      ],
+      ['ERR_DAYMIND_BILLING', expect.stringMatching(new RegExp(`^billing delivery round failed: .*${ledgerDir}/billing-outbox.jsonl.*ENOSPC`))],
     ]);
     expect((await hello(keys[0]!)).status).toBe(200);
+    await auth.flush(); // its usage is kept in memory: the outbox cannot take it
     const whileFull = readFileSync(ledgerPath);
-    expect(whileFull.subarray(0, billedBefore.length)).toEqual(billedBefore); // nothing trimmed or overwritten
-    expect(whileFull.toString().endsWith('\n')).toBe(true); // whole lines only
-    expect((await auth.stats()).billingOutboxDepth).toBeGreaterThan(0);
+    expect(whileFull).toEqual(billedBefore); // nothing trimmed, overwritten or half-written
+    expect(readFileSync(join(ledgerDir, 'billing-outbox.jsonl')).subarray(0, outboxBefore.length)).toEqual(outboxBefore);
+    await waitFor(async () => (await auth.stats()).billingOutboxDepth === 21, 5000);
 
     free();
     await waitFor(async () => {
-      await auth.deliverBilling(); // the failed report waits out its backoff (0.5 s)
+      local.advance(60_000 + 2000); // the window of the request above ends too
+      await auth.deliverBilling();
       return (await auth.stats()).billingOutboxDepth === 0;
     }, 5000);
     const damaged: number[] = [];
     const lines = await readJsonl(ledgerPath, (line) => damaged.push(line));
     expect(damaged).toEqual([]);
     const ledger = await readLedger(ledgerDir, [month]);
-    expect(ledger).toHaveLength(31); // every key once, keys[0] twice
-    expect(lines.length).toBeGreaterThanOrEqual(31);
+    expect(ledger).toHaveLength(31); // every key once, keys[0] twice (two windows)
+    expect(lines).toHaveLength(31);
     expect(ledger.reduce((sum, e) => sum + e.quantity, 0)).toBe(31);
+  });
+
+  test('under the usage ledger alone: every report of the batch fails with an error naming the file, the file keeps whole lines only', async () => {
+    const disk = smallDisk();
+    const ledger = new LocalLedgerProvider(disk, clock.now);
+    const report = (i: number) => ({
+      identifier: `dmu_${String(i).padStart(40, '0')}`,
+      key_hash: 'a'.repeat(64),
+      key_prefix: 'dm_abcdef',
+      owner: 'alpha',
+      customer_id: null,
+      quantity: 1,
+      window_start: Math.floor(clock.now() / 60_000) * 60,
+      window_end: clock.now() / 1000,
+    });
+    expect(await ledger.deliverBatch([report(1)])).toEqual([null]);
+    const path = join(disk, `ledger-${month}.jsonl`);
+    const before = readFileSync(path);
+    const free = fill(disk);
+    const batch = Array.from({ length: 40 }, (_, i) => report(i + 2)); // more than the last page holds
+    const outcomes = await ledger.deliverBatch(batch);
+    expect(outcomes.map((o) => o?.message)).toEqual(batch.map(() => expect.stringMatching(new RegExp(`^cannot write the usage ledger ${path}: ENOSPC`))));
+    expect(readFileSync(path)).toEqual(before);
+    free();
+    expect(await ledger.deliverBatch(batch)).toEqual(batch.map(() => null));
+    expect(await readLedger(disk, [month])).toHaveLength(41);
   });
 });

@@ -16,7 +16,7 @@ import {
   type DaymindOptions,
   type KeyRecord,
 } from '../src';
-import { appWith, childEnv, closeAll, SEED_KEYS, seedStoreCopy, startExampleServer, tempDir, waitFor } from './helpers';
+import { appWith, childEnv, closeAll, SEED_KEYS, seedStoreCopy, startExampleServer, tempDir, testClock, waitFor } from './helpers';
 import { startRedis } from './redis/harness';
 
 const ROOT = resolve(__dirname, '..');
@@ -96,11 +96,13 @@ const hello = (app: express.Express, key?: string) => {
 describe('metricsHandler()', () => {
   test('/metrics after known traffic: each outcome counter has the exact value', async () => {
     const broken = generateKey();
+    const clock = testClock(Date.now()); // moved past the billing window at the end
     const a = auth({
       store: new BrokenKeyStore(seedStoreCopy(), hashKey(broken)),
       rateLimitPerMinute: 3,
       ipRateLimitPerMinute: 14,
       billingIntervalMs: 3_600_000,
+      now: clock.now,
     });
     await a.ready;
     const { key: lapsed } = await a.store.create({ owner: 'lapsed', expires_at: Date.now() / 1000 - 60 });
@@ -159,8 +161,36 @@ describe('metricsHandler()', () => {
     expect(valueOf(flushed, 'daymind_usage_flush_age_seconds')).toBeGreaterThanOrEqual(0);
     expect(valueOf(flushed, 'daymind_usage_flush_age_seconds')).toBeLessThan(5);
     expect(valueOf(flushed, 'daymind_usage_flush_errors_total')).toBe(0);
+    await a.deliverBilling(); // the billing window has not ended: the two reports are still to come
+    expect(valueOf(await scrape(app), 'daymind_billing_outbox_depth')).toBe(2);
+    clock.advance(5 * 60_000);
     await a.deliverBilling();
     expect(valueOf(await scrape(app), 'daymind_billing_outbox_depth')).toBe(0);
+  });
+
+  test('billing: reports waiting, the age of the oldest one and the size of the outbox', async () => {
+    const clock = testClock(Date.now());
+    const a = auth({
+      store: new JsonFileKeyStore({ path: seedStoreCopy() }),
+      billing: { name: 'down', deliver: () => Promise.reject(new Error('biller down')) },
+      ledgerDir: tempDir(),
+      billingIntervalMs: 3_600_000,
+      now: clock.now,
+    });
+    const app = metricsApp(a);
+    expect((await hello(app, SEED_KEYS.alpha)).status).toBe(200);
+    expect((await hello(app, SEED_KEYS.beta)).status).toBe(200);
+    await a.flush();
+    await waitFor(async () => valueOf(await scrape(app), 'daymind_billing_outbox_depth') === 2, 5000);
+    let samples = await scrape(app);
+    expect(valueOf(samples, 'daymind_billing_oldest_pending_seconds')).toBe(0); // the window is open: no report yet
+    expect(valueOf(samples, 'daymind_billing_outbox_bytes')).toBeGreaterThan(0);
+    clock.advance(300_000);
+    await a.deliverBilling(); // the window is closed into two reports, which the provider refuses
+    samples = await scrape(app);
+    expect(valueOf(samples, 'daymind_billing_outbox_depth')).toBe(2);
+    expect(valueOf(samples, 'daymind_billing_oldest_pending_seconds')).toBeCloseTo(300, 0);
+    expect(await a.stats()).toMatchObject({ billingOutboxDepth: 2, billingOldestPendingSeconds: expect.closeTo(300, 0) });
   });
 
   test('failed flushes are counted; the flush duration is NaN and the age counts from the start before the first success', async () => {
@@ -180,6 +210,7 @@ describe('metricsHandler()', () => {
     expect(valueOf(samples, 'daymind_usage_flush_age_seconds')).toBeGreaterThan(0);
     expect(valueOf(samples, 'daymind_usage_flush_age_seconds')).toBeLessThan(5);
     expect(valueOf(samples, 'daymind_billing_outbox_depth')).toBeUndefined(); // billing off
+    expect(valueOf(samples, 'daymind_billing_oldest_pending_seconds')).toBeUndefined();
     // close() flushes once more, which fails the same way: the usage is not written, and close() says so.
     open.splice(open.indexOf(a), 1);
     await expect(a.close()).rejects.toThrow(/disk full/);

@@ -58,3 +58,28 @@ export async function readJsonl<T>(path: string, onBadLine?: (lineNumber: number
   });
   return values;
 }
+
+/**
+ * Appends `chunks`, each as a line of its own, byte for byte (damaged lines moved to a quarantine
+ * file keep every byte), and fsyncs; a failed append is taken back whole, as in appendLines.
+ */
+export async function appendBytes(path: string, chunks: Buffer[]): Promise<void> {
+  if (chunks.length === 0) return;
+  const handle = await fsp.open(path, 'a+', 0o600);
+  try {
+    const { size } = await handle.stat();
+    const last = Buffer.alloc(1);
+    if (size > 0) await handle.read(last, 0, 1, size - 1);
+    const newline = Buffer.from('\n');
+    const lead = size > 0 && last[0] !== 0x0a ? [newline] : [];
+    try {
+      await handle.appendFile(Buffer.concat([...lead, ...chunks.flatMap((chunk) => [chunk, newline])]));
+      await handle.sync();
+    } catch (err) {
+      await handle.truncate(size).catch(() => undefined);
+      throw err;
+    }
+  } finally {
+    await handle.close();
+  }
+}

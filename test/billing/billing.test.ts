@@ -1,8 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import request from 'supertest';
 import {
   BillingRejection,
+  BillingRetryLater,
   daymindAuth,
   JsonFileKeyStore,
   LocalLedgerProvider,
@@ -13,12 +14,18 @@ import {
   type UsageReport,
 } from '../../src';
 import { Outbox } from '../../src/billing/outbox';
-import { appWith, closeAll, isoMonth, tempDir, testClock, waitFor } from '../helpers';
+import { appWith, closeAll, monthsBetween, tempDir, testClock, TEST_NOW, waitFor } from '../helpers';
 import { startStripeServer } from './stripe-server';
 
-// Every instance runs on one standing clock: windows, ledger lines and their month never move.
+// Every instance runs on one clock that stands still until a test moves it past a billing window.
 const clock = testClock();
-const month = () => isoMonth(clock.now());
+/** The ledger of every month the clock has been in. */
+const ledgerOf = (dir: string) => readLedger(dir, monthsBetween(TEST_NOW, clock.now()));
+/**
+ * Moves the clock past the end of the current billing window (1 minute) and past the time a
+ * window waits for flushes still under way (2 flush intervals + 1 s: 121 s with these settings).
+ */
+const endWindow = () => clock.advance(60_000 + 121_000 + 1000);
 const open: DaymindAuth[] = [];
 afterEach(() => closeAll(open));
 
@@ -61,33 +68,70 @@ async function hit(auth: DaymindAuth, key: string, times: number): Promise<void>
 
 /** Reports in the outbox not yet delivered or dead-lettered. */
 const outboxPending = async (dir: string): Promise<UsageReport[]> => (await new Outbox(join(dir, 'billing-outbox.jsonl')).read()).pending;
+/** Whether the outbox holds nothing: no report waiting, no usage of a window not closed yet. */
+const outboxIdle = async (dir: string): Promise<boolean> => {
+  const { pending, parts } = await new Outbox(join(dir, 'billing-outbox.jsonl')).read();
+  return pending.length === 0 && parts.length === 0;
+};
 
 describe('local mode: the usage ledger', () => {
-  test('one line per key and flush window; totals equal the usage_count deltas; nothing left in the outbox', async () => {
+  test('one line per key and billing window, however many flushes; close() bills its open window; totals equal the usage_count deltas', async () => {
     const { dir, path, keys } = await setup([{ owner: 'alpha' }, { owner: 'beta' }]);
     const auth = start(dir, {});
     await hit(auth, keys[0]!, 4);
     await hit(auth, keys[1]!, 2);
     await auth.flush();
     await hit(auth, keys[0]!, 3);
+    await auth.flush();
+    await auth.deliverBilling(); // the window has not ended: nothing is billed yet, nothing is lost
+    expect(await ledgerOf(dir)).toEqual([]);
+    expect((await auth.stats()).billingOutboxDepth).toBe(2); // one report to come per key
+    endWindow();
+    await auth.deliverBilling();
+    const first = await ledgerOf(dir);
+    expect(first.map((e) => [e.owner, e.quantity]).sort()).toEqual([
+      ['alpha', 7],
+      ['beta', 2],
+    ]);
+    await hit(auth, keys[0]!, 5); // the next window: closed by close(), before it ends
     await auth.close();
-    const ledger = await readLedger(dir, [month()]);
+    const ledger = await ledgerOf(dir);
     const total = (owner: string) => ledger.filter((e) => e.owner === owner).reduce((s, e) => s + e.quantity, 0);
     const counts = Object.fromEntries(
       (JSON.parse(readFileSync(path, 'utf8')) as Array<{ owner: string; usage_count: number }>).map((r) => [r.owner, r.usage_count]),
     );
-    expect(total('alpha')).toBe(7);
+    expect(total('alpha')).toBe(12);
     expect(total('beta')).toBe(2);
-    expect(counts).toEqual({ alpha: 7, beta: 2 });
+    expect(counts).toEqual({ alpha: 12, beta: 2 });
     expect(ledger).toHaveLength(3);
     expect(new Set(ledger.map((e) => e.identifier)).size).toBe(3);
     for (const e of ledger) {
       expect(e.identifier).toMatch(/^dmu_[0-9a-f]{40}$/);
       expect(e.key_prefix).toMatch(/^dm_/);
+      expect(e.window_start % 60).toBe(0); // the minute's start
       expect(e.window_end).toBeGreaterThanOrEqual(e.window_start);
+      expect(e.window_end).toBeLessThan(e.window_start + 60); // inside its window
       expect(e.time).toBeGreaterThanOrEqual(e.window_end);
     }
     expect(await outboxPending(dir)).toEqual([]);
+  });
+
+  test('billingWindow: 5m windows start at the five minutes; a bad BILLING_WINDOW is a ConfigError naming it', async () => {
+    expect(() => start(tempDir(), { env: { BILLING_WINDOW: '7m' } })).toThrow(/^BILLING_WINDOW: must divide a day evenly/);
+    expect(() => start(tempDir(), { billingWindow: 'soon' })).toThrow(/^billingWindow: must be a duration such as "1m"/);
+    const { dir, keys } = await setup([{ owner: 'alpha' }]);
+    const auth = start(dir, { billingWindow: '5m' });
+    const windowStart = Math.floor(clock.now() / 300_000) * 300;
+    await hit(auth, keys[0]!, 2);
+    await auth.flush();
+    clock.advance(60_000); // the same 5-minute window, unless it ends within the minute
+    await hit(auth, keys[0]!, 3);
+    await auth.close();
+    const ledger = await ledgerOf(dir);
+    const inFirst = ledger.filter((e) => e.window_start === windowStart);
+    expect(ledger.reduce((s, e) => s + e.quantity, 0)).toBe(5);
+    expect(ledger.every((e) => e.window_start % 300 === 0 && e.window_end < e.window_start + 300)).toBe(true);
+    expect(inFirst.length).toBeGreaterThanOrEqual(1);
   });
 
   test('a provider that fails is retried with backoff; a report rejected for good is dead-lettered', async () => {
@@ -109,12 +153,14 @@ describe('local mode: the usage ledger', () => {
     });
     await hit(auth, keys[0]!, 5);
     await auth.flush();
+    endWindow();
     await waitFor(() => delivered.size === 1, 5000);
     expect([...delivered.values()]).toEqual([5]);
     expect(errors.filter((e) => /biller down/.test(e.message))).toHaveLength(1);
 
     await hit(auth, keys[0]!, 13);
     await auth.flush();
+    endWindow();
     await waitFor(() => errors.some((e) => /rejected for good/.test(e.message)), 3000);
     const [letter] = readFileSync(join(dir, 'billing-dead-letter.jsonl'), 'utf8')
       .trim()
@@ -122,13 +168,13 @@ describe('local mode: the usage ledger', () => {
       .map((l) => JSON.parse(l));
     expect(letter).toMatchObject({ reason: 'no such customer', report: { quantity: 13, owner: 'alpha' } });
     expect(errors.some((e) => /rejected for good/.test(e.message) && e.message.includes('billing-dead-letter.jsonl'))).toBe(true);
-    await waitFor(async () => (await outboxPending(dir)).length === 0, 3000);
+    await waitFor(() => outboxIdle(dir), 3000);
   });
 });
 
 describe('Stripe mode through the official SDK', () => {
   test('one meter event per customer and window, with the exact fields, identifier and idempotency key', async () => {
-    const stripe = await startStripeServer();
+    const stripe = await startStripeServer({ now: clock.now });
     try {
       const { dir, keys } = await setup([
         { owner: 'alpha', customer: 'cus_Alpha1' },
@@ -144,10 +190,13 @@ describe('Stripe mode through the official SDK', () => {
       await hit(auth, keys[1]!, 2);
       await hit(auth, keys[2]!, 1);
       await auth.flush();
+      await hit(auth, keys[0]!, 2); // the same window: the same event
+      await auth.flush();
+      endWindow();
       await auth.deliverBilling();
-      const ledger = await readLedger(dir, [month()]);
+      const ledger = await ledgerOf(dir);
       expect(ledger.map((e) => [e.owner, e.quantity]).sort()).toEqual([
-        ['alpha', 3],
+        ['alpha', 5],
         ['beta', 2],
         ['nocust', 1],
       ]);
@@ -171,7 +220,7 @@ describe('Stripe mode through the official SDK', () => {
   });
 
   test('500, 429 and 401 (a key being fixed) are retried: every report arrives once per identifier with the right total', async () => {
-    const stripe = await startStripeServer();
+    const stripe = await startStripeServer({ now: clock.now });
     try {
       const { dir, keys } = await setup([{ owner: 'alpha', customer: 'cus_Alpha1' }]);
       stripe.failNext(500, 401, 429);
@@ -182,8 +231,9 @@ describe('Stripe mode through the official SDK', () => {
       for (const n of [4, 6, 1]) {
         await hit(auth, keys[0]!, n);
         await auth.flush();
+        endWindow(); // one window each
       }
-      await waitFor(async () => (await outboxPending(dir)).length === 0, 10_000);
+      await waitFor(() => outboxIdle(dir), 10_000);
       const accepted = stripe.requests.filter((r) => r.status === 200 && !r.replay);
       expect(stripe.requests.filter((r) => r.status !== 200).map((r) => r.status)).toEqual([500, 401, 429]);
       expect(accepted).toHaveLength(3);
@@ -195,7 +245,7 @@ describe('Stripe mode through the official SDK', () => {
   });
 
   test("a report older than Stripe's 35-day window is rejected for good without a request", async () => {
-    const stripe = await startStripeServer();
+    const stripe = await startStripeServer({ now: clock.now });
     try {
       const ledger = new LocalLedgerProvider(tempDir());
       const provider = new StripeBillingProvider({
@@ -226,7 +276,7 @@ describe('Stripe mode through the official SDK', () => {
   });
 
   test('a 400 is dead-lettered with its reason', async () => {
-    const stripe = await startStripeServer();
+    const stripe = await startStripeServer({ now: clock.now });
     try {
       const { dir, keys } = await setup([{ owner: 'alpha', customer: 'cus_Gone' }]);
       stripe.failNext(400);
@@ -237,27 +287,29 @@ describe('Stripe mode through the official SDK', () => {
       });
       await hit(auth, keys[0]!, 2);
       await auth.flush();
+      endWindow();
       await auth.deliverBilling();
       const letter = JSON.parse(readFileSync(join(dir, 'billing-dead-letter.jsonl'), 'utf8').trim());
       expect(letter.reason).toMatch(/^Stripe answered 400: simulated 400/);
       expect(letter.report.quantity).toBe(2);
       expect(errors.some((e) => /rejected for good/.test(e.message))).toBe(true);
-      expect(await readLedger(dir, [month()])).toHaveLength(0);
+      expect(await ledgerOf(dir)).toHaveLength(0);
     } finally {
       await stripe.close();
     }
   });
 
   test('restart with reports in the outbox: they are delivered after the restart, none twice', async () => {
-    const stripe = await startStripeServer();
+    const stripe = await startStripeServer({ now: clock.now });
     try {
       const { dir, keys } = await setup([{ owner: 'alpha', customer: 'cus_Alpha1' }]);
       stripe.failNext(...Array(50).fill(503));
       const first = start(dir, viaStripe(stripe.port));
       await hit(first, keys[0]!, 3);
       await first.flush();
+      endWindow();
       await hit(first, keys[0]!, 4);
-      await first.close();
+      await first.close(); // closes its open window too
       expect(await outboxPending(dir)).toHaveLength(2);
       expect(stripe.requests.every((r) => r.status === 503)).toBe(true);
 
@@ -267,14 +319,109 @@ describe('Stripe mode through the official SDK', () => {
         billingIntervalMs: 50,
       });
       await second.ready;
-      await waitFor(async () => (await outboxPending(dir)).length === 0, 20_000, 50);
+      await waitFor(() => outboxIdle(dir), 20_000, 50);
       const accepted = stripe.requests.filter((r) => r.status === 200 && !r.replay);
       expect(new Set(accepted.map((r) => r.form.identifier)).size).toBe(accepted.length);
       expect(accepted.reduce((s, r) => s + Number(r.form['payload[value]']), 0)).toBe(7);
-      const ledger = await readLedger(dir, [month()]);
+      const ledger = await ledgerOf(dir);
       expect(ledger.reduce((s, e) => s + e.quantity, 0)).toBe(7);
     } finally {
       await stripe.close();
     }
   }, 30_000);
+});
+
+describe('Stripe answers', () => {
+  const report = (identifier: string, quantity = 3) => ({
+    identifier,
+    key_hash: 'a'.repeat(64),
+    key_prefix: 'dm_abcdef',
+    owner: 'alpha',
+    customer_id: 'cus_A1',
+    quantity,
+    window_start: Math.floor(clock.now() / 60_000) * 60,
+    window_end: clock.now() / 1000,
+  });
+  const provider = (port: number, dir = tempDir()) =>
+    new StripeBillingProvider({
+      secretKey: 'sk_test_123',
+      apiBase: `http://127.0.0.1:${port}`,
+      ledger: new LocalLedgerProvider(dir, clock.now),
+      onError: () => undefined,
+      now: clock.now,
+    });
+
+  test('an identifier Stripe already has, once the idempotency key is forgotten, counts as delivered: recorded once, in the ledger', async () => {
+    const stripe = await startStripeServer({ now: clock.now, idempotencyMemoryMs: 60_000 });
+    try {
+      const dir = tempDir();
+      const stripeProvider = provider(stripe.port, dir);
+      await stripeProvider.deliver(report('dmu_seen'));
+      clock.advance(120_000); // Stripe forgot the idempotency key, not the identifier
+      await stripeProvider.deliver(report('dmu_seen'));
+      expect(stripe.requests.map((r) => r.status)).toEqual([200, 400]);
+      expect(stripe.events.map((e) => [e.identifier, e.value])).toEqual([['dmu_seen', 3]]);
+      expect((await ledgerOf(dir)).map((e) => e.identifier)).toEqual(['dmu_seen']);
+    } finally {
+      await stripe.close();
+    }
+  });
+
+  test('a 429 with Retry-After is a BillingRetryLater of that many ms; a timestamp outside Stripe\'s window is refused by the server', async () => {
+    const stripe = await startStripeServer({ now: clock.now, retryAfterSeconds: 2 });
+    try {
+      stripe.failNext(429);
+      const err = await provider(stripe.port)
+        .deliver(report('dmu_throttled'))
+        .catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(BillingRetryLater);
+      expect((err as BillingRetryLater).retryAfterMs).toBe(2000);
+      const ahead = { ...report('dmu_ahead'), window_end: clock.now() / 1000 + 600 };
+      await expect(provider(stripe.port).deliver(ahead)).rejects.toThrow(/^Stripe answered 400: Timestamp must be within/);
+    } finally {
+      await stripe.close();
+    }
+  });
+});
+
+describe('what is billed', () => {
+  test('usage of a key deleted from the store before its flush is billed: the requests were served; owner and prefix are empty', async () => {
+    const { dir, path, keys } = await setup([{ owner: 'alpha', customer: 'cus_Alpha1' }, { owner: 'beta' }]);
+    const auth = start(dir, { reloadIntervalMs: 20 });
+    await hit(auth, keys[0]!, 3);
+    await hit(auth, keys[1]!, 1);
+    const records = JSON.parse(readFileSync(path, 'utf8')) as Array<{ owner: string; key_hash: string }>;
+    const gone = records.find((r) => r.owner === 'alpha')!.key_hash;
+    writeFileSync(path, JSON.stringify(records.filter((r) => r.owner !== 'alpha'), null, 2)); // deleted by another program
+    await waitFor(() => auth.store.get(gone) === undefined, 5000);
+    await auth.flush();
+    endWindow();
+    await auth.deliverBilling();
+    const ledger = await ledgerOf(dir);
+    expect(ledger.map((e) => [e.key_hash === gone ? 'gone' : e.owner, e.owner, e.key_prefix, e.customer_id, e.quantity]).sort()).toEqual([
+      ['beta', 'beta', expect.stringMatching(/^dm_/), null, 1],
+      ['gone', '', '', null, 3],
+    ]);
+  });
+
+  test('a damaged outbox line is moved to the quarantine file with one message naming both files; the other usage is billed', async () => {
+    const { dir, keys } = await setup([{ owner: 'alpha' }]);
+    const errors: Error[] = [];
+    const auth = start(dir, { onError: (e) => errors.push(e) });
+    await hit(auth, keys[0]!, 2);
+    await auth.flush();
+    const outboxPath = join(dir, 'billing-outbox.jsonl');
+    const [line] = readFileSync(outboxPath, 'utf8').split('\n');
+    writeFileSync(outboxPath, `${line}\n${line!.slice(0, 40)}#${line!.slice(40)}\n`); // a copy with one stray character
+    await hit(auth, keys[0]!, 1);
+    await auth.flush();
+    endWindow();
+    await auth.deliverBilling();
+    await auth.deliverBilling();
+    expect(errors.map((e) => e.message)).toEqual([
+      `1 damaged line(s) of ${outboxPath} (line 2) moved byte for byte to ${outboxPath}.quarantine; they are not billed until you repair them and append them to the outbox again`,
+    ]);
+    expect(readFileSync(`${outboxPath}.quarantine`, 'utf8')).toBe(`${line!.slice(0, 40)}#${line!.slice(40)}\n`);
+    expect((await ledgerOf(dir)).map((e) => e.quantity)).toEqual([3]);
+  });
 });
