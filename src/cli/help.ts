@@ -15,6 +15,7 @@ Commands:
   usage                         usage totals per owner and per key
   report                        a month's usage per owner, top keys and days: table, JSON or HTML
   export                        per-owner usage totals from the ledger: csv, json or beancount
+  billing                       what billing has not delivered yet: open windows, pending, dead letters
   migrate --from FILE --to URL  copy keys and counters from a JSON store to Redis (idempotent)
 
 Global options:
@@ -100,6 +101,15 @@ has one transaction per owner and month, receivable against Income:Api-Usage.
   --owner       only this owner
   --price       unit price and currency, e.g. "0.001 USD"
   --ledger-dir  where the ledger is: default DAYMIND_LEDGER_DIR, else the key store's directory
+`,
+  billing: `Usage: daymind-keys billing [--ledger-dir DIR] [--json]
+
+What the billing outbox holds, read without changing it: usage of billing windows not closed into
+reports yet, reports waiting for the billing provider (oldest first, with the age of the oldest),
+reports dead-lettered (billing-dead-letter.jsonl, with their reasons) and damaged outbox lines
+(and the quarantine file they were moved to). The text lists 20 of each; --json lists all.
+
+  --ledger-dir  where the outbox is: default DAYMIND_LEDGER_DIR, else the key store's directory
 `,
   revoke: `Usage: daymind-keys revoke KEY|PREFIX [--json]
 

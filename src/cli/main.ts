@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { DaymindError } from '../errors';
 import { DEFAULT_STORE_PATH } from '../store/json-file';
 import { migrationMessage, readMigrationNote } from '../store/migrated';
+import { billingStatus } from './billing';
 import * as commands from './commands';
 import { readEnvFile } from './env-file';
 import { UsageError } from './errors';
@@ -57,6 +58,7 @@ const COMMANDS: Record<string, { options: string[]; args: string[] }> = {
   plans: { options: [], args: [] },
   export: { options: ['format', 'month', 'owner', 'price', 'ledger-dir'], args: [] },
   report: { options: ['month', 'owner', 'html', 'ledger-dir'], args: [] },
+  billing: { options: ['ledger-dir'], args: [] },
   revoke: { options: [], args: ['KEY|PREFIX'] },
   show: { options: [], args: ['KEY|PREFIX'] },
   rotate: { options: ['grace'], args: ['KEY|PREFIX'] },
@@ -99,7 +101,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       return 0;
     }
     throw new UsageError(
-      'a command is required: list, create, set, credits, plans, revoke, show, rotate, usage, report, export or migrate',
+      'a command is required: list, create, set, credits, plans, revoke, show, rotate, usage, report, export, billing or migrate',
     );
   }
   const spec = COMMANDS[command];
@@ -166,6 +168,9 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       break;
     case 'export':
       await commands.exportLedger(ctx, options, ledgerDirOf(values['ledger-dir'], setting, location!));
+      break;
+    case 'billing':
+      await billingStatus(ctx, ledgerDirOf(values['ledger-dir'], setting, location!));
       break;
     case 'migrate':
       await commands.migrate(ctx, values.from, values.to, prefix);
