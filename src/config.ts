@@ -152,7 +152,10 @@ export interface ResolvedConfig {
   stripe: { secretKey: string; meterEventName: string; apiBase: string | undefined } | undefined;
   history: UsageHistory | false | undefined;
   now: () => number;
+  /** The plans in force at start-up. */
   plans: ReadonlyMap<string, Plan>;
+  /** The plans file they came from (`DAYMIND_PLANS_FILE`), reloaded on change; undefined with the `plans` option or none. */
+  plansFile: string | undefined;
   cost: ((req: Request) => number) | undefined;
   billable: ((req: Request, res: Response) => boolean) | undefined;
   onError: (err: Error) => void;
@@ -370,6 +373,7 @@ export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
     history: resolveHistory(options.history),
     now: resolveClock(options.now),
     plans: resolvePlans(options.plans, env),
+    plansFile: options.plans === undefined ? env.DAYMIND_PLANS_FILE?.trim() || undefined : undefined,
     cost: optionalFunction<(req: Request) => number>('cost', options.cost),
     billable: optionalFunction<(req: Request, res: Response) => boolean>('billable', options.billable),
     onError: safeOnError(options.onError),

@@ -12,7 +12,8 @@ import type { KeyRecord } from './store/types';
  */
 export class KeyLimits {
   private readonly byLimit = new Map<number, readonly RateLimitWindow[]>();
-  private readonly byPlan = new Map<string, readonly RateLimitWindow[]>();
+  /** By plan and own limit; a plan whose definition changed (a reloaded plans file) gets new windows. */
+  private readonly byPlan = new Map<string, { plan: Plan; windows: readonly RateLimitWindow[] }>();
   private readonly unknownPlans: OnceReporter;
 
   constructor(
@@ -44,11 +45,10 @@ export class KeyLimits {
     const own = record.rate_limit_per_minute ?? undefined;
     if (!plan) return this.single(own ?? this.defaultRateLimitPerMinute);
     const id = `${plan.name}:${own ?? ''}`;
-    let windows = this.byPlan.get(id);
-    if (!windows) {
-      windows = own === undefined ? plan.windows : withOwnMinuteLimit(plan.windows, own);
-      this.byPlan.set(id, windows);
-    }
+    const cached = this.byPlan.get(id);
+    if (cached?.plan === plan) return cached.windows;
+    const windows = own === undefined ? plan.windows : withOwnMinuteLimit(plan.windows, own);
+    this.byPlan.set(id, { plan, windows });
     return windows;
   }
 

@@ -15,6 +15,7 @@ import { UsageRecorder, type LiveUsage } from './usage/recorder';
 import { createUsageRouter, type UsageRouterOptions } from './usage/router';
 import { Verifier, type LeadWindow, type VerifyOptions, type VerifyResult } from './verify';
 import { outcomeOf, type DaymindStats, type RequestEvent, type RequestListener, type RequestOutcome } from './observe';
+import { PlansFileWatcher } from './plans-reload';
 import { billingStatsOf, createBilling, createHistory, createRedis, createStore } from './parts';
 import { setRequestInfo } from './request-info';
 
@@ -87,13 +88,18 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     createHistory(config, store, redis?.client),
     config.now,
   );
+  // The plans in force: those of start-up, kept equal to the plans file while it changes.
+  const plans = new Map(config.plans);
+  const plansWatcher = config.plansFile
+    ? new PlansFileWatcher(config.plansFile, plans, config.reloadIntervalMs, config.onError)
+    : undefined;
   const verifier = new Verifier({
     store,
     limiter,
     recorder,
     keyPrefix: config.keyPrefix,
     defaultRateLimitPerMinute: config.rateLimitPerMinute,
-    plans: config.plans,
+    plans,
     now: config.now,
     onError: config.onError,
   });
@@ -323,6 +329,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     },
     close: () =>
       (closing ??= (async () => {
+        plansWatcher?.stop();
         try {
           await recorder.close();
         } finally {
