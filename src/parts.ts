@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { ResolvedConfig } from './config';
+import { DaymindError } from './errors';
 import type { DaymindStats } from './observe';
 import { BillingDispatcher, type BillingStats } from './billing/dispatcher';
 import { LocalLedgerProvider } from './billing/ledger';
@@ -8,6 +9,7 @@ import { StripeBillingProvider } from './billing/stripe';
 import { connectRedis, watchRedisHealth } from './redis/connection';
 import type { RedisClientLike } from './redis/types';
 import { JsonFileKeyStore } from './store/json-file';
+import { migrationMessage, readMigrationNote } from './store/migrated';
 import { MemoryKeyStore } from './store/memory';
 import { RedisKeyStore } from './store/redis';
 import type { KeyStore } from './store/types';
@@ -85,7 +87,7 @@ export function createStore(config: ResolvedConfig, redis: RedisClientLike | und
       now: config.now,
     });
   }
-  return new JsonFileKeyStore({
+  const store = new JsonFileKeyStore({
     path: config.storePath,
     reloadIntervalMs: config.reloadIntervalMs,
     keyPrefix: config.keyPrefix,
@@ -93,4 +95,11 @@ export function createStore(config: ResolvedConfig, redis: RedisClientLike | und
     usageJournal: config.usageJournal,
     now: config.now,
   });
+  // A store moved to Redis by `daymind-keys migrate` keeps working, but not unnoticed.
+  const migrated = readMigrationNote(store.path);
+  if (migrated) {
+    const message = `${migrationMessage(store.path, migrated)}; this server still uses the file (set KEY_STORE=redis and REDIS_URL to use them)`;
+    config.onError(new DaymindError('ERR_DAYMIND_CONFIG', message));
+  }
+  return store;
 }

@@ -79,6 +79,13 @@ describe('daymind-keys on a Redis store', () => {
     expect(listed.stderr).toMatch(
       new RegExp(`^daymind-keys: note: the key store ${file} was migrated to redis://127\\.0\\.0\\.1:\\d+ \\(prefix mig\\) on 20\\d\\d-`),
     );
+    // A server pointed at the old file says so too, once, at start-up.
+    const errors: Error[] = [];
+    const old = daymindAuth({ env: {}, storePath: file, billing: false, onError: (e) => errors.push(e) });
+    await old.close();
+    expect(errors.map((e) => e.message)).toEqual([
+      expect.stringMatching(/was migrated to redis:.*this server still uses the file \(set KEY_STORE=redis and REDIS_URL/),
+    ]);
   });
 
   test('bad input: an unreachable Redis or a bad URL is one line and a non-zero exit', async () => {
