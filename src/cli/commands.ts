@@ -1,13 +1,6 @@
-import { readdirSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { parsePrice, toBeancount, toCsv, toJson, totalsByOwner, type Price } from '../billing/export';
-import { readLedger, type LedgerEntry } from '../billing/ledger';
 import { waitText } from '../human-time';
 import { assertOwner, keyStatus } from '../store/record';
-import { JsonFileKeyStore } from '../store/json-file';
-import { writeMigrationNote } from '../store/migrated';
-import type { RedisKeyStore } from '../store/redis';
-import { openAdminStore, redactUrl, type AdminStore } from './open-store';
+import type { AdminStore } from './open-store';
 import type { KeyChanges, KeyRecord, NewKeyInput } from '../store/types';
 import { utcDay } from '../usage/day';
 import { CommandError, UsageError } from './errors';
@@ -349,34 +342,6 @@ export async function usage(ctx: CommandContext, options: CommandOptions): Promi
   );
 }
 
-/**
- * Copies every key and its counters from a JSON store file to a Redis store. A key Redis has
- * already is left as it is, so running it twice counts nothing twice.
- */
-export async function migrate(ctx: CommandContext, from: string | undefined, to: string | undefined, prefix: string): Promise<void> {
-  if (from === undefined || to === undefined) throw new UsageError('migrate needs --from FILE and --to redis://...');
-  if (!/^rediss?:\/\/\S+$/.test(to)) throw new UsageError(`--to: "${to}" is not a redis:// or rediss:// URL`);
-  const source = new JsonFileKeyStore({ path: from, create: false, reloadIntervalMs: 0 });
-  const records = await source.list();
-  const target = await openAdminStore({ kind: 'redis', url: to, prefix }, false, () => ctx.now);
-  let copied = 0;
-  try {
-    for (const record of records) {
-      if (await (target.store as RedisKeyStore).importRecord({ ...record }, record.key_hash, source.isUnchecksummed(record.key_hash)))
-        copied++;
-    }
-  } finally {
-    await target.close();
-    await source.close();
-  }
-  const skipped = records.length - copied;
-  writeMigrationNote(resolve(from), { to: `${redactUrl(to)} (prefix ${prefix})`, at: ctx.now / 1000 });
-  if (ctx.json) return print(ctx, { from, to: redactUrl(to), prefix, copied, skipped });
-  ctx.out(
-    `Copied ${copied} key(s) from ${from} to ${redactUrl(to)} (prefix ${prefix}); ${skipped} were in Redis already and were left as they are.\n`,
-  );
-}
-
 /** Changes a key's limit, expiry, Stripe customer, plan or scopes; `default`, `never` and `none` remove them. */
 export async function set(ctx: CommandContext, name: string, options: CommandOptions): Promise<void> {
   const changes: KeyChanges = planChanges(ctx, options, true);
@@ -404,55 +369,4 @@ export async function updateKey(ctx: CommandContext, name: string, changesFor: (
     if (!updated) throw new CommandError(`the key ${target.key_prefix} was removed from the store meanwhile`);
     return updated;
   });
-}
-
-/** `--month YYYY-MM` checked (a usage error when it is not), or undefined when not given. */
-export function parseMonth(text: string | undefined): string | undefined {
-  if (text !== undefined && !/^\d{4}-(0[1-9]|1[0-2])$/.test(text)) throw new UsageError(`--month: "${text}" is not YYYY-MM`);
-  return text;
-}
-
-/** The months that have a ledger file in the directory, oldest first. */
-export function ledgerMonths(ledgerDir: string): string[] {
-  try {
-    return readdirSync(ledgerDir)
-      .map((f) => /^ledger-(\d{4}-\d{2})\.jsonl$/.exec(f)?.[1])
-      .filter((m): m is string => m !== undefined)
-      .sort();
-  } catch (err) {
-    throw new CommandError(`cannot read the ledger directory ${ledgerDir}: ${(err as Error).message}`);
-  }
-}
-
-/** The ledger entries of the months, damaged lines skipped and named in one note. */
-export async function readLedgerEntries(ctx: CommandContext, ledgerDir: string, months: string[]): Promise<LedgerEntry[]> {
-  const bad: string[] = [];
-  const entries = await readLedger(ledgerDir, months, (file, line) => bad.push(`${file}:${line}`));
-  if (bad.length > 0) ctx.note(`skipped ${bad.length} damaged ledger line(s): ${bad.slice(0, 5).join(', ')}\n`);
-  return entries;
-}
-
-/** Per-owner totals of the usage ledger, for invoicing. */
-export async function exportLedger(ctx: CommandContext, options: CommandOptions, ledgerDir: string): Promise<void> {
-  const format = options.format ?? (ctx.json ? 'json' : 'csv');
-  if (format !== 'csv' && format !== 'json' && format !== 'beancount')
-    throw new UsageError(`--format: "${format}" is not csv, json or beancount`);
-  parseMonth(options.month);
-  let price: Price | undefined;
-  if (options.price !== undefined) {
-    const [amount = '', currency = '', ...rest] = options.price.trim().split(/\s+/);
-    price = rest.length === 0 ? parsePrice(amount, currency) : undefined;
-    if (!price) throw new UsageError(`--price: "${options.price}" is not an amount and a currency, e.g. "0.001 USD"`);
-  }
-  if (format === 'beancount' && !price) throw new UsageError('--format beancount needs --price, e.g. --price "0.001 USD"');
-  const months = options.month !== undefined ? [options.month] : ledgerMonths(ledgerDir);
-  let entries = await readLedgerEntries(ctx, ledgerDir, months);
-  if (options.owner !== undefined) {
-    entries = entries.filter((e) => e.owner === options.owner);
-    if (entries.length === 0)
-      throw new CommandError(`the ledger has no usage of "${options.owner}"${options.month ? ` in ${options.month}` : ''}`);
-  }
-  const totals = totalsByOwner(entries);
-  if (format === 'json') return print(ctx, toJson(totals, price));
-  ctx.out(format === 'csv' ? toCsv(totals, price) : toBeancount(totals, price!, ctx.now));
 }

@@ -6,6 +6,8 @@ import { DEFAULT_STORE_PATH } from '../store/json-file';
 import { migrationMessage, readMigrationNote } from '../store/migrated';
 import { billingStatus } from './billing';
 import * as commands from './commands';
+import { exportLedger } from './ledger-commands';
+import { migrate } from './migrate';
 import { readEnvFile } from './env-file';
 import { UsageError } from './errors';
 import { COMMAND_HELP, TOOL_HELP } from './help';
@@ -167,13 +169,13 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       await report(ctx, options, ledgerDirOf(values['ledger-dir'], setting, location!));
       break;
     case 'export':
-      await commands.exportLedger(ctx, options, ledgerDirOf(values['ledger-dir'], setting, location!));
+      await exportLedger(ctx, options, ledgerDirOf(values['ledger-dir'], setting, location!));
       break;
     case 'billing':
       await billingStatus(ctx, ledgerDirOf(values['ledger-dir'], setting, location!));
       break;
     case 'migrate':
-      await commands.migrate(ctx, values.from, values.to, prefix);
+      await migrate(ctx, values.from, values.to, prefix);
       break;
   }
   return 0;
