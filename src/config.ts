@@ -5,7 +5,8 @@ import type { RateLimiterAdapter } from './ratelimit/types';
 import type { RedisClientLike } from './redis/types';
 import type { BillingProvider } from './billing/types';
 import type { UsageHistory } from './usage/history';
-import type { Request, Response } from 'express';
+import type { NextFunction, Request, Response } from 'express';
+import type { Refusal } from './responses';
 import { parsePlans, readPlansFile, type Plan, type PlansInput } from './plans';
 import { DEFAULT_STORE_PATH, usageJournalProblem, type UsageJournalOptions } from './store/json-file';
 import { resolveBilling } from './billing/settings';
@@ -119,6 +120,19 @@ export interface DaymindOptions {
    * (usage_count, quota, credits, billing). Default: every allowed request counts.
    */
   billable?: (req: Request, res: Response) => boolean;
+  /**
+   * Requests for which it returns true go on untouched: no key check, no limit, not counted
+   * (health checks, public routes), as express-rate-limit's `skip`.
+   */
+  skip?: (req: Request, res: Response) => boolean;
+  /**
+   * Answers refusals (401, 402, 403, 429, 503) instead of the JSON error, as express-rate-limit's
+   * `handler`: called with the refusal (status, code, message, body); the status and the
+   * RateLimit, Retry-After, WWW-Authenticate and Cache-Control fields are set already.
+   */
+  handler?: (req: Request, res: Response, next: NextFunction, refusal: Refusal) => void;
+  /** Also send `X-RateLimit-Limit`, `-Remaining` and `-Reset` (Unix seconds), for older clients. Default false. */
+  legacyHeaders?: boolean;
   /** Called with errors met in the background (store, flush). Default: one line on stderr. */
   onError?: (err: Error) => void;
   /** Environment to read instead of `process.env` (tests, embedding). */
@@ -158,6 +172,9 @@ export interface ResolvedConfig {
   plansFile: string | undefined;
   cost: ((req: Request) => number) | undefined;
   billable: ((req: Request, res: Response) => boolean) | undefined;
+  skip: ((req: Request, res: Response) => boolean) | undefined;
+  handler: ((req: Request, res: Response, next: NextFunction, refusal: Refusal) => void) | undefined;
+  legacyHeaders: boolean;
   onError: (err: Error) => void;
 }
 
@@ -376,6 +393,9 @@ export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
     plansFile: options.plans === undefined ? env.DAYMIND_PLANS_FILE?.trim() || undefined : undefined,
     cost: optionalFunction<(req: Request) => number>('cost', options.cost),
     billable: optionalFunction<(req: Request, res: Response) => boolean>('billable', options.billable),
+    skip: optionalFunction<(req: Request, res: Response) => boolean>('skip', options.skip),
+    handler: optionalFunction<(req: Request, res: Response, next: NextFunction, refusal: Refusal) => void>('handler', options.handler),
+    legacyHeaders: optionalBoolean('legacyHeaders', options.legacyHeaders),
     onError: safeOnError(options.onError),
   };
 }
@@ -394,6 +414,12 @@ function resolvePlans(plans: unknown, env: Record<string, string | undefined>): 
   const file = env.DAYMIND_PLANS_FILE;
   if (file !== undefined && file.trim() !== '') return readPlansFile(file.trim());
   return new Map();
+}
+
+function optionalBoolean(name: string, value: unknown): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== 'boolean') throw new ConfigError(name, `must be true or false, got ${JSON.stringify(value)}`);
+  return value;
 }
 
 function optionalFunction<F>(name: string, value: unknown): F | undefined {

@@ -7,7 +7,16 @@ import { resetSeconds, setRateLimitHeaders } from './ratelimit/headers';
 import { clientAddress, ipLimitKey } from './ratelimit/ip';
 import { MemoryRateLimiter } from './ratelimit/memory';
 import type { ConsumeRequest, RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
-import { sendCreditsExhausted, sendQuotaExceeded, sendRateLimited, sendUnauthorized, sendUnavailable } from './responses';
+import {
+  answerRefusalWith,
+  sendCreditsExhausted,
+  sendJsonBody,
+  sendQuotaExceeded,
+  sendRateLimited,
+  sendUnauthorized,
+  sendUnavailable,
+  type RefusalAnswer,
+} from './responses';
 import { RequestUsageTracker } from './request-usage';
 import { RedisRateLimiter } from './ratelimit/redis';
 import type { KeyRecord, KeyStore } from './store/types';
@@ -167,7 +176,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
   }
 
   function ipLimited(req: Request, res: Response, headers: IncomingHttpHeaders, ipResult: RateLimitResult): Decision {
-    setRateLimitHeaders(res, ipResult, []);
+    setRateLimitHeaders(res, ipResult, [], legacyAt());
     sendRateLimited(res, ipResult);
     if (recorder.history) void countIpLimited(extractKey(req, config.queryParam, headers));
     return IP_LIMITED;
@@ -188,7 +197,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
   }
 
   function decide(req: Request, res: Response, ipResult: RateLimitResult | undefined, result: VerifyResult, at: number): Decision {
-    setRateLimitHeaders(res, ipResult, result.limits);
+    setRateLimitHeaders(res, ipResult, result.limits, legacyAt());
     const decision: Decision = { outcome: outcomeOf(result.code), owner: result.record?.owner };
     switch (result.code) {
       case 'VALID': {
@@ -256,13 +265,18 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
   /** The middleware, at the `cost` option's units or `costOverride` (auth.cost(n) used alone). */
   function run(req: Request, res: Response, next: NextFunction, costOverride: number | undefined): void {
     const started = listeners.length > 0 ? performance.now() : 0;
-    let decision: Decision | Promise<Decision>;
+    let decision: Decision | Promise<Decision> | undefined;
     try {
-      decision = authenticate(req, res, costOverride ?? costOf(req));
+      // A request the skip option exempts goes on untouched (next() runs outside this try).
+      if (config.skip === undefined || !config.skip(req, res)) {
+        if (config.handler) answerRefusalWith(res, customRefusal(req, res, next));
+        decision = authenticate(req, res, costOverride ?? costOf(req));
+      }
     } catch (err) {
       fail(err, res, started);
       return;
     }
+    if (decision === undefined) return next();
     if (!(decision instanceof Promise)) return proceed(decision, next, started);
     decision
       .then(
@@ -270,6 +284,23 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
         (err: unknown) => fail(err, res, started),
       )
       .catch(next);
+  }
+
+  /** The time of the legacy X-RateLimit-Reset, when the `legacyHeaders` option wants those fields. */
+  function legacyAt(): number | undefined {
+    return config.legacyHeaders ? config.now() : undefined;
+  }
+
+  /** The `handler` option answering this request's refusal; one that throws gets the JSON answer. */
+  function customRefusal(req: Request, res: Response, next: NextFunction): RefusalAnswer {
+    return (refusal) => {
+      try {
+        config.handler!(req, res, next, refusal);
+      } catch (err) {
+        config.onError(new DaymindError('ERR_DAYMIND_CONFIG', `the handler option threw: ${describeError(err)}`, { cause: err }));
+        if (!res.headersSent) sendJsonBody(res, refusal.body);
+      }
+    };
   }
 
   /** Units of a request by the `cost` option (1 without it). */
@@ -287,6 +318,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     billable: config.billable,
     onError: config.onError,
     now: config.now,
+    legacyHeaders: config.legacyHeaders,
     authenticate: (req, res, next, cost) => run(req, res, next, cost),
     emit: (outcome, owner) => {
       if (listeners.length > 0) emit(performance.now(), { outcome, owner });

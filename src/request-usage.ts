@@ -25,6 +25,8 @@ export interface RequestUsageParts {
   billable: ((req: Request, res: Response) => boolean) | undefined;
   onError: (err: Error) => void;
   now: () => number;
+  /** Also write the legacy X-RateLimit-* fields (the `legacyHeaders` option). */
+  legacyHeaders: boolean;
   /** Runs the auth middleware on a request that did not go through it, at `cost` units. */
   authenticate(req: Request, res: Response, next: NextFunction, cost: number): void;
   /** Tells request listeners (metrics) of an outcome decided after the key check. */
@@ -115,7 +117,7 @@ export class RequestUsageTracker {
         state.results.push(result);
         req.daymind!.cost = units;
         req.daymind!.limits = result.limits;
-        setRateLimitHeaders(res, state.ipResult, result.limits);
+        setRateLimitHeaders(res, state.ipResult, result.limits, this.legacyAt());
         next();
       };
       if (taken instanceof Promise) taken.then(settle, (err: unknown) => this.refuse(state, res, err));
@@ -142,10 +144,15 @@ export class RequestUsageTracker {
     };
   }
 
+  /** The time of the legacy X-RateLimit-Reset, when those fields are wanted. */
+  private legacyAt(): number | undefined {
+    return this.parts.legacyHeaders ? this.parts.now() : undefined;
+  }
+
   /** Answers a request refused by a later check; its earlier usage is given back at the end. */
   private answer(state: RequestUsage, req: Request, res: Response, result: VerifyResult): void {
     state.refused = true;
-    setRateLimitHeaders(res, state.ipResult, result.limits);
+    setRateLimitHeaders(res, state.ipResult, result.limits, this.legacyAt());
     if (result.code === 'RATE_LIMITED') sendRateLimited(res, result.refusedBy!);
     else if (result.code === 'QUOTA_EXCEEDED') sendQuotaExceeded(res, result.refusedBy!);
     else if (result.code === 'CREDITS_EXHAUSTED') {

@@ -36,11 +36,41 @@ const UNAUTHORIZED: Partial<Record<VerifyCode, { code: HttpErrorCode; message: s
   EXPIRED: { code: 'expired_api_key', message: 'The API key has expired.' },
 };
 
+/** A refusal as the `handler` option gets it: the response's headers are set already. */
+export interface Refusal {
+  status: number;
+  code: HttpErrorCode;
+  message: string;
+  /** The JSON body daymind-auth would send: `{ error: { code, message, ... } }`. */
+  body: { error: { code: HttpErrorCode; message: string } & Record<string, unknown> };
+}
+
+/** Answers a refusal instead of daymind-auth (the `handler` option, bound to its request). */
+export type RefusalAnswer = (refusal: Refusal) => void;
+
+const refusalAnswers = new WeakMap<Response, RefusalAnswer>();
+
+/** The next refusal on `res` is answered by `answer` (once), not by the JSON below. */
+export function answerRefusalWith(res: Response, answer: RefusalAnswer): void {
+  refusalAnswers.set(res, answer);
+}
+
 export function sendJsonError(res: Response, status: number, code: HttpErrorCode, message: string, extra?: Record<string, unknown>): void {
   res.status(status);
   res.setHeader('Cache-Control', 'no-store');
+  const body = { error: { code, message, ...extra } };
+  const answer = refusalAnswers.get(res);
+  if (answer) {
+    refusalAnswers.delete(res);
+    return answer({ status, code, message, body });
+  }
+  sendJsonBody(res, body);
+}
+
+/** Sends a refusal's JSON body (status and other headers already set). */
+export function sendJsonBody(res: Response, body: object): void {
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
-  res.end(JSON.stringify({ error: { code, message, ...extra } }));
+  res.end(JSON.stringify(body));
 }
 
 /** 401 with `WWW-Authenticate: Bearer` (RFC 6750): no error attribute when no key was sent. */

@@ -107,13 +107,13 @@ export async function verifyRequest(auth: DaymindAuth, req: IncomingMessage, opt
     if (window) {
       ip = await auth.limiter.consume(window, ipLimitKey(options.clientAddress ?? req.socket?.remoteAddress), 1);
       if (!ip.allowed) {
-        setRateLimitHeaders(res, ip, []);
+        setRateLimitHeaders(res, ip, [], legacyAt(auth));
         sendRateLimited(res, ip);
         return answer.done(undefined);
       }
     }
     const result = await auth.verify(keyOf(req, auth.config.queryParam), { cost });
-    setRateLimitHeaders(res, ip, result.limits);
+    setRateLimitHeaders(res, ip, result.limits, legacyAt(auth));
     switch (result.code) {
       case 'VALID':
         break;
@@ -139,4 +139,9 @@ export async function verifyRequest(auth: DaymindAuth, req: IncomingMessage, opt
     sendUnavailable(failed as unknown as Response);
     return failed.done(undefined);
   }
+}
+
+/** The time of the legacy X-RateLimit-Reset, when the `legacyHeaders` option wants those fields. */
+function legacyAt(auth: DaymindAuth): number | undefined {
+  return auth.config.legacyHeaders ? auth.config.now() : undefined;
 }

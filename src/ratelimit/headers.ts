@@ -52,10 +52,30 @@ interface HeaderSink {
  * Sets both fields for `first` (the IP limit's result, when checked) followed by `results`.
  * Built in one pass without intermediate arrays: it runs on every request.
  */
-export function setRateLimitHeaders(res: HeaderSink, first: RateLimitResult | undefined, results: readonly RateLimitResult[]): void {
+export function setRateLimitHeaders(
+  res: HeaderSink,
+  first: RateLimitResult | undefined,
+  results: readonly RateLimitResult[],
+  legacyAtMs?: number,
+): void {
   if (!first && results.length === 0) return;
   res.setHeader('RateLimit-Policy', policyHeader(first, results));
   res.setHeader('RateLimit', listOf(appendState, first, results));
+  if (legacyAtMs !== undefined) setLegacyHeaders(res, first, results, legacyAtMs);
+}
+
+/**
+ * With `legacyHeaders`: `X-RateLimit-Limit`, `-Remaining` and `-Reset` as clients written for
+ * express-rate-limit's legacy fields (and GitHub's API) read them. They hold one policy only: the
+ * refusing one on a refusal, else the one with the fewest remaining, which refuses first; `Reset`
+ * in Unix seconds (at `atMs`). The IETF fields stay the complete answer.
+ */
+function setLegacyHeaders(res: HeaderSink, first: RateLimitResult | undefined, results: readonly RateLimitResult[], atMs: number): void {
+  let tightest = first!;
+  for (const r of results) if (!tightest || !r.allowed || (tightest.allowed && r.remaining < tightest.remaining)) tightest = r;
+  res.setHeader('X-RateLimit-Limit', String(tightest.limit));
+  res.setHeader('X-RateLimit-Remaining', String(tightest.remaining));
+  res.setHeader('X-RateLimit-Reset', String(Math.ceil(atMs / 1000) + resetSeconds(tightest)));
 }
 
 /** The last RateLimit-Policy value, and the name, quota and window of each policy in it. */

@@ -47,6 +47,39 @@ describe('examples', () => {
     }
   });
 
+  test('from-express-rate-limit.ts: skip, a custom handler and the legacy fields, as the limiter it replaces had them', async () => {
+    const app = await run('from-express-rate-limit', { IP_RATE_LIMIT_PER_MINUTE: 'off' }, /demo key: dm_\w+/);
+    try {
+      const url = urlOf(app.out());
+      const key = /demo key: (dm_\w{28})/.exec(app.out())![1]!;
+      const health = await fetch(`${url}/health`);
+      expect([health.status, health.headers.get('ratelimit'), health.headers.get('x-ratelimit-limit')]).toEqual([200, null, null]);
+      const started = Math.floor(Date.now() / 1000);
+      const first = await get(`${url}/v1/hello`, key);
+      expect(await first.json()).toEqual({ hello: 'migrated-co' });
+      expect(first.headers.get('x-ratelimit-limit')).toBe('5');
+      expect(first.headers.get('x-ratelimit-remaining')).toBe('4');
+      const reset = Number(first.headers.get('x-ratelimit-reset'));
+      expect(reset).toBeGreaterThanOrEqual(started + 59);
+      expect(reset).toBeLessThanOrEqual(Math.ceil(Date.now() / 1000) + 60);
+      expect(first.headers.get('ratelimit')).toMatch(/^"key";r=4;t=(59|60)$/);
+      for (let i = 0; i < 4; i++) await get(`${url}/v1/hello`, key);
+      const refused = await get(`${url}/v1/hello`, key);
+      expect(refused.status).toBe(429);
+      expect(await refused.json()).toEqual({ message: 'Slow down, please.' });
+      expect(refused.headers.get('retry-after')).toMatch(/^\d+$/);
+      expect([refused.headers.get('x-ratelimit-remaining'), refused.headers.get('cache-control')]).toEqual(['0', 'no-store']);
+      const noKey = await fetch(`${url}/v1/hello`);
+      expect([
+        noKey.status,
+        noKey.headers.get('www-authenticate'),
+        ((await noKey.json()) as { error: { code: string } }).error.code,
+      ]).toEqual([401, 'Bearer', 'missing_api_key']);
+    } finally {
+      expect(await app.stop()).toBe(0);
+    }
+  });
+
   test('custom-store.ts: a Map with a TTL serves keys until they expire', async () => {
     const app = await run('custom-store', { KEY_TTL_SECONDS: '2' }, /trial key.*dm_\w+/);
     try {
