@@ -41,7 +41,7 @@ describe('the plans file is reloaded on change', () => {
     expect((await s.hit(free)).status).toBe(200);
     expect((await s.hit(free)).status).toBe(200);
     expect((await s.hit(free)).status).toBe(429);
-    expect((await s.hit(pro)).headers['ratelimit']).toBe('"minute";r=9;t=60');
+    expect((await s.hit(pro)).headers['ratelimit']).toMatch(/^"minute";r=9;t=(59|60)$/);
 
     writeFileSync(s.file, JSON.stringify({ free: plan(5), pro: plan(10) }));
     await waitFor(async () => (await s.hit(free)).headers['ratelimit-policy'] === '"minute";q=5;w=60', 2000);
