@@ -79,6 +79,38 @@ const TARGETS = [
   },
 ];
 
+/** The billing scenario's targets, for 1,000 and for 10,000 active keys. */
+for (const keys of [1000, 10_000]) {
+  const n = keys.toLocaleString('en-US');
+  TARGETS.push(
+    {
+      id: `billing_${keys}_billed`,
+      label: `billing, ${n} keys: units billed / units allowed`,
+      figure: `billing.keys_${keys}.billed_fraction`,
+      op: '>=',
+      goal: 1,
+      unit: 'x',
+    },
+    {
+      id: `billing_${keys}_lag`,
+      label: `billing, ${n} keys: window delivered before the next ends (lag vs window)`,
+      figure: `billing.keys_${keys}.lag_fraction_of_window`,
+      op: '<=',
+      goal: 1,
+      unit: 'x',
+    },
+    { id: `billing_${keys}_outbox`, label: `billing, ${n} keys: largest outbox`, figure: `billing.keys_${keys}.outbox_max_mb`, op: '<=', goal: 5, unit: 'MB' },
+    {
+      id: `billing_${keys}_ledger`,
+      label: `billing, ${n} keys: ledger lines per key and window`,
+      figure: `billing.keys_${keys}.ledger_lines_per_key_and_window`,
+      op: '<=',
+      goal: 1,
+      unit: 'x',
+    },
+  );
+}
+
 const median = (xs) => {
   const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   if (s.length === 0) return null;
@@ -113,7 +145,16 @@ function ratioRange(rounds, a, b) {
   return xs.length ? [round(Math.min(...xs)), round(Math.max(...xs))] : null;
 }
 
-/** raw: { meta, scenarios: [names], rounds: [{ name: summary|{error} }], micro, scale, notes } */
+/** Each target with its figure from `results` and whether it was met. */
+function targetsOf(results) {
+  return TARGETS.map((t) => {
+    const figure = get(results, t.figure);
+    const status = figure == null ? 'skipped' : (t.op === '>=' ? figure >= t.goal : figure <= t.goal) ? 'met' : 'missed';
+    return { id: t.id, label: t.label, figure_name: t.figure, figure: figure ?? null, op: t.op, goal: t.goal, unit: t.unit, status };
+  });
+}
+
+/** raw: { meta, scenarios: [names], rounds: [{ name: summary|{error} }], micro, billing, scale, notes } */
 function summarize(raw) {
   const { rounds } = raw;
   const scenarios = {};
@@ -146,12 +187,17 @@ function summarize(raw) {
   for (const name of raw.scenarios) if (name !== 'bare') ratios[`${name}_vs_bare_by_cpu`] = scenarios[name].cpu_ratio_to_bare;
   ratios.default_vs_erl_by_cpu = roundRatio(rounds, 'erl', 'default', 'cpuMicrosPerRequest');
 
-  const results = { meta: raw.meta, scenarios, ratios, micro: raw.micro, scale: raw.scale, notes: [...raw.notes] };
-  results.targets = TARGETS.map((t) => {
-    const figure = get(results, t.figure);
-    const status = figure == null ? 'skipped' : (t.op === '>=' ? figure >= t.goal : figure <= t.goal) ? 'met' : 'missed';
-    return { id: t.id, label: t.label, figure_name: t.figure, figure: figure ?? null, op: t.op, goal: t.goal, unit: t.unit, status };
-  });
+  const billing = {};
+  for (const [name, b] of Object.entries(raw.billing ?? {})) {
+    billing[name] = {
+      ...b,
+      billed_fraction: b.units_allowed > 0 ? round(b.units_billed / b.units_allowed, 4) : null,
+      lag_fraction_of_window: b.lag_seconds == null ? null : round(b.lag_seconds / b.window_seconds),
+      outbox_max_mb: round(b.outbox_max_bytes / 2 ** 20, 2),
+    };
+  }
+  const results = { meta: raw.meta, scenarios, ratios, micro: raw.micro, billing, scale: raw.scale, notes: [...raw.notes] };
+  results.targets = targetsOf(results);
   for (const [name, s] of Object.entries(scenarios)) {
     if (s.non2xx || s.errors)
       results.notes.push(`${name}: ${s.non2xx} non-2xx responses and ${s.errors} errors/timeouts (figures suspect)`);
@@ -243,6 +289,21 @@ function tables(results) {
       `${fmt(results.scenarios.keys100k?.median_p99_ms, 0)} ms vs ${fmt(results.scenarios.keys10?.median_p99_ms, 0)} ms`,
     ],
   ];
+  for (const b of Object.values(results.billing ?? {})) {
+    const n = b.keys.toLocaleString('en-US');
+    figures.push(
+      [`billing, ${n} keys, ${b.window_seconds} s window: units allowed / billed`, `${fmtInt(b.units_allowed)} / ${fmtInt(b.units_billed)}`],
+      [`billing, ${n} keys: units billed a second (offered)`, `${fmtInt(b.units_billed_per_second)} (${fmtInt(b.units_offered_per_second)})`],
+      [
+        `billing, ${n} keys: meter calls a second, mean (highest)`,
+        `${fmt(b.meter_calls_per_second_mean, 0)} (${fmtInt(b.meter_calls_per_second_max)}), ${fmtInt(b.meter_calls)} calls, ${fmtInt(b.refused_429)} 429s`,
+      ],
+      [`billing, ${n} keys: largest outbox`, `${fmt(b.outbox_max_mb, 2)} MB`],
+      [`billing, ${n} keys: window end to its last unit acknowledged`, b.lag_seconds == null ? 'n/a' : `${fmt(b.lag_seconds, 1)} s`],
+      [`billing, ${n} keys: ledger lines per key and window`, fmt(b.ledger_lines_per_key_and_window, 2)],
+      [`billing, ${n} keys: app CPU during the load`, `${fmt(b.app_cpu_percent_during_load, 1)} % of a core`],
+    );
+  }
   const targets = [['target', 'figure', 'goal', 'result']];
   for (const t of results.targets) {
     const unfinished = (t.id === 'flush_stall' && sc.flush_finished === false) || (t.id === 'fold_stall' && sc.fold_finished === false);
@@ -334,4 +395,4 @@ function bracketed(runs) {
   return round;
 }
 
-module.exports = { bracketed, summarize, printText, writeJson, writeDocs };
+module.exports = { bracketed, summarize, targetsOf, printText, writeJson, writeDocs };

@@ -202,6 +202,7 @@ async function main() {
   snapshotLibrary();
   const { writeStore, writeStoreAsWritten, copyStore } = require('./fixtures');
   const { storeLoad, flushStall } = require('./scale');
+  const { billingScenario } = require('./billing');
   const report = require('./report');
   const notes = [];
   const info = meta();
@@ -322,6 +323,25 @@ async function main() {
   if (stall.load && (stall.load.non2xx || stall.load.errors))
     notes.push(`flush stall run: ${stall.load.non2xx} non-2xx, ${stall.load.errors} errors`);
 
+  // Billing at scale: the app on core 0, the Stripe-like server on core 1 (the load generator idles).
+  // A quick run bills 1,000 keys over a 20 s window; a full run 1,000 and 10,000 keys over the
+  // default 1-minute window (about 1 and 2 minutes).
+  const billing = {};
+  for (const keys of QUICK ? [1000] : [1000, 10_000]) {
+    progress(`billing: ${keys.toLocaleString('en-US')} active keys, one request a second each, Stripe answering in 100 ms`);
+    const figures = await attempt(`billing scenario (${keys} keys)`, notes, () =>
+      billingScenario({ keys, dir: tmp, windowSeconds: QUICK ? 20 : 60 }),
+    );
+    if (figures) {
+      billing[`keys_${keys}`] = figures;
+      progress(
+        `billing ${keys}: ${figures.units_billed} of ${figures.units_allowed} units billed, lag ${dec(figures.lag_seconds)} s, ` +
+          `outbox max ${dec(figures.outbox_max_bytes / 2 ** 20, 2)} MB, ${dec(figures.meter_calls_per_second_mean)} calls/s`,
+      );
+      if (figures.errors.length) notes.push(`billing ${keys}: onError said: ${figures.errors.slice(0, 3).join(' | ')}`);
+    }
+  }
+
   await stop(load);
   if (redis) await stop(redis.child);
 
@@ -330,6 +350,7 @@ async function main() {
     scenarios,
     rounds,
     micro: microResults,
+    billing,
     scale: {
       store_keys: loaded.keys,
       store_load_ms: dec(loaded.loadMs),
