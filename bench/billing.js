@@ -88,7 +88,10 @@ async function runApp(config) {
   for (let tick = 0; Date.now() - loadStart < loadMs; tick++) {
     const from = (tick % ticks) * perTick;
     const results = await Promise.all(keys.slice(from, from + perTick).map((key) => auth.verify(key)));
-    for (const r of results) r.valid ? allowed++ : refused++;
+    for (const r of results) {
+      if (r.valid) allowed++;
+      else refused++;
+    }
     const next = loadStart + (tick + 1) * (1000 / ticks);
     await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
   }

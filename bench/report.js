@@ -99,7 +99,14 @@ for (const keys of [1000, 10_000]) {
       goal: 1,
       unit: 'x',
     },
-    { id: `billing_${keys}_outbox`, label: `billing, ${n} keys: largest outbox`, figure: `billing.keys_${keys}.outbox_max_mb`, op: '<=', goal: 5, unit: 'MB' },
+    {
+      id: `billing_${keys}_outbox`,
+      label: `billing, ${n} keys: largest outbox`,
+      figure: `billing.keys_${keys}.outbox_max_mb`,
+      op: '<=',
+      goal: 5,
+      unit: 'MB',
+    },
     {
       id: `billing_${keys}_ledger`,
       label: `billing, ${n} keys: ledger lines per key and window`,
@@ -292,8 +299,14 @@ function tables(results) {
   for (const b of Object.values(results.billing ?? {})) {
     const n = b.keys.toLocaleString('en-US');
     figures.push(
-      [`billing, ${n} keys, ${b.window_seconds} s window: units allowed / billed`, `${fmtInt(b.units_allowed)} / ${fmtInt(b.units_billed)}`],
-      [`billing, ${n} keys: units billed a second (offered)`, `${fmtInt(b.units_billed_per_second)} (${fmtInt(b.units_offered_per_second)})`],
+      [
+        `billing, ${n} keys, ${b.window_seconds} s window: units allowed / billed`,
+        `${fmtInt(b.units_allowed)} / ${fmtInt(b.units_billed)}`,
+      ],
+      [
+        `billing, ${n} keys: units billed a second (offered)`,
+        `${fmtInt(b.units_billed_per_second)} (${fmtInt(b.units_offered_per_second)})`,
+      ],
       [
         `billing, ${n} keys: meter calls a second, mean (highest)`,
         `${fmt(b.meter_calls_per_second_mean, 0)} (${fmtInt(b.meter_calls_per_second_max)}), ${fmtInt(b.meter_calls)} calls, ${fmtInt(b.refused_429)} 429s`,

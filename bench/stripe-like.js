@@ -6,6 +6,7 @@
 // a 429, so is any call past 1,000 a second, a timestamp outside Stripe's window is a 400.
 // `node bench/stripe-like.js LATENCY_MS`; messages: { type: 'stats' } -> { type: 'stats', ... }.
 const http = require('node:http');
+const { URLSearchParams } = require('node:url');
 const { exitWithParent } = require('./proc');
 
 const latencyMs = Number(process.argv[2] ?? 100);
@@ -59,7 +60,12 @@ const server = http.createServer((req, res) => {
       busy.delete(customer);
       const value = Number(form['payload[value]']);
       identifiers.add(form.identifier);
-      const event = { object: 'billing.meter_event', identifier: form.identifier, payload: { stripe_customer_id: customer, value: String(value) }, timestamp };
+      const event = {
+        object: 'billing.meter_event',
+        identifier: form.identifier,
+        payload: { stripe_customer_id: customer, value: String(value) },
+        timestamp,
+      };
       if (key) answered.set(key, event);
       const accepted = Date.now();
       stats.events++;

@@ -114,7 +114,12 @@ function statsPerScrape(auth: DaymindAuth): () => Promise<DaymindStats | undefin
 }
 
 /** Outcomes decided before a key is found: their requests have no owner. */
-const KEYLESS_OUTCOMES: ReadonlySet<RequestOutcome> = new Set(['missing_api_key', 'invalid_api_key', 'ip_rate_limited', 'store_unavailable']);
+const KEYLESS_OUTCOMES: ReadonlySet<RequestOutcome> = new Set([
+  'missing_api_key',
+  'invalid_api_key',
+  'ip_rate_limited',
+  'store_unavailable',
+]);
 
 function register(prom: PromClient, registry: Registry, auth: DaymindAuth, settings: Settings): Omit<Installed, 'handler'> {
   const p = settings.prefix;

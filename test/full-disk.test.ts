@@ -165,7 +165,9 @@ describe('a full disk', () => {
       [
         'ERR_DAYMIND_BILLING',
         expect.stringMatching(
-          new RegExp(`^cannot write the billing outbox ${outboxPath}: ENOSPC.*; 1 flush batch\\(es\\) of usage kept in memory until it can be written$`),
+          new RegExp(
+            `^cannot write the billing outbox ${outboxPath}: ENOSPC.*; 1 flush batch\\(es\\) of usage kept in memory until it can be written$`,
+          ),
         ),
       ],
     ]);
@@ -208,7 +210,10 @@ describe('a full disk', () => {
     await auth.deliverBilling();
     await auth.deliverBilling();
     expect(errors.map((e) => [(e as { code?: string }).code, e.message])).toEqual([
-      ['ERR_DAYMIND_BILLING', expect.stringMatching(new RegExp(`^billing delivery round failed: .*${ledgerDir}/billing-outbox.jsonl.*ENOSPC`))],
+      [
+        'ERR_DAYMIND_BILLING',
+        expect.stringMatching(new RegExp(`^billing delivery round failed: .*${ledgerDir}/billing-outbox.jsonl.*ENOSPC`)),
+      ],
     ]);
     expect((await hello(keys[0]!)).status).toBe(200);
     await auth.flush(); // its usage is kept in memory: the outbox cannot take it
@@ -251,7 +256,9 @@ describe('a full disk', () => {
     const free = fill(disk);
     const batch = Array.from({ length: 40 }, (_, i) => report(i + 2)); // more than the last page holds
     const outcomes = await ledger.deliverBatch(batch);
-    expect(outcomes.map((o) => o?.message)).toEqual(batch.map(() => expect.stringMatching(new RegExp(`^cannot write the usage ledger ${path}: ENOSPC`))));
+    expect(outcomes.map((o) => o?.message)).toEqual(
+      batch.map(() => expect.stringMatching(new RegExp(`^cannot write the usage ledger ${path}: ENOSPC`))),
+    );
     expect(readFileSync(path)).toEqual(before);
     free();
     expect(await ledger.deliverBatch(batch)).toEqual(batch.map(() => null));

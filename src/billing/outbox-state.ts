@@ -22,7 +22,8 @@ function isEntry(e: unknown): e is PartEntry {
 
 function isPart(p: unknown): p is UsagePart {
   const part = p as UsagePart;
-  if (typeof part !== 'object' || part === null || typeof part.id !== 'string' || !ID.test(part.id) || typeof part.by !== 'string') return false;
+  if (typeof part !== 'object' || part === null || typeof part.id !== 'string' || !ID.test(part.id) || typeof part.by !== 'string')
+    return false;
   if (!isTime(part.window) || !isTime(part.at) || typeof part.keys !== 'object' || part.keys === null) return false;
   for (const hash in part.keys) if (!HASH.test(hash) || !isEntry(part.keys[hash])) return false;
   return true;
@@ -80,7 +81,7 @@ export class OutboxState {
   /** Applies whole lines (`chunk` ends with a newline) that follow line `lineBefore`; returns the last line's number. */
   apply(chunk: Buffer, lineBefore: number): number {
     let line = lineBefore;
-    for (let start = 0; start < chunk.length; ) {
+    for (let start = 0; start < chunk.length;) {
       const end = chunk.indexOf(0x0a, start);
       const bytes = chunk.subarray(start, end);
       start = end + 1;

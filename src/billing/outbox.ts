@@ -129,7 +129,7 @@ export class Outbox {
       const known = this.known;
       if (size === known.offset) return;
       const buffer = Buffer.alloc(size - known.offset);
-      for (let at = 0; at < buffer.length; ) {
+      for (let at = 0; at < buffer.length;) {
         const { bytesRead } = await handle.read(buffer, at, buffer.length - at, known.offset + at);
         if (bytesRead === 0) break;
         at += bytesRead;

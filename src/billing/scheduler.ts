@@ -103,7 +103,8 @@ export class DeliveryScheduler {
         inFlight.delete(call);
         const failed = new Set<string>();
         batch.forEach((report, i) => {
-          const outcome = i < outcomes.length ? (outcomes[i] as DeliveryOutcome) : new Error(`${this.provider.name} answered no outcome for this report`);
+          const outcome =
+            i < outcomes.length ? (outcomes[i] as DeliveryOutcome) : new Error(`${this.provider.name} answered no outcome for this report`);
           settled(report, outcome);
           if (outcome !== null && !(outcome instanceof BillingRejection)) {
             const customer = customerOf(report);
@@ -136,8 +137,7 @@ export class DeliveryScheduler {
 
   private fail(customer: string, err: Error): void {
     const attempts = (this.backoff.get(customer)?.attempts ?? 0) + 1;
-    const wait =
-      err instanceof BillingRetryLater ? err.retryAfterMs : Math.min(FIRST_BACKOFF_MS * 2 ** (attempts - 1), MAX_BACKOFF_MS);
+    const wait = err instanceof BillingRetryLater ? err.retryAfterMs : Math.min(FIRST_BACKOFF_MS * 2 ** (attempts - 1), MAX_BACKOFF_MS);
     this.backoff.set(customer, { attempts, until: performance.now() + wait });
   }
 

@@ -78,9 +78,14 @@ export function resolveBilling(
       },
       60,
     ) as number,
-    billingConcurrency: fromEnvOrOption(options.billingConcurrency, 'billingConcurrency', env, 'BILLING_CONCURRENCY', (name, value) =>
-      positiveInteger(name, value, 1000),
-    32),
+    billingConcurrency: fromEnvOrOption(
+      options.billingConcurrency,
+      'billingConcurrency',
+      env,
+      'BILLING_CONCURRENCY',
+      (name, value) => positiveInteger(name, value, 1000),
+      32,
+    ),
     billingMaxCallsPerSecond: fromEnvOrOption(
       options.billingMaxCallsPerSecond,
       'billingMaxCallsPerSecond',

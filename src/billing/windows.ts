@@ -150,6 +150,8 @@ export function foldParts(parts: UsagePart[]): UsagePart[] {
     if (later) fold.part.at = part.at;
     fold.ids.push(part.id);
   }
-  const folded = [...folds.values()].map(({ part, ids }) => (ids.length === 1 ? part : { ...part, id: 'f_' + sha(ids.sort().join(',')).slice(0, 32) }));
+  const folded = [...folds.values()].map(({ part, ids }) =>
+    ids.length === 1 ? part : { ...part, id: 'f_' + sha(ids.sort().join(',')).slice(0, 32) },
+  );
   return [...folded, ...kept];
 }

@@ -41,7 +41,12 @@ export async function billingStatus(ctx: CommandContext, ledgerDir: string): Pro
     open_windows: [...open.entries()]
       .sort(([a], [b]) => a - b)
       .map(([start, w]) => ({ window_start: start, keys: w.keys.size, units: w.units })),
-    pending: { reports: pending.length, units: units(pending), oldest_usage: pending.length > 0 ? Math.min(...pending.map((r) => r.window_end)) : null, list: pending },
+    pending: {
+      reports: pending.length,
+      units: units(pending),
+      oldest_usage: pending.length > 0 ? Math.min(...pending.map((r) => r.window_end)) : null,
+      list: pending,
+    },
     dead_letters: { path: deadPath, reports: dead.length, units: units(dead.map((d) => d.report)), list: dead },
     quarantine: { path: outbox.quarantinePath, bytes: quarantined },
   };
@@ -55,7 +60,10 @@ export async function billingStatus(ctx: CommandContext, ledgerDir: string): Pro
       : `Open windows (not closed into reports yet): ${status.open_windows.length}, ${openUnits} unit(s): ` +
           status.open_windows.map((w) => `${iso(w.window_start)} ${w.keys} key(s) ${w.units} unit(s)`).join('; '),
   );
-  const age = status.pending.oldest_usage === null ? '' : `, oldest usage ${iso(status.pending.oldest_usage)} (${Math.round(ctx.now / 1000 - status.pending.oldest_usage)} s ago)`;
+  const age =
+    status.pending.oldest_usage === null
+      ? ''
+      : `, oldest usage ${iso(status.pending.oldest_usage)} (${Math.round(ctx.now / 1000 - status.pending.oldest_usage)} s ago)`;
   lines.push(`Waiting for delivery: ${pending.length} report(s), ${status.pending.units} unit(s)${age}`);
   for (const r of pending.slice(0, LISTED)) lines.push(`  ${describe(r)}`);
   if (pending.length > LISTED) lines.push(`  ... and ${pending.length - LISTED} more (--json lists them all)`);
@@ -63,9 +71,12 @@ export async function billingStatus(ctx: CommandContext, ledgerDir: string): Pro
   for (const d of dead.slice(-LISTED)) lines.push(`  ${describe(d.report)} at ${iso(d.at)}: ${d.reason}`);
   if (dead.length > LISTED) lines.push(`  (the last ${LISTED} shown; --json lists them all)`);
   if (status.outbox.damaged_lines.length > 0) {
-    lines.push(`Damaged outbox lines: ${status.outbox.damaged_lines.join(', ')} (the next delivery round moves them to ${outbox.quarantinePath})`);
+    lines.push(
+      `Damaged outbox lines: ${status.outbox.damaged_lines.join(', ')} (the next delivery round moves them to ${outbox.quarantinePath})`,
+    );
   }
-  if (quarantined > 0) lines.push(`Quarantined: ${outbox.quarantinePath}, ${quarantined} bytes of damaged lines, not billed until repaired`);
+  if (quarantined > 0)
+    lines.push(`Quarantined: ${outbox.quarantinePath}, ${quarantined} bytes of damaged lines, not billed until repaired`);
   ctx.out(lines.join('\n') + '\n');
 }
 

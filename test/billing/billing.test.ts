@@ -119,6 +119,12 @@ describe('local mode: the usage ledger', () => {
   test('billingWindow: 5m windows start at the five minutes; a bad BILLING_WINDOW is a ConfigError naming it', async () => {
     expect(() => start(tempDir(), { env: { BILLING_WINDOW: '7m' } })).toThrow(/^BILLING_WINDOW: must divide a day evenly/);
     expect(() => start(tempDir(), { billingWindow: 'soon' })).toThrow(/^billingWindow: must be a duration such as "1m"/);
+    expect(() => start(tempDir(), { env: { BILLING_CONCURRENCY: '0' } })).toThrow(
+      /^BILLING_CONCURRENCY: must be a whole number from 1 to 1000/,
+    );
+    expect(() => start(tempDir(), { env: { BILLING_MAX_CALLS_PER_SECOND: 'fast' } })).toThrow(
+      /^BILLING_MAX_CALLS_PER_SECOND: must be a whole number from 1 to 100000, got "fast"/,
+    );
     const { dir, keys } = await setup([{ owner: 'alpha' }]);
     const auth = start(dir, { billingWindow: '5m' });
     const windowStart = Math.floor(clock.now() / 300_000) * 300;
@@ -367,7 +373,7 @@ describe('Stripe answers', () => {
     }
   });
 
-  test('a 429 with Retry-After is a BillingRetryLater of that many ms; a timestamp outside Stripe\'s window is refused by the server', async () => {
+  test("a 429 with Retry-After is a BillingRetryLater of that many ms; a timestamp outside Stripe's window is refused by the server", async () => {
     const stripe = await startStripeServer({ now: clock.now, retryAfterSeconds: 2 });
     try {
       stripe.failNext(429);
@@ -392,7 +398,14 @@ describe('what is billed', () => {
     await hit(auth, keys[1]!, 1);
     const records = JSON.parse(readFileSync(path, 'utf8')) as Array<{ owner: string; key_hash: string }>;
     const gone = records.find((r) => r.owner === 'alpha')!.key_hash;
-    writeFileSync(path, JSON.stringify(records.filter((r) => r.owner !== 'alpha'), null, 2)); // deleted by another program
+    writeFileSync(
+      path,
+      JSON.stringify(
+        records.filter((r) => r.owner !== 'alpha'),
+        null,
+        2,
+      ),
+    ); // deleted by another program
     await waitFor(() => auth.store.get(gone) === undefined, 5000);
     await auth.flush();
     endWindow();

@@ -17,7 +17,13 @@ const hash = (i: number) => i.toString(16).padStart(64, '0');
 
 /** One part of usage in window W (or `window`): key i bills to customer `customerOf(i)`. */
 function part(id: string, keys: number[], customerOf: (i: number) => string | null, window = W): UsagePart {
-  return { id, by: 'p1', window, at: window + 1, keys: Object.fromEntries(keys.map((i) => [hash(i), [1, `dm_${i}`, `owner-${i}`, customerOf(i)]])) };
+  return {
+    id,
+    by: 'p1',
+    window,
+    at: window + 1,
+    keys: Object.fromEntries(keys.map((i) => [hash(i), [1, `dm_${i}`, `owner-${i}`, customerOf(i)]])),
+  };
 }
 
 async function dispatcherWith(provider: BillingProvider, parts: UsagePart[], options: Partial<DispatcherOptions> = {}) {
@@ -62,7 +68,10 @@ describe('delivery', () => {
     };
     // 40 keys of 10 customers (4 keys each), in two windows: 80 reports, 8 per customer.
     const customerOf = (i: number) => `cus_${i % 10}`;
-    const { outbox, dispatcher } = await dispatcherWith(provider, [part('b1', range(40), customerOf), part('b2', range(40), customerOf, W + 60)]);
+    const { outbox, dispatcher } = await dispatcherWith(provider, [
+      part('b1', range(40), customerOf),
+      part('b2', range(40), customerOf, W + 60),
+    ]);
     await dispatcher.deliver();
     expect(delivered).toHaveLength(80);
     expect(overlaps).toEqual([]);
@@ -145,7 +154,10 @@ describe('delivery', () => {
     const { dir, outbox, dispatcher, errors } = await dispatcherWith(provider, [part('b1', range(25), (i) => `cus_${i}`)]);
     await dispatcher.deliver();
     expect(batches.map((b) => b.length)).toEqual([10, 10, 5]);
-    const [letter] = readFileSync(join(dir, 'billing-dead-letter.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const [letter] = readFileSync(join(dir, 'billing-dead-letter.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(letter).toMatchObject({ reason: 'unknown account', report: { owner: 'owner-3' } });
     expect(errors.some((e) => /retrying with backoff: busy/.test(e.message))).toBe(true);
     expect((await outbox.read()).pending.map((r) => r.owner)).toEqual(['owner-4']);

@@ -172,7 +172,10 @@ describe('damaged outbox lines', () => {
     const path = join(dir, 'billing-outbox.jsonl');
     const outbox = new Outbox(path);
     await outbox.addParts([part('b1', 1, { [A]: 2 })]);
-    const damaged = Buffer.concat([Buffer.from(JSON.stringify({ parts: part('b2', 2, { [B]: 7 }) }).replace('"b2"', '"b2"x')), Buffer.from([0xff])]);
+    const damaged = Buffer.concat([
+      Buffer.from(JSON.stringify({ parts: part('b2', 2, { [B]: 7 }) }).replace('"b2"', '"b2"x')),
+      Buffer.from([0xff]),
+    ]);
     appendFileSync(path, Buffer.concat([damaged, Buffer.from('\n')]));
     await outbox.addParts([part('b3', 3, { [A]: 1 })]);
     await outbox.refresh();

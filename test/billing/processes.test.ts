@@ -120,7 +120,12 @@ describe('billing with real processes and a Stripe-like server', () => {
       const dir = tempDir();
       const started = Date.now();
       const keys = await keysIn(dir, 24, 8); // three keys per customer: their calls must take turns
-      const job = { storePath: join(dir, 'api_keys.json'), ledgerDir: dir, stripeApiBase: `http://127.0.0.1:${stripe.port}`, billingMaxCallsPerSecond: 60 };
+      const job = {
+        storePath: join(dir, 'api_keys.json'),
+        ledgerDir: dir,
+        stripeApiBase: `http://127.0.0.1:${stripe.port}`,
+        billingMaxCallsPerSecond: 60,
+      };
       const allowed = new Map<string, number>();
       let current = await startWorker(job);
       setTimeout(() => stripe.failNext(...Array(15).fill(500)), 1500);
@@ -169,6 +174,7 @@ describe('billing with real processes and a Stripe-like server', () => {
       await sleep(300); // every count flushed and in the outbox
       armed = true;
       await waitFor(() => killed !== undefined, 10_000);
+      await victim.exited;
       expect(victim.child.signalCode).toBe('SIGKILL');
 
       const after = await startWorker(job);
@@ -189,10 +195,15 @@ describe('billing with real processes and a Stripe-like server', () => {
     try {
       const dir = tempDir();
       const keys = await keysIn(dir, 18, 6);
-      const job = { storePath: join(dir, 'api_keys.json'), ledgerDir: dir, stripeApiBase: `http://127.0.0.1:${stripe.port}`, billingWindow: '2s' };
+      const job = {
+        storePath: join(dir, 'api_keys.json'),
+        ledgerDir: dir,
+        stripeApiBase: `http://127.0.0.1:${stripe.port}`,
+        billingWindow: '2s',
+      };
       const workers = await Promise.all([startWorker(job), startWorker(job), startWorker(job)]);
       const allowed = new Map<string, number>();
-      let targets = workers;
+      let targets: Worker[] = workers;
       const first = traffic(() => targets, keys, 6, 4, allowed);
       await sleep(2000);
       targets = workers.slice(0, 2); // the third gets no more requests, then is killed

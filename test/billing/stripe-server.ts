@@ -101,7 +101,12 @@ export async function startStripeServer(options: StripeServerOptions = {}): Prom
       const first = answered.get(key)!;
       if (first.body !== body) {
         record(400);
-        return error(res, 400, 'idempotency_error', 'Keys for idempotent requests can only be used with the same parameters they were first used with.');
+        return error(
+          res,
+          400,
+          'idempotency_error',
+          'Keys for idempotent requests can only be used with the same parameters they were first used with.',
+        );
       }
       record(200, true);
       res.setHeader('Idempotent-Replayed', 'true');
@@ -130,7 +135,12 @@ export async function startStripeServer(options: StripeServerOptions = {}): Prom
     const timestamp = Number(form.timestamp);
     if (!(timestamp * 1000 >= at - 35 * DAY_MS && timestamp * 1000 <= at + 5 * 60_000)) {
       record(400);
-      return error(res, 400, 'invalid_request_error', 'Timestamp must be within the past 35 calendar days and not more than 5 minutes in the future.');
+      return error(
+        res,
+        400,
+        'invalid_request_error',
+        'Timestamp must be within the past 35 calendar days and not more than 5 minutes in the future.',
+      );
     }
     if (form.identifier && identifiers.has(form.identifier)) {
       record(400);

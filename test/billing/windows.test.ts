@@ -4,7 +4,13 @@ const A = 'a'.repeat(64);
 const B = 'b'.repeat(64);
 const W = 1_800_000_000;
 
-const part = (id: string, at: number, keys: UsagePart['keys'], by = 'p1', window = W): UsagePart => ({ id, by, window, at: window + at, keys });
+const part = (id: string, at: number, keys: UsagePart['keys'], by = 'p1', window = W): UsagePart => ({
+  id,
+  by,
+  window,
+  at: window + at,
+  keys,
+});
 
 describe('billing windows', () => {
   test('lengths that divide a day, written s, m, h or d; anything else is refused with a reason', () => {

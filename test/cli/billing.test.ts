@@ -21,7 +21,16 @@ async function billingDir(): Promise<string> {
   await outbox.addParts([part('b2', W + 60, { [A]: [4, 'dm_aaaaaa', 'acme', 'cus_A1'] })]);
   appendFileSync(path, '{"parts":#\n');
   const letter = {
-    report: { identifier: 'dmu_dead', key_hash: A, key_prefix: 'dm_aaaaaa', owner: 'acme', customer_id: 'cus_Gone', quantity: 7, window_start: W - 60, window_end: W - 55 },
+    report: {
+      identifier: 'dmu_dead',
+      key_hash: A,
+      key_prefix: 'dm_aaaaaa',
+      owner: 'acme',
+      customer_id: 'cus_Gone',
+      quantity: 7,
+      window_start: W - 60,
+      window_end: W - 55,
+    },
     reason: "Stripe answered 400: No such customer: 'cus_Gone'",
     at: W - 50,
   };
@@ -41,7 +50,9 @@ describe('daymind-keys billing', () => {
     expect(out).toMatch(/ {2}dmu_[0-9a-f]{40} 3 unit\(s\) of dm_aaaaaa \(acme\) cus_A1, window 2027-01-15T08:00:00Z/);
     expect(out).toMatch(/ {2}dmu_[0-9a-f]{40} 2 unit\(s\) of dm_bbbbbb \(beta\) no customer/);
     expect(out).toContain(`Dead-lettered: 1 report(s), 7 unit(s) in ${join(dir, 'billing-dead-letter.jsonl')}`);
-    expect(out).toContain("dmu_dead 7 unit(s) of dm_aaaaaa (acme) cus_Gone, window 2027-01-15T07:59:00Z at 2027-01-15T07:59:10Z: Stripe answered 400: No such customer: 'cus_Gone'");
+    expect(out).toContain(
+      "dmu_dead 7 unit(s) of dm_aaaaaa (acme) cus_Gone, window 2027-01-15T07:59:00Z at 2027-01-15T07:59:10Z: Stripe answered 400: No such customer: 'cus_Gone'",
+    );
     expect(out).toContain('Damaged outbox lines: 4');
     expect(readFileSync(join(dir, 'billing-outbox.jsonl'))).toEqual(before);
   });
