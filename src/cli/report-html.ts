@@ -253,7 +253,7 @@ ${report.owners.map((o, i) => ownerSection(o, i, report, today)).join('\n')}
 </main>
 <footer>
 <h2>About these figures</h2>
-<p>Units in the month come from the usage ledger, per UTC day of the end of each flush window; per owner they equal <code>daymind-keys export --month ${report.month}</code>. All-time usage and today are the key store's counters when the report was made, as <code>daymind-keys usage</code> shows them. ${historyNote} Usage a running server counted in the last second or two before ${generated} UTC may not be included yet.</p>
+<p>Units in the month come from the usage ledger, per UTC day of each report's last flush; per owner they equal <code>daymind-keys export --month ${report.month}</code>. All-time usage and today are the key store's counters when the report was made, as <code>daymind-keys usage</code> shows them. ${historyNote} Usage a running server counted in its current billing window (a minute by default) before ${generated} UTC, or still waiting for the billing provider, is not included yet (<code>daymind-keys billing</code> shows it).</p>
 </footer>
 </body>
 </html>
