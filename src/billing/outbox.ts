@@ -11,6 +11,8 @@ import { foldParts, reportsOf, type UsagePart } from './windows';
 
 /** Reports a compacted outbox holds per line (a closing writes all of its reports on one line). */
 const REPORTS_PER_LINE = 1000;
+/** How many first bytes of the file tell a compacted file from another with the same inode. */
+const HEAD_BYTES = 64;
 /** Bytes appended since the last compaction before the next one, at least. */
 const COMPACT_MIN_BYTES = 256 * 1024;
 
@@ -32,7 +34,12 @@ const COMPACT_MIN_BYTES = 256 * 1024;
 export class Outbox {
   readonly state = new OutboxState();
   readonly quarantinePath: string;
-  private known: { ino: number; offset: number; line: number; base: number } | undefined;
+  /**
+   * The file as last read: its inode, how far it was read (`offset`, `line`), its size after the
+   * last compaction (`base`) and its first bytes (`head`): a file that another process compacted
+   * can get the inode of an older one back, and is then told apart by its first line.
+   */
+  private known: { ino: number; offset: number; line: number; base: number; head: Buffer } | undefined;
   /** Damaged lines already quarantined, by `ino:line`: copied once, however often they are read. */
   private readonly quarantined = new Set<string>();
 
@@ -122,9 +129,9 @@ export class Outbox {
     }
     try {
       const { ino, size } = await handle.stat();
-      if (!this.known || this.known.ino !== ino || size < this.known.offset) {
+      if (!this.known || this.known.ino !== ino || size < this.known.offset || !(await this.sameHead(handle, this.known.head))) {
         this.state.reset();
-        this.known = { ino, offset: 0, line: 0, base: 0 };
+        this.known = { ino, offset: 0, line: 0, base: 0, head: Buffer.alloc(0) };
       }
       const known = this.known;
       if (size === known.offset) return;
@@ -139,10 +146,19 @@ export class Outbox {
       const end = buffer.lastIndexOf(0x0a);
       if (end < 0) return;
       known.line = this.state.apply(buffer.subarray(0, end + 1), known.line);
+      if (known.offset === 0) known.head = Buffer.from(buffer.subarray(0, Math.min(HEAD_BYTES, end + 1)));
       known.offset += end + 1;
     } finally {
       await handle.close();
     }
+  }
+
+  /** Whether the file still starts with `head`. */
+  private async sameHead(handle: fsp.FileHandle, head: Buffer): Promise<boolean> {
+    if (head.length === 0) return true;
+    const now = Buffer.alloc(head.length);
+    const { bytesRead } = await handle.read(now, 0, head.length, 0);
+    return bytesRead === head.length && now.equals(head);
   }
 
   /** Whether a compaction would pay: damaged lines to quarantine, or enough settled or foldable bytes. */
@@ -180,7 +196,8 @@ export class Outbox {
       await writeAtomic(this.path, lines, lock);
       const size = lines.reduce((sum, line) => sum + Buffer.byteLength(line), 0);
       this.state.replace(parts, reports);
-      this.known = { ino: statSync(this.path).ino, offset: size, line: lines.length, base: size };
+      const head = Buffer.from(lines.join('').slice(0, HEAD_BYTES));
+      this.known = { ino: statSync(this.path).ino, offset: size, line: lines.length, base: size, head: head.subarray(0, HEAD_BYTES) };
       return damaged;
     });
   }

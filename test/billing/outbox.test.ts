@@ -202,3 +202,13 @@ describe('damaged outbox lines', () => {
     expect(outbox.state.parts.size).toBe(0);
   });
 });
+
+test('a file rewritten in place (or compacted onto an inode used before) is read anew, not from where the last read stopped', async () => {
+  const path = join(tempDir(), 'billing-outbox.jsonl');
+  const outbox = new Outbox(path);
+  await outbox.addParts([part('b1', 1, { [A]: 2 })]);
+  expect((await outbox.read()).parts.map((p) => p.id)).toEqual(['b1']);
+  const other = JSON.stringify({ parts: part('b9', 9, { [B]: 5 }) }) + '\n';
+  writeFileSync(path, other + other.replace(/"b9"/, '"b8"')); // the same inode, other content, longer
+  expect((await outbox.read()).parts.map((p) => p.id)).toEqual(['b9', 'b8']);
+});
