@@ -161,6 +161,22 @@ export class Outbox {
     return bytesRead === head.length && now.equals(head);
   }
 
+  /** The bytes after the last whole line read, as a damaged line (none when the file ends with a newline). */
+  private async cutLine(): Promise<DamagedLine[]> {
+    const known = this.known;
+    if (!known) return [];
+    const handle = await fsp.open(this.path, 'r');
+    try {
+      const { size } = await handle.stat();
+      if (size <= known.offset) return [];
+      const bytes = Buffer.alloc(size - known.offset);
+      const { bytesRead } = await handle.read(bytes, 0, bytes.length, known.offset);
+      return [{ line: known.line + 1, bytes: bytes.subarray(0, bytesRead) }];
+    } finally {
+      await handle.close();
+    }
+  }
+
   /** Whether a compaction would pay: damaged lines to quarantine, or enough settled or foldable bytes. */
   wantsCompaction(): boolean {
     if (!this.known) return false;
@@ -179,7 +195,10 @@ export class Outbox {
   async compact(): Promise<DamagedLine[]> {
     return this.locked(async (lock) => {
       await this.refresh();
-      const damaged = this.state.damaged.filter((d) => !this.quarantined.has(`${this.known!.ino}:${d.line}`));
+      // Under the lock nobody is appending: bytes after the last whole line are a line a crashed
+      // writer cut short. It is damaged like any other, not dropped by the rewrite.
+      const cut = await this.cutLine();
+      const damaged = [...this.state.damaged, ...cut].filter((d) => !this.quarantined.has(`${this.known!.ino}:${d.line}`));
       if (damaged.length > 0) {
         await appendBytes(
           this.quarantinePath,

@@ -212,3 +212,16 @@ test('a file rewritten in place (or compacted onto an inode used before) is read
   writeFileSync(path, other + other.replace(/"b9"/, '"b8"')); // the same inode, other content, longer
   expect((await outbox.read()).parts.map((p) => p.id)).toEqual(['b9', 'b8']);
 });
+
+test('a last line cut short by a crash is quarantined by a compaction, not dropped by its rewrite', async () => {
+  const path = join(tempDir(), 'billing-outbox.jsonl');
+  const outbox = new Outbox(path);
+  await outbox.addParts([part('b1', 1, { [A]: 2 })]);
+  const cut = JSON.stringify({ parts: part('b2', 2, { [B]: 3 }) }).slice(0, 50);
+  appendFileSync(path, cut); // the writer died in the middle of its append
+  await outbox.refresh();
+  expect((await outbox.compact()).map((d) => d.bytes.toString())).toEqual([cut]);
+  expect(readFileSync(`${path}.quarantine`, 'utf8')).toBe(cut + '\n');
+  expect(readFileSync(path, 'utf8')).not.toContain(cut);
+  expect((await outbox.read()).parts.map((p) => p.id)).toEqual(['b1']);
+});
