@@ -5,7 +5,8 @@
  * KEY_STORE, REDIS_URL, ...) plus PORT (default 3000) and HOST (default `::`, every address).
  *
  * An onRequest hook on the /v1 routes runs verifyRequest() on the raw request: the per-IP limit,
- * then the key by auth.verify(), which counts an allowed request at once. A refusal is answered
+ * then the key by auth.verify(), which counts an allowed request at once (GET /v1/usage spends and
+ * counts nothing: `peek`, as the Express usage router does). A refusal is answered
  * from the hook with the middleware's status, headers and JSON body; an allowed request gets the
  * RateLimit headers and `request.daymind` (the verify result, with the key's record).
  * See docs/outside-express.md.
@@ -43,7 +44,9 @@ void app.register(
   async (v1) => {
     // Runs for every request under /v1, its 404s included (the not-found handler below is this plugin's).
     v1.addHook('onRequest', async (request, reply) => {
-      const check = await verifyRequest(auth, request.raw, { clientAddress: request.ip });
+      // GET /v1/usage checks the key only: it must answer while the key is rate-limited, and is not usage.
+      const peek = request.method === 'GET' && request.url.split('?')[0] === '/v1/usage';
+      const check = await verifyRequest(auth, request.raw, { clientAddress: request.ip, peek });
       reply.headers(check.headers);
       if (!check.allowed) return reply.code(check.status).send(check.body);
       request.daymind = check.result;
@@ -54,7 +57,7 @@ void app.register(
       return { message: `Hello, ${record.owner}!`, key: record.key_prefix };
     });
 
-    // The calling key's counters (this request included) and limits, as auth.usageRouter() serves them.
+    // The calling key's counters and where it stands against its limits, as auth.usageRouter() serves them.
     v1.get('/usage', async (request, reply) => {
       const result = request.daymind!;
       const hash = result.record!.key_hash;

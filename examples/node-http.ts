@@ -5,7 +5,8 @@
  * IP_RATE_LIMIT_PER_MINUTE, API_KEYS, KEY_STORE, REDIS_URL, ...) plus PORT (default 3000).
  *
  * Every request under /v1 goes through verifyRequest(): the per-IP limit, then the key by
- * auth.verify(), which counts an allowed request at once. It answers as the middleware would:
+ * auth.verify(), which counts an allowed request at once (GET /v1/usage spends and counts nothing:
+ * `peek`, as the Express usage router does). It answers as the middleware would:
  * refused requests get its status, headers and JSON body; allowed ones its RateLimit headers.
  * See docs/outside-express.md.
  */
@@ -26,7 +27,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.writeHead(status, { ...headers, 'Content-Type': 'application/json; charset=utf-8' }).end(JSON.stringify(body));
 }
 
-/** `GET /v1/usage`: the calling key's counters (this request included) and limits, as `auth.usageRouter()` serves them. */
+/** `GET /v1/usage`: the calling key's counters and where it stands against its limits, as `auth.usageRouter()` serves them. */
 async function usageOf(result: VerifyResult): Promise<unknown> {
   const hash = result.record!.key_hash;
   const record = (auth.store.fetch ? await auth.store.fetch(hash) : await auth.store.get(hash)) ?? result.record!;
@@ -74,7 +75,8 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   }
   if (path === '/v1' || path.startsWith('/v1/')) {
     // The key check: a refusal is answered here, whole; an allowed request carries the RateLimit headers on.
-    const check = await verifyRequest(auth, req);
+    // GET /v1/usage checks the key only (peek): it answers while the key is rate-limited, and is not usage.
+    const check = await verifyRequest(auth, req, { peek: req.method === 'GET' && path === '/v1/usage' });
     if (!check.allowed) {
       res.writeHead(check.status, check.headers).end(check.body);
       return;

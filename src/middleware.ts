@@ -21,12 +21,14 @@ import { RequestUsageTracker } from './request-usage';
 import { RedisRateLimiter } from './ratelimit/redis';
 import type { KeyRecord, KeyStore } from './store/types';
 import { UsageRecorder, type LiveUsage } from './usage/recorder';
-import { createUsageRouter, type UsageRouterOptions } from './usage/router';
+import type { UsageRouterOptions } from './usage/router';
+import { UsageRouters } from './usage/handover';
 import { Verifier, type LeadWindow, type VerifyOptions, type VerifyResult } from './verify';
 import { outcomeOf, type DaymindStats, type RequestEvent, type RequestListener, type RequestOutcome } from './observe';
 import { PlansFileWatcher } from './plans-reload';
 import { billingStatsOf, createBilling, createHistory, createRedis, createStore } from './parts';
 import { setRequestInfo } from './request-info';
+import { checkRequest } from './verify-request';
 
 /** The middleware returned by {@link daymindAuth}, with the parts it composes. */
 export interface DaymindAuth extends RequestHandler {
@@ -38,7 +40,8 @@ export interface DaymindAuth extends RequestHandler {
   /**
    * A router serving `GET /usage` and `GET /usage/history` for the calling key, and with
    * `{ dashboard: true }` the usage page at `GET /usage/dashboard` (mount it under `/v1`, before
-   * the middleware, so that the page loads without a key).
+   * the middleware, so that the page loads without a key). The data routes check the key
+   * themselves and spend nothing: they are not usage, and answer while the key is rate-limited.
    */
   usageRouter(options?: UsageRouterOptions): Router;
   /** The core check without HTTP: key, status, the key's limits, usage counting. */
@@ -269,7 +272,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     try {
       // A request the skip option exempts goes on untouched (next() runs outside this try).
       if (config.skip === undefined || !config.skip(req, res)) {
-        if (config.handler) answerRefusalWith(res, customRefusal(req, res, next));
+        useHandler(req, res, next);
         decision = authenticate(req, res, costOverride ?? costOf(req));
       }
     } catch (err) {
@@ -289,6 +292,11 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
   /** The time of the legacy X-RateLimit-Reset, when the `legacyHeaders` option wants those fields. */
   function legacyAt(): number | undefined {
     return config.legacyHeaders ? config.now() : undefined;
+  }
+
+  /** Lets the `handler` option answer this request's refusal, when it is set. */
+  function useHandler(req: Request, res: Response, next: NextFunction): void {
+    if (config.handler) answerRefusalWith(res, customRefusal(req, res, next));
   }
 
   /** The `handler` option answering this request's refusal; one that throws gets the JSON answer. */
@@ -312,7 +320,20 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     return units;
   }
 
-  const middleware = ((req: Request, res: Response, next: NextFunction): void => run(req, res, next, undefined)) as DaymindAuth;
+  // The usage routes go to the usage routers untouched: they check the key themselves, spending nothing.
+  const usageRouters = new UsageRouters({
+    store,
+    recorder,
+    now: config.now,
+    onError: config.onError,
+    check: (req, res, next) => {
+      useHandler(req, res, next);
+      return checkRequest(middleware, req, res, { peek: true, clientAddress: clientAddress(req, req.headers) });
+    },
+  });
+  const middleware = ((req: Request, res: Response, next: NextFunction): void => {
+    if (!usageRouters.serve(req, res, next, () => run(req, res, next, undefined))) run(req, res, next, undefined);
+  }) as DaymindAuth;
   const usageTracker = new RequestUsageTracker({
     verifier,
     billable: config.billable,
@@ -325,19 +346,13 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     },
   });
 
-  const ensureAuthenticated: RequestHandler = (req, res, next) => {
-    if (req.daymind) next();
-    else middleware(req, res, next);
-  };
-
   let closing: Promise<void> | undefined;
   Object.assign(middleware, {
     config,
     store,
     limiter,
     ready,
-    usageRouter: (routerOptions?: UsageRouterOptions) =>
-      createUsageRouter({ store, recorder, ensureAuthenticated, now: config.now, onError: config.onError }, routerOptions),
+    usageRouter: (routerOptions?: UsageRouterOptions) => usageRouters.make(routerOptions),
     verify: (key: string | undefined, opts?: VerifyOptions) => verifier.verify(key, { ...opts, defer: false }),
     cost: (units: number) => usageTracker.cost(units),
     requireScope: (scope: string) => usageTracker.requireScope(scope),

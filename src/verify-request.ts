@@ -17,6 +17,12 @@ export interface VerifyRequestOptions {
    * Behind a proxy, pass the address your framework trusts (Fastify's `request.ip` with `trustProxy`).
    */
   clientAddress?: string;
+  /**
+   * Check the key without spending or counting anything, as the usage routes do: the per-IP limit
+   * still applies, but not the key's windows, quota or credits. Allowed while they would refuse
+   * the key; `result` shows them as they stand. Default false.
+   */
+  peek?: boolean;
 }
 
 /** What the Express middleware would answer for a request, as data for any HTTP server. */
@@ -97,48 +103,60 @@ function keyOf(req: IncomingMessage, queryParam: string | false): string | undef
  */
 export async function verifyRequest(auth: DaymindAuth, req: IncomingMessage, options: VerifyRequestOptions = {}): Promise<VerifiedRequest> {
   const answer = new Answer();
-  const res = answer as unknown as Response;
   try {
-    const cost = options.cost ?? 1;
-    if (!Number.isSafeInteger(cost) || cost < 1) throw new ConfigError('cost', `must be a whole number of at least 1, got ${String(cost)}`);
-    await auth.ready;
-    const window = ipWindowOf(auth);
-    let ip: RateLimitResult | undefined;
-    if (window) {
-      ip = await auth.limiter.consume(window, ipLimitKey(options.clientAddress ?? req.socket?.remoteAddress), 1);
-      if (!ip.allowed) {
-        setRateLimitHeaders(res, ip, [], legacyAt(auth));
-        sendRateLimited(res, ip);
-        return answer.done(undefined);
-      }
-    }
-    const result = await auth.verify(keyOf(req, auth.config.queryParam), { cost });
-    setRateLimitHeaders(res, ip, result.limits, legacyAt(auth));
-    switch (result.code) {
-      case 'VALID':
-        break;
-      case 'RATE_LIMITED':
-        sendRateLimited(res, result.refusedBy!);
-        break;
-      case 'QUOTA_EXCEEDED':
-        sendQuotaExceeded(res, result.refusedBy!);
-        break;
-      case 'CREDITS_EXHAUSTED':
-        sendCreditsExhausted(res, result.credits, result.cost);
-        break;
-      case 'UNAVAILABLE':
-        sendUnavailable(res);
-        break;
-      default:
-        sendUnauthorized(res, result.code);
-    }
-    return answer.done(result);
+    return answer.done(await checkRequest(auth, req, answer as unknown as Response, options));
   } catch (err) {
     auth.config.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `request refused with 503: ${describeError(err)}`, { cause: err }));
     const failed = new Answer();
     sendUnavailable(failed as unknown as Response);
     return failed.done(undefined);
   }
+}
+
+/**
+ * The steps of {@link verifyRequest}, answering a refusal on `res` (an Express response, or the
+ * collected answer). Resolves to the key check's result, undefined when the per-IP limit refused.
+ */
+export async function checkRequest(
+  auth: DaymindAuth,
+  req: IncomingMessage,
+  res: Response,
+  options: VerifyRequestOptions,
+): Promise<VerifyResult | undefined> {
+  const cost = options.cost ?? 1;
+  if (!Number.isSafeInteger(cost) || cost < 1) throw new ConfigError('cost', `must be a whole number of at least 1, got ${String(cost)}`);
+  await auth.ready;
+  const window = ipWindowOf(auth);
+  let ip: RateLimitResult | undefined;
+  if (window) {
+    ip = await auth.limiter.consume(window, ipLimitKey(options.clientAddress ?? req.socket?.remoteAddress), 1);
+    if (!ip.allowed) {
+      setRateLimitHeaders(res, ip, [], legacyAt(auth));
+      sendRateLimited(res, ip);
+      return undefined;
+    }
+  }
+  const result = await auth.verify(keyOf(req, auth.config.queryParam), { cost, peek: options.peek });
+  setRateLimitHeaders(res, ip, result.limits, legacyAt(auth));
+  switch (result.code) {
+    case 'VALID':
+      break;
+    case 'RATE_LIMITED':
+      sendRateLimited(res, result.refusedBy!);
+      break;
+    case 'QUOTA_EXCEEDED':
+      sendQuotaExceeded(res, result.refusedBy!);
+      break;
+    case 'CREDITS_EXHAUSTED':
+      sendCreditsExhausted(res, result.credits, result.cost);
+      break;
+    case 'UNAVAILABLE':
+      sendUnavailable(res);
+      break;
+    default:
+      sendUnauthorized(res, result.code);
+  }
+  return result;
 }
 
 /** The time of the legacy X-RateLimit-Reset, when the `legacyHeaders` option wants those fields. */

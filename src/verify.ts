@@ -6,7 +6,9 @@ const SEEN_KEYS_LIMIT = 10_000;
 /** Failures of the quota and credits step: a request that did not spend says nothing of their end. */
 const SPENDING = new Set(['quota and credits check failed', 'giving back quota and credits failed']);
 import type { ConsumeRequest, RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
+import type { CheckOptions, LeadWindow, VerifyOptions, VerifyResult } from './verify-types';
 import { consumeEach } from './ratelimit/consume-each';
+import { peekEach } from './ratelimit/peek-each';
 import { isExpired, isRevoked } from './store/record';
 import { KeyLimits } from './key-limits';
 import type { Plan } from './plans';
@@ -14,69 +16,7 @@ import { spend, type Spending } from './spending';
 import type { KeyRecord, KeyStore } from './store/types';
 import type { UsageRecorder } from './usage/recorder';
 
-/** Why a key was accepted or refused (after Unkey's verification codes). */
-export type VerifyCode =
-  | 'VALID'
-  | 'MISSING'
-  | 'MALFORMED'
-  | 'NOT_FOUND'
-  | 'REVOKED'
-  | 'EXPIRED'
-  | 'RATE_LIMITED'
-  | 'QUOTA_EXCEEDED'
-  | 'CREDITS_EXHAUSTED'
-  | 'UNAVAILABLE';
-
-/** The result of {@link Verifier.verify}. New fields may be added; existing ones keep their meaning. */
-export interface VerifyResult {
-  valid: boolean;
-  code: VerifyCode;
-  /** The key's record, when one was found (also for REVOKED, EXPIRED, RATE_LIMITED). */
-  record?: KeyRecord;
-  /** The state of every window checked, in order; empty when no limit was reached. */
-  limits: RateLimitResult[];
-  /** The window that refused, with RATE_LIMITED (and the `"month"` policy with QUOTA_EXCEEDED). */
-  refusedBy?: RateLimitResult;
-  /** Units this request cost (counted only when valid). */
-  cost: number;
-  /** The key's plan, when it has one in force. */
-  plan?: string;
-  /** The monthly quota as the `"month"` policy, when the key's plan has one. */
-  quota?: RateLimitResult;
-  /** Prepaid credits left, when the key is prepaid. */
-  credits?: number;
-  /** What was taken from quota and credits (internal: given back when the request does not count). */
-  spending?: Spending;
-}
-
-export interface VerifyOptions {
-  /** Units this request costs. Default 1. */
-  cost?: number;
-  /** Current time in ms (tests). */
-  now?: number;
-  /**
-   * Hold the usage as in flight instead of counting it: the caller settles it with
-   * `Verifier.settle` once it knows whether the request counts (the middleware, at response end).
-   */
-  defer?: boolean;
-  /** More units of a request already counted (`auth.cost(n)`): no further request is counted. */
-  additional?: boolean;
-}
-
-/**
- * A window of another subject that a request spends before its key's (the middleware's IP limit),
- * handed to the verifier so that a limiter with `consumeAll` spends both in one call.
- */
-export interface LeadWindow {
-  request: ConsumeRequest;
-  /** Its result, once spent here; unset when the check ended before the key's windows. */
-  result?: RateLimitResult;
-}
-
-/** {@link VerifyOptions} of the middleware's own checks. */
-export interface CheckOptions extends VerifyOptions {
-  lead?: LeadWindow;
-}
+export type { CheckOptions, LeadWindow, VerifyCode, VerifyOptions, VerifyResult } from './verify-types';
 
 /** One request's pass through the key's windows, quota and credits. */
 interface Attempt {
@@ -169,7 +109,7 @@ export class Verifier {
    * store with the memory limiter): the request path then allocates no promise at all.
    */
   check(key: string | undefined, options: CheckOptions = {}): VerifyResult | Promise<VerifyResult> {
-    const cost = options.cost ?? 1;
+    const cost = options.peek ? 0 : (options.cost ?? 1);
     if (key === undefined || key === '') return { valid: false, code: 'MISSING', limits: [], cost };
     const seen = this.inspect(key);
     if (!seen) return { valid: false, code: 'MALFORMED', limits: [], cost };
@@ -237,7 +177,30 @@ export class Verifier {
     const now = options.now ?? (this.parts.now ?? Date.now)();
     if (isRevoked(record, now)) return { valid: false, code: 'REVOKED', record, limits: [], cost };
     if (isExpired(record, now)) return { valid: false, code: 'EXPIRED', record, limits: [], cost };
+    if (options.peek) return this.standing(record, now);
     return this.take(record, cost, now, options);
+  }
+
+  /** Where a valid key stands (`peek`): its windows as they are now, then its quota and credits. Spends nothing. */
+  private async standing(record: KeyRecord, now: number): Promise<VerifyResult> {
+    const plan = this.limits.planOf(record);
+    let limits: RateLimitResult[];
+    let held: Spending | undefined;
+    try {
+      limits = await peekEach(this.parts.limiter, this.limits.windowsFor(record, plan), record.key_hash);
+    } catch (err) {
+      return this.unavailable('rate limiter failed', err, 0, record);
+    }
+    try {
+      held = await spend(this.parts.store, this.parts.recorder, record, plan, 0, now);
+    } catch (err) {
+      return this.unavailable('quota and credits check failed', err, 0, record, limits);
+    }
+    const result: VerifyResult = { valid: true, code: 'VALID', record, limits, cost: 0 };
+    if (plan) result.plan = plan.name;
+    if (held?.quota) limits.push((result.quota = held.quota));
+    if (held?.credits !== undefined) result.credits = held.credits;
+    return result;
   }
 
   /**

@@ -39,6 +39,7 @@ test('daymindAuth() hands its clock to the store, the counters, the billing wind
     const { key, record } = await auth.store.create({ owner: 'acme', credits: 5, credits_refill: { interval: 'monthly', amount: 5 } });
     expect(record).toMatchObject({ created_at: AT / 1000, credits_period: 203202 });
     // A store stamped from the real clock would refill here (another month): 5 - 1 = 4 shows it did not.
+    await request(appWith(auth)).get('/v1/hello').set('authorization', `Bearer ${key}`).expect(200);
     const res = await request(appWith(auth)).get('/v1/usage').set('authorization', `Bearer ${key}`);
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ credits: 4, requests_today: 1, requests_this_month: 1, last_used: AT / 1000 });

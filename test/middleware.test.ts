@@ -122,7 +122,7 @@ describe('daymindAuth() answers', () => {
     expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
   });
 
-  test('only allowed requests count as usage, and /v1/usage is live', async () => {
+  test('only allowed requests count as usage, and /v1/usage is live (and not usage itself)', async () => {
     const app = appWith(a);
     for (let i = 0; i < 5; i++) await request(app).get('/v1/hello').set('X-API-Key', key); // 3 allowed, 2 refused
     await a.flush();
@@ -132,27 +132,28 @@ describe('daymindAuth() answers', () => {
     expect(res.body).toMatchObject({
       key_prefix: key.slice(0, 9),
       owner: 'acme',
-      usage_count: 4,
-      requests_today: 4,
+      usage_count: 3,
+      requests_today: 3,
       revoked: false,
       expires_at: null,
       revoke_at: null,
     });
     expect(res.body.last_used).toBeGreaterThan(Date.now() / 1000 - 5);
-    expect(res.body.rate_limits).toEqual([
-      { policy: 'key', limit: 100, remaining: 99, reset_seconds: expect.any(Number), window_seconds: 60 },
-    ]);
+    // b's window of the key is untouched: /v1/usage spends none of it.
+    expect(res.body.rate_limits).toEqual([{ policy: 'key', limit: 100, remaining: 100, reset_seconds: 60, window_seconds: 60 }]);
     expect(res.body).not.toHaveProperty('key');
   });
 
-  test('the usage router authenticates on its own and does not count twice behind the middleware', async () => {
+  test('the usage router checks the key on its own, and counts /v1/usage neither alone nor behind the middleware', async () => {
     const b = auth({ store, rateLimitPerMinute: 100 });
     const standalone = express().use('/v1', b.usageRouter());
     expect((await request(standalone).get('/v1/usage')).status).toBe(401);
     const first = await request(standalone).get('/v1/usage').set('X-API-Key', key);
-    expect(first.body.usage_count).toBe(1);
+    expect(first.body.usage_count).toBe(0);
+    await request(appWith(b)).get('/v1/hello').set('X-API-Key', key).expect(200);
     const second = await request(appWith(b)).get('/v1/usage').set('X-API-Key', key);
-    expect(second.body.usage_count).toBe(2);
+    expect(second.body.usage_count).toBe(1);
+    expect(second.body.rate_limits[0].remaining).toBe(99);
   });
 });
 
@@ -306,7 +307,7 @@ describe('keys from API_KEYS', () => {
     // Unchecksummed keys are in the store, so an unknown one is invalid rather than malformed.
     expectJsonError(await request(app).get('/v1/hello').set('X-API-Key', 'third-key-0123456789'), 401, 'invalid_api_key');
     const usage = await request(app).get('/v1/usage').set('X-API-Key', 'second-key-0123456789');
-    expect(usage.body.usage_count).toBe(2);
+    expect(usage.body.usage_count).toBe(1);
     expect(usage.body.key_prefix).toBe('second');
   });
 });

@@ -88,7 +88,10 @@ describe('plans: several windows per key', () => {
     expect(Number(byDay.headers['retry-after'])).toBeGreaterThan(3600);
     const day = parseList(byDay.headers['ratelimit']).find((m) => m.item === 'day')!;
     expect(day.params.r).toBe('0');
-    expect((await get(s.app, '/v1/usage', key)).body.error.policy).toBe('day');
+    // Refused by "day", the key still sees its usage: the window at 0, and /v1/usage spends nothing.
+    const usage = await get(s.app, '/v1/usage', key);
+    expect(usage.status).toBe(200);
+    expect(usage.body.rate_limits.find((l: { policy: string }) => l.policy === 'day')).toMatchObject({ limit: 5, remaining: 0 });
   });
 
   test('block_seconds: a key past the limit is refused for that long, even in the next window', async () => {
@@ -149,7 +152,7 @@ describe('plans: monthly quota', () => {
       expect(fresh.status).toBe(200);
       expect(parseList(fresh.headers['ratelimit']).find((m) => m.item === 'month')!.params.r).toBe('4');
       const usage = await get(s.app, '/v1/usage', key);
-      expect(usage.body.monthly_quota).toMatchObject({ limit: 5, used: 2, remaining: 3 });
+      expect(usage.body.monthly_quota).toMatchObject({ limit: 5, used: 1, remaining: 4 }); // /v1/usage takes none
       expect(usage.body.plan).toBe('metered');
     } finally {
       await s.auth.close();
@@ -193,7 +196,8 @@ describe('plans: prepaid credits', () => {
       now = Date.UTC(2026, 11, 1, 0, 0, 5); // refilled to 6 on the 1st
       const usage = await get(s.app, '/v1/usage', key);
       expect(usage.status).toBe(200);
-      expect(usage.body.credits).toBe(5); // 6, less this request
+      expect(usage.body.credits).toBe(6); // refilled; /v1/usage spends none
+      await get(s.app, '/v1/hello', key).expect(200);
       await s.auth.flush();
       expect(s.auth.store.get(hash)).toMatchObject({ credits: 5, credits_period: 202612 });
     } finally {

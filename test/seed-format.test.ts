@@ -25,8 +25,8 @@ describe('an existing-format store mounted unchanged', () => {
     expect(usage.body).toMatchObject({
       owner: 'team-alpha',
       key_prefix: 'dm_8fJq2L',
-      usage_count: 1249,
-      requests_today: 4,
+      usage_count: 1248, // the three hellos; /v1/usage is not usage
+      requests_today: 3,
       created_at: 1731300000,
     });
     await auth.close();
@@ -45,8 +45,8 @@ describe('an existing-format store mounted unchanged', () => {
       expect(record.key).toBe(original[i]!.key);
     });
     const today = utcDay(clock.now());
-    expect(after[0]).toMatchObject({ usage_count: 1249, requests_today: 4, requests_day: today, revoked: false, owner: 'team-alpha' });
-    expect(after[0]).toMatchObject({ requests_this_month: 4, requests_month: Math.floor(today / 100) });
+    expect(after[0]).toMatchObject({ usage_count: 1248, requests_today: 3, requests_day: today, revoked: false, owner: 'team-alpha' });
+    expect(after[0]).toMatchObject({ requests_this_month: 3, requests_month: Math.floor(today / 100) });
     expect(after[0]!.last_used).toBe(clock.now() / 1000);
     expect(after[1]).toMatchObject({ usage_count: 1, requests_today: 1, requests_day: today });
     expect(after[2]).toEqual(original[2]);

@@ -1,4 +1,5 @@
 import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { unusedWindow } from './peek-each';
 import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './types';
 
 /**
@@ -46,16 +47,8 @@ export abstract class RlfRateLimiter implements RateLimiterAdapter {
 
   async peek(window: RateLimitWindow, id: string): Promise<RateLimitResult> {
     const res = await this.limiterFor(window).get(id);
-    if (!res) {
-      return {
-        policy: window.name,
-        allowed: true,
-        limit: window.limit,
-        remaining: window.limit,
-        resetMs: window.windowSeconds * 1000,
-        windowSeconds: window.windowSeconds,
-      };
-    }
+    // A counter past its end (in memory, until its timer has removed it) counts for nothing.
+    if (!res || res.msBeforeNext <= 0) return unusedWindow(window);
     return toResult(window, res, res.consumedPoints <= window.limit);
   }
 }

@@ -1,8 +1,9 @@
-import { Router, type RequestHandler, type Response } from 'express';
+import { Router, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import { DaymindError, describeError } from '../errors';
 import { resetSeconds } from '../ratelimit/headers';
 import { sendBadRequest, sendJsonError, sendUnavailable } from '../responses';
 import type { KeyStore } from '../store/types';
+import type { VerifyResult } from '../verify';
 import { DASHBOARD_CSP, dashboardAssets } from './dashboard';
 import { isoDay, lastDays } from './history';
 import type { UsageRecorder } from './recorder';
@@ -18,8 +19,14 @@ export interface UsageRouterOptions {
 export interface UsageRouterParts {
   store: KeyStore;
   recorder: UsageRecorder;
-  /** Runs the auth middleware unless the request already went through it. */
-  ensureAuthenticated: RequestHandler;
+  /**
+   * Checks the calling key without spending anything (`peek`: the per-IP limit applies, the key's
+   * windows, quota and credits do not) and answers a refusal; resolves to the result (undefined
+   * when the per-IP limit refused).
+   */
+  check(req: Request, res: Response, next: NextFunction): Promise<VerifyResult | undefined>;
+  /** Reports (once) a request the middleware, mounted at another path, let through as any other. */
+  misplaced(req: Request): void;
   now: () => number;
   onError: (err: Error) => void;
 }
@@ -37,13 +44,21 @@ export function parseHistoryDays(raw: unknown): number | undefined {
 }
 
 /**
- * `GET /usage`: the calling key's record and live counters (this request included) and its
- * rate-limit state; `GET /usage/history`: its requests per UTC day; with `dashboard`, the usage
- * page. Works mounted behind the auth middleware or on its own (mount it first to serve the page
- * without a key).
+ * `GET /usage`: the calling key's record, live counters and where it stands against its limits;
+ * `GET /usage/history`: its requests per UTC day; with `dashboard`, the usage page. The data
+ * routes check the key themselves and spend nothing: they are not usage, and answer while the key
+ * is rate-limited or out of quota. Mounted before the auth middleware, or after it at the same
+ * path (the middleware then hands these routes over untouched).
  */
 export function createUsageRouter(parts: UsageRouterParts, options: UsageRouterOptions = {}): Router {
-  const { store, recorder, ensureAuthenticated, now, onError } = parts;
+  const { store, recorder, now, onError } = parts;
+  /** The calling key, checked without spending; undefined once a refusal was answered. */
+  const caller = async (req: Request, res: Response, next: NextFunction): Promise<VerifyResult | undefined> => {
+    // Let through by the middleware as any request (so counted): it is mounted at another path.
+    if (req.daymind) parts.misplaced(req);
+    const result = await parts.check(req, res, next);
+    return result?.valid ? result : undefined;
+  };
   /** A store or history that fails answers 503 with a JSON body, reported through onError. */
   const unavailable = (res: Response, what: string, err: unknown): void => {
     onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `${what} failed: ${describeError(err)}`, { cause: err }));
@@ -72,10 +87,12 @@ export function createUsageRouter(parts: UsageRouterParts, options: UsageRouterO
     router.get('/usage/dashboard.js', serve(assets.script, 'text/javascript; charset=utf-8'));
     router.get('/usage/dashboard.css', serve(assets.css, 'text/css; charset=utf-8'));
   }
-  router.get('/usage', ensureAuthenticated, async (req, res) => {
+  router.get('/usage', async (req, res, next) => {
     try {
-      const info = req.daymind!;
-      const record = (await (store.fetch ? store.fetch(info.keyHash) : store.get(info.keyHash))) ?? info.record;
+      const key = await caller(req, res, next);
+      if (!key) return;
+      const hash = key.record!.key_hash;
+      const record = (await (store.fetch ? store.fetch(hash) : store.get(hash))) ?? key.record!;
       const live = recorder.live(record, now());
       res.setHeader('Cache-Control', 'no-store');
       res.json({
@@ -90,17 +107,19 @@ export function createUsageRouter(parts: UsageRouterParts, options: UsageRouterO
         expires_at: record.expires_at ?? null,
         revoke_at: record.revoke_at ?? null,
         requests_this_month: live.requests_this_month,
-        plan: info.plan,
-        monthly_quota: info.quota && {
-          limit: info.quota.limit,
-          used: info.quota.limit - info.quota.remaining,
-          remaining: info.quota.remaining,
-          reset_seconds: info.quota.reset_seconds,
-        },
-        credits: info.credits,
+        plan: key.plan ?? null,
+        monthly_quota: key.quota
+          ? {
+              limit: key.quota.limit,
+              used: key.quota.limit - key.quota.remaining,
+              remaining: key.quota.remaining,
+              reset_seconds: resetSeconds(key.quota),
+            }
+          : null,
+        credits: key.credits ?? null,
         credits_refill: record.credits_refill ?? null,
-        scopes: info.scopes,
-        rate_limits: info.limits.map((l) => ({
+        scopes: record.scopes ?? [],
+        rate_limits: key.limits.map((l) => ({
           policy: l.policy,
           limit: l.limit,
           remaining: l.remaining,
@@ -112,8 +131,10 @@ export function createUsageRouter(parts: UsageRouterParts, options: UsageRouterO
       unavailable(res, 'GET /usage', err);
     }
   });
-  router.get('/usage/history', ensureAuthenticated, async (req, res) => {
+  router.get('/usage/history', async (req, res, next) => {
     try {
+      const key = await caller(req, res, next);
+      if (!key) return;
       const count = parseHistoryDays(req.query.days);
       if (count === undefined) {
         sendBadRequest(res, `days must be a whole number from 1 to ${HISTORY_MAX_DAYS} (default ${HISTORY_DEFAULT_DAYS})`);
@@ -124,7 +145,7 @@ export function createUsageRouter(parts: UsageRouterParts, options: UsageRouterO
         sendJsonError(res, 501, 'history_unavailable', 'This server keeps no per-day usage history.');
         return;
       }
-      const keyHash = req.daymind!.keyHash;
+      const keyHash = key.record!.key_hash;
       const days = lastDays(now(), count);
       const counts = await recorder.readHistory(
         () => history.read(keyHash, days),

@@ -76,14 +76,14 @@ const STEPS: Step[] = [
   { path: '/v1/hello', headers: bearer(UNKNOWN_KEY) },
   { path: '/v1/hello', headers: bearer(SEED_KEYS.revoked) },
   { path: '/v1/hello', headers: bearer(SEED_KEYS.alpha) },
-  { path: '/v1/usage', headers: apiKey(SEED_KEYS.alpha) },
   { path: '/v1/nope', headers: bearer(SEED_KEYS.alpha) },
   { path: '/v1/hello', headers: apiKey(SEED_KEYS.alpha) },
+  { path: '/v1/hello', headers: bearer(SEED_KEYS.alpha) },
+  { path: '/v1/usage', headers: apiKey(SEED_KEYS.alpha) },
   { path: '/v1/hello', headers: { authorization: `bearer ${SEED_KEYS.beta}` } },
   { path: '/v1/hello', headers: bearer(SEED_KEYS.beta) },
   { path: '/v1/usage', headers: bearer(SEED_KEYS.beta) },
   { path: '/v1/hello', headers: bearer(SEED_KEYS.beta) },
-  { path: '/v1/hello', headers: bearer(SEED_KEYS.alpha) },
   { path: '/v1/hello' },
 ];
 
@@ -139,17 +139,18 @@ function expectTranscript(answers: Answer[], today: number): void {
     unauthorized('invalid_api_key', 9, invalidToken),
     unauthorized('revoked_api_key', 8, invalidToken),
     allowed(7, 2, { message: 'Hello, team-alpha!', key: 'dm_8fJq2L' }),
-    noStore(allowed(6, 1, usage('team-alpha', 1247, 2, 1))),
     {
       status: 404,
       body: { error: { code: 'not_found' } },
-      headers: { 'ratelimit-policy': IP_AND_KEY, ratelimit: '"ip";r=5;t=*, "key";r=0;t=*' },
+      headers: { 'ratelimit-policy': IP_AND_KEY, ratelimit: '"ip";r=6;t=*, "key";r=1;t=*' },
     },
+    allowed(5, 0, { message: 'Hello, team-alpha!', key: 'dm_8fJq2L' }),
     limited(4, 0, 'key'),
-    allowed(3, 2, { message: 'Hello, team-beta!', key: 'dm_Qm3Wv9' }),
-    allowed(2, 1, { message: 'Hello, team-beta!', key: 'dm_Qm3Wv9' }),
-    noStore(allowed(1, 0, usage('team-beta', 3, 3, 0))),
-    limited(0, 0, 'key'),
+    // Rate-limited, the key still gets its usage (200), which spends nothing of its window.
+    noStore(allowed(3, 0, usage('team-alpha', 1248, 3, 0))),
+    allowed(2, 2, { message: 'Hello, team-beta!', key: 'dm_Qm3Wv9' }),
+    allowed(1, 1, { message: 'Hello, team-beta!', key: 'dm_Qm3Wv9' }),
+    noStore(allowed(0, 1, usage('team-beta', 2, 2, 1))),
     limited(0, null, 'ip'),
     limited(0, null, 'ip'),
   ]);
@@ -211,15 +212,15 @@ describe('outside Express: node:http and Fastify examples answer and count as th
     expect(server.out()).toContain('usage flushed');
     expectTranscript(answers.get(name)!, today);
 
-    // Counted: alpha's hello, usage and 404; beta's two hellos and usage. Refusals are not usage.
+    // Counted: alpha's two hellos and 404; beta's two hellos. Refusals and /v1/usage are not usage.
     const counted = counters(storePath);
     expect(counted).toEqual({
       'team-alpha': { usage_count: 1248, requests_today: 3, requests_day: today, revoked: false },
-      'team-beta': { usage_count: 3, requests_today: 3, requests_day: today, revoked: false },
+      'team-beta': { usage_count: 2, requests_today: 2, requests_day: today, revoked: false },
       'old-integration': { usage_count: 98765, requests_today: 0, requests_day: 20231114, revoked: true },
     });
     stores.set(name, counted);
-    expect(await billed(cwd, started)).toEqual({ 'team-alpha': 3, 'team-beta': 3 });
+    expect(await billed(cwd, started)).toEqual({ 'team-alpha': 3, 'team-beta': 2 });
   });
 
   test('node:http and Fastify give exactly the answers Express gave', () => {
@@ -240,14 +241,14 @@ describe('outside Express: node:http and Fastify examples answer and count as th
       const hello = await fetch(`${server.url}/v1/hello`, { headers: bearer(key) });
       expect([hello.status, await hello.json()]).toEqual([200, { message: 'Hello, demo!', key: key.slice(0, 9) }]);
       const usage = await fetch(`${server.url}/v1/usage`, { headers: apiKey(key) });
-      expect(await usage.json()).toMatchObject({ owner: 'demo', usage_count: 2, requests_today: 2 });
+      expect(await usage.json()).toMatchObject({ owner: 'demo', usage_count: 1, requests_today: 1 }); // not usage itself
     } finally {
       code = await server.stop();
     }
     expect(code).toBe(0);
     const [record] = JSON.parse(readFileSync(join(cwd, 'data', 'api_keys.json'), 'utf8')) as Array<Record<string, unknown>>;
-    expect(record).toMatchObject({ owner: 'demo', usage_count: 2, requests_today: 2 });
-    expect(await billed(join(cwd, 'data'), started)).toEqual({ demo: 2 });
+    expect(record).toMatchObject({ owner: 'demo', usage_count: 1, requests_today: 1 });
+    expect(await billed(join(cwd, 'data'), started)).toEqual({ demo: 1 });
   });
 
   test.each(EXAMPLES.slice(1))('%s: a port in use is one line on stderr and exit 1', async (_name, file) => {

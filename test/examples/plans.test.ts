@@ -29,7 +29,7 @@ const KEYS = {
 } satisfies Record<string, NewKeyInput>;
 type Keys = Record<keyof typeof KEYS, string>;
 /** usage_count of each owner once the flow has run: refused requests are not usage, the echo counts 5. */
-const USAGE_AFTER_FLOW = { 'free-team': 5, reader: 2, writer: 7, metered: 6, 'metered-reader': 1 };
+const USAGE_AFTER_FLOW = { 'free-team': 5, reader: 0, writer: 5, metered: 6, 'metered-reader': 0 };
 
 async function createKeys(store: KeyStore): Promise<Keys> {
   await store.init?.();
@@ -127,27 +127,28 @@ async function planFlow(url: string, keys: Keys): Promise<void> {
   expect(sixth.body.error).toMatchObject({ code: 'rate_limited', policy: 'day' });
   expect(Number(sixth.headers.get('retry-after'))).toBeGreaterThan(86_000);
 
-  // POST /v1/echo without the "write" scope: 403, and not usage.
-  expect((await api.usage(keys.reader)).body.usage_count).toBe(1);
+  // POST /v1/echo without the "write" scope: 403, and not usage (nor is /v1/usage).
+  expect((await api.usage(keys.reader)).body.usage_count).toBe(0);
   const forbidden = await api.echo(keys.reader, { hello: 'world' });
   expect(forbidden.status).toBe(403);
   expect(forbidden.headers.get('www-authenticate')).toBe('Bearer error="insufficient_scope", scope="write"');
   expect(forbidden.body.error).toMatchObject({ code: 'insufficient_scope', scope: 'write' });
-  expect((await api.usage(keys.reader)).body.usage_count).toBe(2);
+  expect((await api.usage(keys.reader)).body.usage_count).toBe(0);
 
   // With it: 200, 5 units on the window and in usage_count. A Pro key has only the minute window.
-  expect((await api.usage(keys.writer)).body.usage_count).toBe(1);
+  expect((await api.usage(keys.writer)).body.usage_count).toBe(0);
   const echoed = await api.echo(keys.writer, { hello: 'world' });
   expect(echoed.status).toBe(200);
   expect(echoed.body).toEqual({ echo: { hello: 'world' }, cost: 5, owner: 'writer' });
   expect(echoed.headers.get('ratelimit-policy')).toBe('"minute";q=100;w=60');
-  expect(echoed.headers.get('ratelimit')).toMatch(/^"minute";r=94;t=\d+$/);
+  expect(echoed.headers.get('ratelimit')).toMatch(/^"minute";r=95;t=\d+$/);
   const after = await api.usage(keys.writer);
-  expect(after.body).toMatchObject({ usage_count: 7, plan: 'pro', monthly_quota: null, scopes: ['read', 'write'] });
+  expect(after.body).toMatchObject({ usage_count: 5, plan: 'pro', monthly_quota: null, scopes: ['read', 'write'] });
+  expect(after.body.rate_limits).toMatchObject([{ policy: 'minute', limit: 100, remaining: 95 }]);
 
   // The monthly quota: a refused echo gives back what it took; 5 + 1 units reach the quota of 6.
   expect((await api.echo(keys.meteredReader, {})).status).toBe(403);
-  expect((await api.usage(keys.meteredReader)).body.monthly_quota).toMatchObject({ limit: 6, used: 1, remaining: 5 });
+  expect((await api.usage(keys.meteredReader)).body.monthly_quota).toMatchObject({ limit: 6, used: 0, remaining: 6 });
   expect((await api.echo(keys.metered, { n: 1 })).status).toBe(200);
   const last = await api.hello(keys.metered);
   expect(last.status).toBe(200);

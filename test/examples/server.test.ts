@@ -22,7 +22,7 @@ describe('examples/server.ts (npm run example)', () => {
         expect(hello.status).toBe(200);
         expect(await hello.json()).toEqual({ message: 'Hello, demo!', key: key.slice(0, 9) });
         const usage = await fetch(`${url}/v1/usage`, { headers: { 'x-api-key': key } });
-        expect(((await usage.json()) as { usage_count: number }).usage_count).toBe(2);
+        expect(((await usage.json()) as { usage_count: number }).usage_count).toBe(1); // /v1/usage is not usage
         expect((await fetch(`${url}/v1/hello`)).status).toBe(401);
       } finally {
         child.kill('SIGTERM');
@@ -30,10 +30,10 @@ describe('examples/server.ts (npm run example)', () => {
       expect(await exited).toBe(0);
       expect(out()).toContain('usage flushed');
       const [record] = JSON.parse(readFileSync(join(cwd, 'data', 'api_keys.json'), 'utf8'));
-      expect(record).toMatchObject({ owner: 'demo', usage_count: 2, requests_today: 2 });
-      // Local billing is on by default: the usage ledger beside the store bills the same 2 units.
+      expect(record).toMatchObject({ owner: 'demo', usage_count: 1, requests_today: 1 });
+      // Local billing is on by default: the usage ledger beside the store bills the same unit.
       const ledger = await readLedger(join(cwd, 'data'), monthsBetween(started, Date.now()));
-      expect(ledger.map((e) => [e.owner, e.quantity])).toEqual([['demo', 2]]);
+      expect(ledger.map((e) => [e.owner, e.quantity])).toEqual([['demo', 1]]);
     },
     CLEAR_OF_MIDNIGHT_TIMEOUT_MS,
   );

@@ -2,7 +2,7 @@
  * Accessibility of the customer usage page and of `daymind-keys report --html`: axe-core, with its
  * default rules (WCAG 2 A and AA, and best practices), run in Debian's Chromium in the light and
  * the dark colour scheme, on every state a customer sees: the page before a key is entered, with a
- * key's usage, chart and table, and with the messages of a refused and a rate-limited key.
+ * key's usage, chart and table, and with the messages of a refused key and of the per-IP limit.
  *
  * axe-core is put into the page with playwright's `evaluate`, which runs through the DevTools
  * protocol and is not subject to the page's Content-Security-Policy (`script-src 'self'` on the
@@ -148,13 +148,20 @@ describe('the usage page, audited by axe-core', () => {
     expect(found).toEqual([]);
   });
 
-  test.each(SCHEMES)("%s: a rate-limited key's message, with Refresh and Forget key", async (scheme) => {
-    // The limited key spends its one request of this minute (unless an earlier run spent it).
-    await request(server).get('/v1/hello').set('Authorization', `Bearer ${keys.limited}`);
+  test.each(SCHEMES)("%s: the per-IP limit's message, with Refresh and Forget key", async (scheme) => {
     let found: string[] = [];
     const ctx = await context(scheme);
     try {
       const page = await ctx.newPage();
+      // The page's data call refused by the per-IP limit (played here: the test's address stays under it).
+      await page.route('**/v1/usage', (route) =>
+        route.fulfill({
+          status: 429,
+          contentType: 'application/json; charset=utf-8',
+          headers: { 'Retry-After': '42' },
+          body: JSON.stringify({ error: { code: 'rate_limited', message: 'Too many requests.', policy: 'ip' } }),
+        }),
+      );
       await page.goto(dashboard);
       await submit(page, keys.limited);
       await page
@@ -163,7 +170,7 @@ describe('the usage page, audited by axe-core', () => {
         .waitFor();
       await page.locator('#refresh:enabled').waitFor();
       expect(await page.isVisible('#key-actions')).toBe(true);
-      found = await audit(page, `${scheme}, a rate-limited key's message`);
+      found = await audit(page, `${scheme}, the per-IP limit's message`);
     } finally {
       await ctx.close();
     }

@@ -241,9 +241,9 @@ describe('GET /v1/usage/dashboard in Chromium', () => {
       const history = (await (await historyResponse).json()) as History;
       await page.locator('#chart g.day').first().waitFor();
 
-      // The server's numbers: the seeded days, then today's 20 allowed before the page's own call and 5 refused.
+      // The server's numbers: the seeded days, then today's 20 allowed and 5 refused (the page's own calls are not usage).
       const before = seeded.reduce((n, e) => n + e.allowed, 0);
-      expect(usage.usage_count).toBe(before + IP_LIMIT + 1);
+      expect(usage.usage_count).toBe(before + IP_LIMIT);
       expect(history.days.slice(0, 29).map((d) => [d.allowed, d.rate_limited])).toEqual(seeded.map((e) => [e.allowed, e.rate_limited]));
       const last = history.days[history.days.length - 1]!;
       expect(last.rate_limited).toBe(TRAFFIC - IP_LIMIT);
@@ -309,9 +309,7 @@ describe('GET /v1/usage/dashboard in Chromium', () => {
     }
   });
 
-  test('a wrong, revoked, expired or rate-limited key gets a clear message, not a chart', async () => {
-    // The limited key uses its one request of this minute.
-    expect(await hello(keys.limited, '127.0.0.3')).toBe(200);
+  test('a wrong, revoked or expired key, or a client over the per-IP limit, gets a clear message, not a chart', async () => {
     const { context, watched } = await openPage();
     const { page } = watched;
     const cases: [string, string, number, string | undefined, RegExp][] = [
@@ -319,8 +317,25 @@ describe('GET /v1/usage/dashboard in Chromium', () => {
       ['garbage', 'not-a-key', 401, 'malformed_api_key', /not a valid API key/],
       ['revoked', keys.revoked, 401, 'revoked_api_key', /revoked/],
       ['expired', keys.expired, 401, 'expired_api_key', /expired/],
-      ['rate-limited', keys.limited, 429, 'rate_limited', /Too many requests with this key.*Try again in \d+ seconds/],
+      ['over the per-IP limit', keys.limited, 429, 'rate_limited', /Too many requests from your network.*Try again in 42 seconds/],
     ];
+    // The browser's own address stays under the server's per-IP limit: its 429 is played here.
+    await page.route('**/v1/usage', (route) =>
+      route.request().headers().authorization === `Bearer ${keys.limited}`
+        ? route.fulfill({
+            status: 429,
+            contentType: 'application/json; charset=utf-8',
+            headers: { 'Retry-After': '42' },
+            body: JSON.stringify({
+              error: {
+                code: 'rate_limited',
+                message: 'Rate limit of 20 requests per minute exceeded for this client address; retry in 42 s.',
+                policy: 'ip',
+              },
+            }),
+          })
+        : route.continue(),
+    );
     try {
       // Tried one after the other, as someone would: a refused key brings the form back.
       await page.goto(dashboard);

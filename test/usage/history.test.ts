@@ -55,8 +55,8 @@ describe('per-day usage history', () => {
       expect((res.body as HistoryBody).days).toEqual([
         { day: iso(day1 - DAY_MS), allowed: 0, rate_limited: 0 },
         { day: iso(day1), allowed: 20, rate_limited: 30 },
-        // Today is live: this request is the sixth allowed one.
-        { day: iso(day2), allowed: 6, rate_limited: 2 },
+        // Today is live; this request is not usage, and not in it.
+        { day: iso(day2), allowed: 5, rate_limited: 2 },
       ]);
     } finally {
       await auth.close();
@@ -65,7 +65,7 @@ describe('per-day usage history', () => {
     const dir = historyDirFor(storePath);
     expect(readdirSync(dir).sort()).toEqual([`${iso(day1)}.json`, `${iso(day2)}.json`]);
     expect(JSON.parse(readFileSync(join(dir, `${iso(day1)}.json`), 'utf8'))).toEqual({ [hashKey(key)]: [20, 30] });
-    expect(JSON.parse(readFileSync(join(dir, `${iso(day2)}.json`), 'utf8'))).toEqual({ [hashKey(key)]: [6, 2] });
+    expect(JSON.parse(readFileSync(join(dir, `${iso(day2)}.json`), 'utf8'))).toEqual({ [hashKey(key)]: [5, 2] });
   });
 
   test('days: 1 to 90, default 30, oldest first with zeros; anything else is a 400 with a JSON error', async () => {
@@ -75,11 +75,12 @@ describe('per-day usage history', () => {
     try {
       const byDefault = (await get('')).body as HistoryBody;
       expect(byDefault.days).toHaveLength(30);
-      expect(byDefault.days[29]).toEqual({ day: iso(now()), allowed: 1, rate_limited: 0 });
+      expect(byDefault.days[29]).toEqual({ day: iso(now()), allowed: 0, rate_limited: 0 }); // the history calls are not usage
       expect(byDefault.days[0]!.day).toBe(iso(now() - 29 * DAY_MS));
       expect(byDefault.days.slice(0, 29).every((d) => d.allowed === 0 && d.rate_limited === 0)).toBe(true);
       expect(((await get('?days=90')).body as HistoryBody).days).toHaveLength(90);
-      expect(((await get('?days=1')).body as HistoryBody).days).toEqual([{ day: iso(now()), allowed: 3, rate_limited: 0 }]);
+      await request(app).get('/v1/hello').set('x-api-key', SEED_KEYS.beta).expect(200);
+      expect(((await get('?days=1')).body as HistoryBody).days).toEqual([{ day: iso(now()), allowed: 1, rate_limited: 0 }]);
       for (const bad of ['0', '91', '-1', '1.5', 'abc', '', '1e1', '30&days=31']) {
         const res = await get(`?days=${bad}`);
         expect(res.status).toBe(400);
@@ -131,10 +132,10 @@ describe('per-day usage history', () => {
       const res = await request(app).get('/v1/usage/history?days=1').set('x-api-key', SEED_KEYS.alpha);
       expect(res.status).toBe(503);
       expect(res.body.error.code).toBe('service_unavailable');
-      // Replaced by an empty day: the counts kept in memory (the second hello and the history call) are written.
+      // Replaced by an empty day: the counts kept in memory (the second hello; the history call is not usage) are written.
       writeFileSync(file, '{}');
       await auth.flush();
-      expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ [hashKey(SEED_KEYS.alpha)]: [2, 0] });
+      expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ [hashKey(SEED_KEYS.alpha)]: [1, 0] });
     } finally {
       await auth.close();
     }
