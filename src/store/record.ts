@@ -102,7 +102,16 @@ export function applyKeyChanges(raw: RawRecord, changes: KeyChanges, nowMs: numb
   assertKeyChanges(changes);
   // The credits as they stand before the change (a refill due settled), not under a new refill.
   const before = creditsAt(raw, nowMs);
-  for (const field of ['owner', 'meta', 'rate_limit_per_minute', 'expires_at', 'stripe_customer_id', 'plan', 'scopes', 'credits_refill'] as const) {
+  for (const field of [
+    'owner',
+    'meta',
+    'rate_limit_per_minute',
+    'expires_at',
+    'stripe_customer_id',
+    'plan',
+    'scopes',
+    'credits_refill',
+  ] as const) {
     if (!(field in changes)) continue;
     const value = changes[field];
     if (value === null || value === undefined) delete raw[field];
@@ -150,12 +159,20 @@ export function newRawRecord(input: NewKeyInput, nowMs: number, prefix: string =
   if (input.expires_at != null) raw.expires_at = input.expires_at;
   if (input.meta != null) raw.meta = { ...input.meta };
   if (input.stripe_customer_id != null) raw.stripe_customer_id = input.stripe_customer_id;
-  applyKeyChanges(raw, {
-    ...(input.plan != null ? { plan: input.plan } : {}),
-    ...(input.scopes != null ? { scopes: input.scopes } : {}),
-    ...(input.credits_refill != null ? { credits_refill: input.credits_refill } : {}),
-    ...(input.credits != null ? { credits: input.credits } : input.credits_refill != null ? { credits: input.credits_refill.amount } : {}),
-  }, nowMs);
+  applyKeyChanges(
+    raw,
+    {
+      ...(input.plan != null ? { plan: input.plan } : {}),
+      ...(input.scopes != null ? { scopes: input.scopes } : {}),
+      ...(input.credits_refill != null ? { credits_refill: input.credits_refill } : {}),
+      ...(input.credits != null
+        ? { credits: input.credits }
+        : input.credits_refill != null
+          ? { credits: input.credits_refill.amount }
+          : {}),
+    },
+    nowMs,
+  );
   return { key, raw };
 }
 
@@ -356,7 +373,8 @@ export function rotateRaw(
   if (!old) return undefined;
   const oldRecord = toKeyRecord(old, oldHash, prefix);
   const status = keyStatus(oldRecord, now);
-  if (status !== 'active' && status !== 'rotating') throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', `cannot rotate a key that is ${status}`);
+  if (status !== 'active' && status !== 'rotating')
+    throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', `cannot rotate a key that is ${status}`);
   if (!(Number.isFinite(graceSeconds) && graceSeconds >= 0)) {
     throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', 'the grace period must be 0 or more seconds');
   }
