@@ -32,7 +32,7 @@ export const DASHBOARD_HTML = `<!doctype html>
         <input id="key-input" data-testid="key-input" type="password" autocomplete="off" autocapitalize="off" spellcheck="false" required aria-describedby="key-help">
         <button type="submit" id="key-submit" data-testid="key-submit">Show usage</button>
       </div>
-      <p id="key-help" class="help">The key stays in this browser tab only (session storage, cleared when the tab closes). It is sent only to this server, in the Authorization header, never in a URL or a cookie. Each time this page loads its numbers, it makes two requests with your key, which count as usage.</p>
+      <p id="key-help" class="help">The key stays in this browser tab only (session storage, cleared when the tab closes). It is sent only to this server, in the Authorization header, never in a URL or a cookie. Each time this page loads its numbers, it makes two requests with your key; they are not usage and take nothing from its limits.</p>
     </form>
     <div id="key-actions" class="key-actions" data-testid="key-actions" hidden>
       <p>Showing the usage of the key in this tab.</p>
@@ -70,6 +70,7 @@ export const DASHBOARD_HTML = `<!doctype html>
       </div>
     </div>
     <div id="limits" class="cards limits" data-testid="limits"></div>
+    <p id="limited-note" class="warning" data-testid="limited-note" hidden></p>
     <p id="revoke-warning" class="warning" data-testid="revoke-warning" hidden></p>
     <section class="panel chart-panel" aria-labelledby="chart-heading">
       <h3 id="chart-heading">Last 30 days</h3>

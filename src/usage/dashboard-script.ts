@@ -43,6 +43,7 @@ export const DASHBOARD_SCRIPT = String.raw`(() => {
     usage: $('usage'),
     limits: $('limits'),
     revokeAtLine: $('revoke-at-line'),
+    limitedNote: $('limited-note'),
     revokeWarning: $('revoke-warning'),
     historyNote: $('history-note'),
     chart: $('chart'),
@@ -215,8 +216,13 @@ export const DASHBOARD_SCRIPT = String.raw`(() => {
 
   function seconds(n) {
     if (n < 90) return n + (n === 1 ? ' second' : ' seconds');
-    const minutes = Math.round(n / 60);
-    return minutes + (minutes === 1 ? ' minute' : ' minutes');
+    if (n < 90 * 60) return plural(Math.round(n / 60), 'minute');
+    if (n < 36 * 3600) return plural(Math.round(n / 3600), 'hour');
+    return plural(Math.round(n / 86400), 'day');
+  }
+
+  function plural(n, unit) {
+    return n + ' ' + unit + (n === 1 ? '' : 's');
   }
 
   function when(unix) {
@@ -283,6 +289,9 @@ export const DASHBOARD_SCRIPT = String.raw`(() => {
     ui.revokeWarning.textContent = ending.length ? 'This key ' + ending.join(' and ') + '. Switch to a new key before then.' : '';
     ui.revokeWarning.hidden = ending.length === 0;
     renderLimits(Array.isArray(usage.rate_limits) ? usage.rate_limits : []);
+    const limited = limitedText(usage);
+    ui.limitedNote.textContent = limited;
+    ui.limitedNote.hidden = !limited;
 
     const days = history && Array.isArray(history.days) ? history.days : null;
     ui.historyNote.textContent = historyNote;
@@ -357,6 +366,21 @@ export const DASHBOARD_SCRIPT = String.raw`(() => {
     };
     tick();
     if (resets.length) countdown = setInterval(tick, 1000);
+  }
+
+  /** Why requests with the key are refused right now, if they are: the limit that frees it last. */
+  function limitedText(usage) {
+    const limits = Array.isArray(usage.rate_limits) ? usage.rate_limits : [];
+    let last = null;
+    for (const limit of limits) {
+      if (limit.remaining <= 0 && (!last || limit.reset_seconds > last.reset_seconds)) last = limit;
+    }
+    if (last) {
+      const what = last.policy === 'month' ? 'its monthly quota is used up' : 'its limit "' + last.policy + '" is used up';
+      return 'Requests with this key are refused right now: ' + what + ', for ' + seconds(last.reset_seconds) + ' more.';
+    }
+    if (usage.credits === 0) return 'Requests with this key are refused right now: it has no prepaid credits left.';
+    return '';
   }
 
   function renderTable(days) {

@@ -2,7 +2,8 @@
  * Accessibility of the customer usage page and of `daymind-keys report --html`: axe-core, with its
  * default rules (WCAG 2 A and AA, and best practices), run in Debian's Chromium in the light and
  * the dark colour scheme, on every state a customer sees: the page before a key is entered, with a
- * key's usage, chart and table, and with the messages of a refused key and of the per-IP limit.
+ * key's usage, chart and table, a rate-limited key's usage, and with the messages of a refused key
+ * and of the per-IP limit.
  *
  * axe-core is put into the page with playwright's `evaluate`, which runs through the DevTools
  * protocol and is not subject to the page's Content-Security-Policy (`script-src 'self'` on the
@@ -171,6 +172,29 @@ describe('the usage page, audited by axe-core', () => {
       await page.locator('#refresh:enabled').waitFor();
       expect(await page.isVisible('#key-actions')).toBe(true);
       found = await audit(page, `${scheme}, the per-IP limit's message`);
+    } finally {
+      await ctx.close();
+    }
+    expect(found).toEqual([]);
+  });
+
+  test.each(SCHEMES)("%s: a rate-limited key's numbers, its spent limit and the note saying so", async (scheme) => {
+    // The limited key spends its one request of this minute (a second one is refused).
+    await request(server).get('/v1/hello').set('Authorization', `Bearer ${keys.limited}`);
+    await request(server).get('/v1/hello').set('Authorization', `Bearer ${keys.limited}`).expect(429);
+    let found: string[] = [];
+    const ctx = await context(scheme);
+    try {
+      const page = await ctx.newPage();
+      await page.goto(dashboard);
+      await submit(page, keys.limited);
+      await page
+        .locator('#limited-note')
+        .filter({ hasText: /refused right now: its limit "key" is used up/ })
+        .waitFor();
+      expect(await page.locator('[data-policy="key"] [data-field="remaining"]').getAttribute('data-value')).toBe('0');
+      expect(await page.textContent('#alert')).toBe('');
+      found = await audit(page, `${scheme}, a rate-limited key's numbers`);
     } finally {
       await ctx.close();
     }
