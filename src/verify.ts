@@ -29,6 +29,8 @@ interface Attempt {
   now: number;
   cost: number;
   options: CheckOptions;
+  /** The give-back to earlier windows of a refused request, until the limiter has them back. */
+  givingBack?: Promise<unknown>;
 }
 
 export interface VerifierParts {
@@ -242,32 +244,47 @@ export class Verifier {
         if (!lead.result.allowed) return leadRefused(lead.result, a.cost, a.record);
         for (const result of results.slice(1)) {
           a.limits.push(result);
-          if (!result.allowed) return this.refused(a, result);
+          if (!result.allowed) return this.whenGivenBack(a, this.refused(a, result));
         }
       }
       for (let i = a.limits.length; i < a.windows.length; i++) {
         const result = await this.parts.limiter.consume(a.windows[i]!, a.record.key_hash, a.cost);
         a.limits.push(result);
-        if (!result.allowed) return this.refused(a, result);
+        if (!result.allowed) return this.whenGivenBack(a, this.refused(a, result));
       }
     } catch (err) {
       return this.unavailable('rate limiter failed', err, a.cost, a.record, a.limits);
     }
-    return this.spendAndCount(a);
+    return this.whenGivenBack(a, await this.spendAndCount(a));
   }
 
-  /** Gives back the request's units to the first `count` windows (a later check refused). */
-  private refundWindows(a: Attempt, count: number): void {
+  /**
+   * Gives back the request's units to the first `count` windows (a later check refused it), and
+   * shows those windows as they are then. The limiter may take them back asynchronously
+   * (`a.givingBack`): a check that is asynchronous already waits for it before it answers.
+   */
+  private giveBack(a: Attempt, count: number): void {
     const { limiter } = this.parts;
-    if (!limiter.refund) return;
+    if (!limiter.refund || count <= 0) return;
+    const back: Promise<void>[] = [];
     for (let i = 0; i < count; i++) {
-      limiter.refund(a.windows[i]!, a.record.key_hash, a.cost).catch((err: unknown) => this.fail('rate limiter refund failed', err));
+      const taken = a.limits[i]!;
+      a.limits[i] = { ...taken, remaining: Math.min(taken.limit, taken.remaining + a.cost) };
+      back.push(
+        limiter.refund(a.windows[i]!, a.record.key_hash, a.cost).catch((err: unknown) => this.fail('rate limiter refund failed', err)),
+      );
     }
+    a.givingBack = Promise.all(back);
+  }
+
+  /** `result`, once the windows have what a refusal gave back. */
+  private whenGivenBack(a: Attempt, result: VerifyResult): VerifyResult | Promise<VerifyResult> {
+    return a.givingBack ? a.givingBack.then(() => result) : result;
   }
 
   private spendAndCount(a: Attempt): VerifyResult | Promise<VerifyResult> {
     const failed = (err: unknown): VerifyResult => {
-      this.refundWindows(a, a.limits.length);
+      this.giveBack(a, a.limits.length);
       return this.unavailable('quota and credits check failed', err, a.cost, a.record, a.limits);
     };
     let spending: Spending | Promise<Spending> | undefined;
@@ -277,14 +294,19 @@ export class Verifier {
       return failed(err);
     }
     if (spending === undefined) return this.allowed(a, undefined);
-    if (spending instanceof Promise) return spending.then((s) => this.afterSpending(a, s), failed);
+    if (spending instanceof Promise) {
+      return spending.then(
+        (s) => this.whenGivenBack(a, this.afterSpending(a, s)),
+        (err: unknown) => this.whenGivenBack(a, failed(err)),
+      );
+    }
     return this.afterSpending(a, spending);
   }
 
   private afterSpending(a: Attempt, spending: Spending): VerifyResult {
     if (spending.quota) a.limits.push(spending.quota);
     if (!spending.refused) return this.allowed(a, spending);
-    this.refundWindows(a, a.windows.length);
+    this.giveBack(a, a.windows.length);
     const refused: VerifyResult = {
       valid: false,
       code: spending.refused,
@@ -303,7 +325,7 @@ export class Verifier {
   }
 
   private refused(a: Attempt, refusedBy: RateLimitResult): VerifyResult {
-    this.refundWindows(a, a.limits.length - 1);
+    this.giveBack(a, a.limits.length - 1);
     this.parts.recorder.recordRateLimited(a.record.key_hash, a.now);
     return { valid: false, code: 'RATE_LIMITED', record: a.record, limits: a.limits, refusedBy, cost: a.cost };
   }

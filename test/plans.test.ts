@@ -24,6 +24,12 @@ const PLANS = {
     monthly_quota: null,
   },
   guarded: { limits: [{ name: 'burst', limit: 2, window: '1s', block_seconds: 3 }] },
+  tight: {
+    limits: [
+      { name: 'second', limit: 3, window: '1s' },
+      { name: 'day', limit: 1, window: '1d' },
+    ],
+  },
   metered: { limits: [{ name: 'minute', limit: 1000, window: '1m' }], monthly_quota: 5 },
   prepaid: { limits: [{ name: 'minute', limit: 1000, window: '1m' }], monthly_quota: null },
 };
@@ -92,6 +98,30 @@ describe('plans: several windows per key', () => {
     const usage = await get(s.app, '/v1/usage', key);
     expect(usage.status).toBe(200);
     expect(usage.body.rate_limits.find((l: { policy: string }) => l.policy === 'day')).toMatchObject({ limit: 5, remaining: 0 });
+  });
+
+  test('a refusal by "day" gives back what "second" took: its answer, the next request and /v1/usage show nothing spent by it', async () => {
+    const key = await s.key({ owner: 'tight-co', plan: 'tight' });
+    const rate = (res: request.Response) => parseList(res.headers['ratelimit']).map((m) => [m.item, m.params.r]);
+    expect(rate(await get(s.app, '/v1/hello', key).expect(200))).toEqual([
+      ['second', '2'],
+      ['day', '0'],
+    ]);
+    for (let i = 0; i < 3; i++) {
+      const refused = await get(s.app, '/v1/hello', key);
+      expect([refused.status, refused.body.error.policy]).toEqual([429, 'day']);
+      // "second" as it is after the give-back: 2 left, the allowed request's unit only.
+      expect(rate(refused)).toEqual([
+        ['second', '2'],
+        ['day', '0'],
+      ]);
+    }
+    const usage = await get(s.app, '/v1/usage', key);
+    expect(usage.body.rate_limits.map((l: { policy: string; remaining: number }) => [l.policy, l.remaining])).toEqual([
+      ['second', 2],
+      ['day', 0],
+    ]);
+    expect((await s.auth.limiter.peek!({ name: 'second', limit: 3, windowSeconds: 1 }, hashKey(key))).remaining).toBe(2);
   });
 
   test('block_seconds: a key past the limit is refused for that long, even in the next window', async () => {

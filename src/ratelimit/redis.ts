@@ -43,10 +43,17 @@ end
 return out
 `;
 
+/** Gives back units to a window's counter while it lasts: a counter gone (its window ended) is left alone. KEYS: the counter. ARGV: units. */
+const GIVE_BACK = `
+if redis.call('exists', KEYS[1]) == 1 then return redis.call('decrby', KEYS[1], ARGV[1]) end
+return 0
+`;
+
 interface Commands extends RedisClientLike {
   readonly isCluster?: boolean;
-  defineCommand?(name: string, definition: { lua: string }): void;
+  defineCommand?(name: string, definition: { lua: string; numberOfKeys?: number }): void;
   daymindConsumeAll?(numberOfKeys: number, ...args: Array<string | number>): Promise<number[]>;
+  daymindGiveBack?(key: string, units: number): Promise<number>;
 }
 
 /**
@@ -76,6 +83,9 @@ export class RedisRateLimiter extends RlfRateLimiter {
     if (!this.client.isCluster && typeof this.client.defineCommand === 'function' && !this.client.daymindConsumeAll) {
       this.client.defineCommand('daymindConsumeAll', { lua: CONSUME_ALL });
     }
+    if (typeof this.client.defineCommand === 'function' && !this.client.daymindGiveBack) {
+      this.client.defineCommand('daymindGiveBack', { numberOfKeys: 1, lua: GIVE_BACK });
+    }
   }
 
   protected override keyPrefixFor(window: RateLimitWindow): string {
@@ -99,9 +109,13 @@ export class RedisRateLimiter extends RlfRateLimiter {
     }
   }
 
+  /** One atomic step: the units go back to the window that took them, never to one begun since. */
   override async refund(window: RateLimitWindow, id: string, cost: number): Promise<void> {
+    const client = this.client;
     try {
-      await this.health.run(() => super.refund(window, id, cost));
+      await this.health.run<unknown>(() =>
+        client.daymindGiveBack ? client.daymindGiveBack(this.limiterFor(window).getKey(id), cost) : super.refund(window, id, cost),
+      );
     } catch (err) {
       await this.fallback(err).refund(window, id, cost);
     }

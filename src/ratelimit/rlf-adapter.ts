@@ -41,8 +41,11 @@ export abstract class RlfRateLimiter implements RateLimiterAdapter {
     }
   }
 
+  /** Gives back `cost` units to the window `id` is in; nothing once that window has ended (a new one took nothing). */
   async refund(window: RateLimitWindow, id: string, cost: number): Promise<void> {
-    await this.limiterFor(window).reward(id, cost);
+    const limiter = this.limiterFor(window);
+    const res = await limiter.get(id);
+    if (res && res.msBeforeNext > 0) await limiter.reward(id, cost);
   }
 
   async peek(window: RateLimitWindow, id: string): Promise<RateLimitResult> {
@@ -77,7 +80,7 @@ export function windowResult(window: RateLimitWindow, consumed: number, msBefore
     policy: window.name,
     allowed,
     limit: window.limit,
-    remaining: allowed ? Math.max(0, window.limit - consumed) : 0,
+    remaining: allowed ? Math.min(window.limit, Math.max(0, window.limit - consumed)) : 0,
     resetMs: Math.max(0, msBeforeNext),
     windowSeconds: window.windowSeconds,
   };

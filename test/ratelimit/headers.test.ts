@@ -87,6 +87,17 @@ describe('memory rate limiter adapter', () => {
     expect((await limiter.peek(window, 'b')).remaining).toBe(2);
   });
 
+  test('refund gives back to the window that took, and nothing to a window begun since', async () => {
+    const limiter = new MemoryRateLimiter();
+    const window = { name: 'second', limit: 3, windowSeconds: 1 };
+    await limiter.consume(window, 'a', 2);
+    await limiter.refund(window, 'a', 1);
+    expect((await limiter.peek(window, 'a')).remaining).toBe(2);
+    await new Promise((r) => setTimeout(r, 1100)); // that window has ended
+    await limiter.refund(window, 'a', 1);
+    expect((await limiter.consume(window, 'a', 1)).remaining).toBe(2); // a new window: 3, less this one
+  });
+
   test('windows with different limits are counted separately', async () => {
     const limiter = new MemoryRateLimiter();
     await limiter.consume({ name: 'key', limit: 1, windowSeconds: 60 }, 'a', 1);

@@ -65,6 +65,19 @@ describe('RedisRateLimiter.consumeAll', () => {
     expect(await client.get(`l${prefix}:rl:key:2:60:hash-a`)).toBe('3');
   });
 
+  test('refund gives back to the window that took, in one step, and nothing to a window begun since', async () => {
+    const client = await connect();
+    const limiter = new RedisRateLimiter({ client, prefix: `l${++prefix}` });
+    const second: RateLimitWindow = { name: 'second', limit: 3, windowSeconds: 1 };
+    await limiter.consume(second, 'hash-a', 2);
+    await limiter.refund(second, 'hash-a', 1);
+    expect((await limiter.peek(second, 'hash-a')).remaining).toBe(2);
+    await new Promise((r) => setTimeout(r, 1100)); // that window has ended
+    await limiter.refund(second, 'hash-a', 1);
+    expect(await client.exists(`l${prefix}:rl:second:3:1:hash-a`)).toBe(0);
+    expect((await limiter.consume(second, 'hash-a', 1)).remaining).toBe(2); // a new window: 3, less this one
+  });
+
   test('while Redis is unreachable, fail open counts in the insurance limiter and fail closed rejects', async () => {
     const client = await connect();
     client.disconnect(); // status is no longer ready

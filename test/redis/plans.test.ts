@@ -100,3 +100,56 @@ describe('plans on Redis: exact across instances', () => {
     });
   }, 30_000);
 });
+
+describe('plans on Redis: a refusal gives back what earlier windows took', () => {
+  const GIVE_BACK_PLANS = {
+    tight: {
+      limits: [
+        { name: 'second', limit: 3, window: '1s' },
+        { name: 'day', limit: 1, window: '1d' },
+      ],
+    },
+    metered: { limits: [{ name: 'minute', limit: 1000, window: '1m' }], monthly_quota: 2 },
+  };
+  const rate = (res: request.Response) => (res.headers['ratelimit'] as string).split(', ').map((item) => item.split(';t=')[0]);
+
+  test('refused by "day" on one instance, the next request on another shows "second" as before it; a quota refusal gives back "minute"', async () => {
+    const instances = [0, 1].map(() =>
+      daymindAuth({
+        env: {},
+        redis: testRedis.server.url,
+        keyStore: 'redis',
+        redisPrefix: 'giveback',
+        plans: GIVE_BACK_PLANS,
+        billing: false,
+        ipRateLimitPerMinute: false,
+      }),
+    );
+    try {
+      await Promise.all(instances.map((auth) => auth.ready));
+      const [a, b] = instances.map((auth) => appWith(auth)) as [ReturnType<typeof appWith>, ReturnType<typeof appWith>];
+      const tight = (await instances[0]!.store.create({ owner: 'tight', plan: 'tight' })).key;
+      const metered = (await instances[0]!.store.create({ owner: 'metered', plan: 'metered' })).key;
+      const hello = (app: typeof a, key: string) => request(app).get('/v1/hello').set('x-api-key', key);
+
+      expect(rate(await hello(a, tight).expect(200))).toEqual(['"second";r=2', '"day";r=0']);
+      for (const app of [a, b, a]) {
+        const refused = await hello(app, tight);
+        expect([refused.status, refused.body.error.policy]).toEqual([429, 'day']);
+        expect(rate(refused)).toEqual(['"second";r=2', '"day";r=0']); // "second" after the give-back
+      }
+      const usage = await request(b).get('/v1/usage').set('x-api-key', tight);
+      expect(usage.body.rate_limits.map((l: { remaining: number }) => l.remaining)).toEqual([2, 0]);
+
+      await hello(a, metered).expect(200);
+      expect(rate(await hello(b, metered).expect(200))).toEqual(['"minute";r=998', '"month";r=0']);
+      for (const app of [a, b]) {
+        const over = await hello(app, metered);
+        expect([over.status, over.body.error.code]).toEqual([429, 'quota_exceeded']);
+        expect(rate(over)).toEqual(['"minute";r=998', '"month";r=0']);
+      }
+    } finally {
+      for (const auth of instances) await auth.close();
+    }
+  });
+});
