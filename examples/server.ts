@@ -51,9 +51,9 @@ app.get('/', (_req, res) => {
 });
 // Prometheus metrics, outside /v1 so that they need no key (in production: protect it or serve it on another port).
 app.get('/metrics', metricsHandler(auth));
-// The usage router first: its page loads without a key, its data routes check the key themselves.
-app.use('/v1', auth.usageRouter({ dashboard: true }));
-app.use('/v1', auth);
+// Everything under /v1 needs a key, but for the usage router's page; its data routes check the key
+// themselves and spend nothing (the middleware hands the router its routes untouched).
+app.use('/v1', auth, auth.usageRouter({ dashboard: true }));
 app.get('/v1/hello', (req, res) => {
   res.json({ message: `Hello, ${req.daymind!.owner}!`, key: req.daymind!.keyPrefix });
 });

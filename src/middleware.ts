@@ -39,9 +39,10 @@ export interface DaymindAuth extends RequestHandler {
   readonly ready: Promise<void>;
   /**
    * A router serving `GET /usage` and `GET /usage/history` for the calling key, and with
-   * `{ dashboard: true }` the usage page at `GET /usage/dashboard` (mount it under `/v1`, before
-   * the middleware, so that the page loads without a key). The data routes check the key
-   * themselves and spend nothing: they are not usage, and answer while the key is rate-limited.
+   * `{ dashboard: true }` the usage page at `GET /usage/dashboard`. Mount it under `/v1` with the
+   * middleware, `app.use('/v1', auth, auth.usageRouter())` (or before it): the middleware hands
+   * it its routes untouched. The page needs no key; the data routes check the key themselves and
+   * spend nothing: they are not usage, and answer while the key is rate-limited.
    */
   usageRouter(options?: UsageRouterOptions): Router;
   /** The core check without HTTP: key, status, the key's limits, usage counting. */
@@ -236,6 +237,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
         sendUnavailable(res);
         break;
       default:
+        if (result.code === 'MISSING') usageRouters.missingKey(req);
         sendUnauthorized(res, result.code);
     }
     return decision;

@@ -93,6 +93,14 @@ describe.each([
 
       const hello = await curl(`curl -H "Authorization: Bearer ${key}" http://localhost:3000/v1/hello`, port);
       expect([hello.status, await hello.json()]).toEqual([200, { hello: 'my-team' }]);
+      // The usage router on the same line: its page opens without a key; /v1/usage is not usage itself.
+      const page = await curl('curl http://localhost:3000/v1/usage/dashboard', port);
+      expect([page.status, page.headers.get('content-type')]).toEqual([200, 'text/html; charset=utf-8']);
+      expect(await page.text()).toContain('<title>API usage</title>');
+      for (let i = 0; i < 2; i++) {
+        const usage = await curl(`curl -H "Authorization: Bearer ${key}" http://localhost:3000/v1/usage`, port);
+        expect([usage.status, ((await usage.json()) as { usage_count: number }).usage_count]).toEqual([200, 1]);
+      }
 
       const shown = shownCommands();
       const codes = shown.map(({ output }) => (JSON.parse(output) as { error: { code: string } }).error.code);

@@ -20,7 +20,7 @@ test('a router mounted after the middleware at another path is reported once: th
     expect(errors.map((e) => [(e as { code?: string }).code, e.message])).toEqual([
       [
         'ERR_DAYMIND_CONFIG',
-        "usageRouter: the usage router is mounted after the auth middleware at another path (seen at GET /v1/usage), so the middleware counts its calls as usage: mount the usage router before the middleware, or after it at the same path, as in app.use('/v1', auth, auth.usageRouter())",
+        "usageRouter: the usage router is mounted after the auth middleware at another path (seen at GET /v1/usage), so the middleware refuses its page without a key and counts its data calls as usage: mount the usage router before the middleware, or after it at the same path, as in app.use('/v1', auth, auth.usageRouter())",
       ],
     ]);
   } finally {
