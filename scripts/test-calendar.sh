@@ -26,8 +26,9 @@ faked=(
   test/examples/server.test.ts
 )
 # Suites with several processes writing one store file run on the injected clocks only: libfaketime
-# moves the clock but not the times the kernel gives new files, so a lock made under it looks months
-# old to proper-lockfile, which then takes it from a live writer.
+# moves the clock but not the times the kernel stamps on files, which file locks compare with the
+# clock (under proper-lockfile, which the store used before, a live writer's lock looked months old
+# and was taken from it, and counts were lost).
 injected=(test/plans-multiprocess.test.ts test/usage/history.test.ts test/cli/cli.test.ts)
 if [ $# -gt 0 ]; then
   faked=("$@")
