@@ -19,6 +19,7 @@ import {
 } from './responses';
 import { RequestUsageTracker } from './request-usage';
 import { RedisRateLimiter } from './ratelimit/redis';
+import { healthOf } from './redis/health';
 import type { KeyRecord, KeyStore } from './store/types';
 import { UsageRecorder, type LiveUsage } from './usage/recorder';
 import type { UsageRouterOptions } from './usage/router';
@@ -371,7 +372,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
       keysLoaded: store.size?.() ?? null,
       ...recorder.flushStats(),
       ...billingStatsOf(billing && (await billing.stats())),
-      redisConnected: redis ? redis.client.status === 'ready' : null,
+      redisConnected: redis ? redis.client.status === 'ready' && healthOf(redis.client).healthy : null,
     }),
     deliverBilling: async () => {
       await billing?.deliver();

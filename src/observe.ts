@@ -60,7 +60,7 @@ export interface DaymindStats {
   billingOldestPendingSeconds: number | null;
   /** Size in bytes of the billing outbox file (null without billing). */
   billingOutboxBytes: number | null;
-  /** Whether the Redis connection is ready (null without Redis). */
+  /** Whether Redis is in use: connected, and answering since its last timeout (null without Redis). */
   redisConnected: boolean | null;
 }
 

@@ -68,3 +68,36 @@ describe('an instance started while Redis is down', () => {
     30_000,
   );
 });
+
+test('stats().redisConnected is false while Redis is frozen (a command timed out), true again once it answers', async () => {
+  const prefix = 'frozen-stats';
+  const key = await keyIn(prefix);
+  const auth = daymindAuth({
+    env: {},
+    redis: redis.url,
+    keyStore: 'redis',
+    redisPrefix: prefix,
+    redisCommandTimeoutMs: 200,
+    billing: false,
+    onError: () => undefined,
+  });
+  const app = express()
+    .use(auth)
+    .get('/', (req, res) => res.json({}));
+  let frozen = false;
+  try {
+    await auth.ready;
+    await request(app).get('/').set('x-api-key', key).expect(200);
+    expect((await auth.stats()).redisConnected).toBe(true);
+    redis.pause();
+    frozen = true;
+    await request(app).get('/').set('x-api-key', key); // its limiter call times out: Redis is marked down
+    expect((await auth.stats()).redisConnected).toBe(false); // the connection itself still says ready
+    redis.resume();
+    frozen = false;
+    await waitFor(async () => (await auth.stats()).redisConnected === true, 5000);
+  } finally {
+    if (frozen) redis.resume();
+    await auth.close();
+  }
+}, 20_000);
