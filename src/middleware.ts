@@ -7,16 +7,7 @@ import { resetSeconds, setRateLimitHeaders } from './ratelimit/headers';
 import { clientAddress, ipLimitKey } from './ratelimit/ip';
 import { MemoryRateLimiter } from './ratelimit/memory';
 import type { ConsumeRequest, RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
-import {
-  answerRefusalWith,
-  sendCreditsExhausted,
-  sendJsonBody,
-  sendQuotaExceeded,
-  sendRateLimited,
-  sendUnauthorized,
-  sendUnavailable,
-  type RefusalAnswer,
-} from './responses';
+import { answerRefusalWith, sendJsonBody, sendRateLimited, sendRefusal, sendUnavailable, type RefusalAnswer } from './responses';
 import { RequestUsageTracker } from './request-usage';
 import { RedisRateLimiter } from './ratelimit/redis';
 import { healthOf } from './redis/health';
@@ -225,21 +216,9 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
         if (usageTracker.defers) usageTracker.track(req, res, result, ipResult, at);
         break;
       }
-      case 'RATE_LIMITED':
-        sendRateLimited(res, result.refusedBy!);
-        break;
-      case 'QUOTA_EXCEEDED':
-        sendQuotaExceeded(res, result.refusedBy!);
-        break;
-      case 'CREDITS_EXHAUSTED':
-        sendCreditsExhausted(res, result.credits, result.cost);
-        break;
-      case 'UNAVAILABLE':
-        sendUnavailable(res);
-        break;
       default:
         if (result.code === 'MISSING') usageRouters.missingKey(req);
-        sendUnauthorized(res, result.code);
+        sendRefusal(res, result);
     }
     return decision;
   }

@@ -2,7 +2,7 @@ import type { Response } from 'express';
 import { perWindow, waitText } from './human-time';
 import { retryAfterSeconds } from './ratelimit/headers';
 import type { RateLimitResult } from './ratelimit/types';
-import type { VerifyCode } from './verify';
+import type { VerifyCode, VerifyResult } from './verify-types';
 
 /**
  * The `error.code` values of HTTP answers. `jsonErrorHandler()` answers `invalid_json`, and
@@ -127,6 +127,22 @@ export function sendCreditsExhausted(res: Response, credits: number | undefined,
 export function sendInsufficientScope(res: Response, scope: string): void {
   res.setHeader('WWW-Authenticate', `Bearer error="insufficient_scope", scope="${scope}"`);
   sendJsonError(res, 403, 'insufficient_scope', `This API key lacks the scope "${scope}" that this request needs.`, { scope });
+}
+
+/** The answer to a check that did not let the request through (any code but VALID). */
+export function sendRefusal(res: Response, result: VerifyResult): void {
+  switch (result.code) {
+    case 'RATE_LIMITED':
+      return sendRateLimited(res, result.refusedBy!);
+    case 'QUOTA_EXCEEDED':
+      return sendQuotaExceeded(res, result.refusedBy!);
+    case 'CREDITS_EXHAUSTED':
+      return sendCreditsExhausted(res, result.credits, result.cost);
+    case 'UNAVAILABLE':
+      return sendUnavailable(res);
+    default:
+      return sendUnauthorized(res, result.code);
+  }
 }
 
 export function sendUnavailable(res: Response): void {

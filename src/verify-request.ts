@@ -5,7 +5,7 @@ import { extractKey } from './extract';
 import { setRateLimitHeaders } from './ratelimit/headers';
 import { ipLimitKey } from './ratelimit/ip';
 import type { RateLimitResult, RateLimitWindow } from './ratelimit/types';
-import { sendCreditsExhausted, sendQuotaExceeded, sendRateLimited, sendUnauthorized, sendUnavailable } from './responses';
+import { sendRateLimited, sendRefusal, sendUnavailable } from './responses';
 import type { DaymindAuth } from './middleware';
 import type { VerifyResult } from './verify';
 
@@ -138,24 +138,7 @@ export async function checkRequest(
   }
   const result = await auth.verify(keyOf(req, auth.config.queryParam), { cost, peek: options.peek });
   setRateLimitHeaders(res, ip, result.limits, legacyAt(auth));
-  switch (result.code) {
-    case 'VALID':
-      break;
-    case 'RATE_LIMITED':
-      sendRateLimited(res, result.refusedBy!);
-      break;
-    case 'QUOTA_EXCEEDED':
-      sendQuotaExceeded(res, result.refusedBy!);
-      break;
-    case 'CREDITS_EXHAUSTED':
-      sendCreditsExhausted(res, result.credits, result.cost);
-      break;
-    case 'UNAVAILABLE':
-      sendUnavailable(res);
-      break;
-    default:
-      sendUnauthorized(res, result.code);
-  }
+  if (result.code !== 'VALID') sendRefusal(res, result);
   return result;
 }
 
