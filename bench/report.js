@@ -16,31 +16,26 @@ const SCENARIO_NOTES = {
   handrolled: 'hand-rolled minimum: Map look-up of the Bearer key, counters, the two RateLimit fields',
 };
 
-/** Each target: the figure it reads, the comparison and the goal. */
+/**
+ * Each target: the figure it reads, the comparison and the goal. What users would pick instead is
+ * the yardstick: express-rate-limit alone, and with a key check of their own. The default product
+ * against bare Express (0.92x) and the 100,000-key JSON store targets were withdrawn: those figures
+ * are still measured and reported, not judged (docs/performance.md, bench/NOTES.md).
+ */
 const TARGETS = [
-  { id: 'default_vs_bare', label: 'default throughput vs bare Express', figure: 'ratios.default_vs_bare', op: '>=', goal: 0.92, unit: 'x' },
-  {
-    id: 'keys100k_vs_keys10',
-    label: 'keys100k throughput vs keys10',
-    figure: 'ratios.keys100k_vs_keys10',
-    op: '>=',
-    goal: 0.95,
-    unit: 'x',
-  },
-  {
-    id: 'keys100k_p99_vs_keys10',
-    label: 'keys100k p99 latency vs keys10',
-    figure: 'ratios.keys100k_p99_vs_keys10',
-    op: '<=',
-    goal: 1.5,
-    unit: 'x',
-  },
-  { id: 'redis_vs_bare', label: 'redis throughput vs bare Express', figure: 'ratios.redis_vs_bare', op: '>=', goal: 0.75, unit: 'x' },
   {
     id: 'default_vs_erl',
-    label: 'default throughput vs express-rate-limit',
+    label: 'default throughput vs express-rate-limit alone',
     figure: 'ratios.default_vs_erl',
     op: '>=',
+    goal: 1.1,
+    unit: 'x',
+  },
+  {
+    id: 'default_vs_erl_apikey',
+    label: 'default throughput vs express-rate-limit + a Map key check',
+    figure: 'ratios.default_vs_erl_apikey',
+    op: '>',
     goal: 1.0,
     unit: 'x',
   },
@@ -49,34 +44,10 @@ const TARGETS = [
     label: 'verify() on one core (memory store)',
     figure: 'micro.verify_memory_ops_per_sec',
     op: '>=',
-    goal: 400_000,
+    goal: 1_000_000,
     unit: 'ops/s',
   },
-  { id: 'store_load_time', label: 'load a 100,000-key JSON store', figure: 'scale.store_load_ms', op: '<=', goal: 1000, unit: 'ms' },
-  {
-    id: 'store_load_rss',
-    label: 'RSS growth loading 100,000 keys',
-    figure: 'scale.store_load_rss_growth_mb',
-    op: '<=',
-    goal: 150,
-    unit: 'MB',
-  },
-  {
-    id: 'flush_stall',
-    label: 'max event-loop stall, flush of 100k store',
-    figure: 'scale.flush_max_stall_ms',
-    op: '<=',
-    goal: 50,
-    unit: 'ms',
-  },
-  {
-    id: 'fold_stall',
-    label: 'max event-loop stall, rewrite of 100k store (journal fold)',
-    figure: 'scale.fold_max_stall_ms',
-    op: '<=',
-    goal: 50,
-    unit: 'ms',
-  },
+  { id: 'redis_vs_bare', label: 'redis throughput vs bare Express', figure: 'ratios.redis_vs_bare', op: '>=', goal: 0.75, unit: 'x' },
 ];
 
 /** The billing scenario's targets, for 1,000 and for 10,000 active keys. */
@@ -152,11 +123,13 @@ function ratioRange(rounds, a, b) {
   return xs.length ? [round(Math.min(...xs)), round(Math.max(...xs))] : null;
 }
 
+const MEETS = { '>=': (x, goal) => x >= goal, '>': (x, goal) => x > goal, '<=': (x, goal) => x <= goal };
+
 /** Each target with its figure from `results` and whether it was met. */
 function targetsOf(results) {
   return TARGETS.map((t) => {
     const figure = get(results, t.figure);
-    const status = figure == null ? 'skipped' : (t.op === '>=' ? figure >= t.goal : figure <= t.goal) ? 'met' : 'missed';
+    const status = figure == null ? 'skipped' : MEETS[t.op](figure, t.goal) ? 'met' : 'missed';
     return { id: t.id, label: t.label, figure_name: t.figure, figure: figure ?? null, op: t.op, goal: t.goal, unit: t.unit, status };
   });
 }
@@ -292,6 +265,10 @@ function tables(results) {
           : `${fmt(results.ratios.default_vs_handrolled, 3)}x`,
     ],
     [
+      'keys100k vs keys10 (throughput)',
+      results.ratios.keys100k_vs_keys10 == null ? 'n/a' : `${fmt(results.ratios.keys100k_vs_keys10, 3)}x`,
+    ],
+    [
       'p99 keys100k vs keys10',
       `${fmt(results.scenarios.keys100k?.median_p99_ms, 0)} ms vs ${fmt(results.scenarios.keys10?.median_p99_ms, 0)} ms`,
     ],
@@ -318,11 +295,7 @@ function tables(results) {
     );
   }
   const targets = [['target', 'figure', 'goal', 'result']];
-  for (const t of results.targets) {
-    const unfinished = (t.id === 'flush_stall' && sc.flush_finished === false) || (t.id === 'fold_stall' && sc.fold_finished === false);
-    const lowerBound = unfinished && t.figure != null ? ' (unfinished: at least)' : '';
-    targets.push([t.label, fmtFigure(t) + lowerBound, fmtGoal(t), t.status.toUpperCase()]);
-  }
+  for (const t of results.targets) targets.push([t.label, fmtFigure(t), fmtGoal(t), t.status.toUpperCase()]);
   return { scen, figures, targets };
 }
 
@@ -373,8 +346,9 @@ function writeJson(results, file) {
   fs.writeFileSync(file, JSON.stringify(results, null, 2) + '\n');
 }
 
+/** docs/performance.md from `results`, its targets judged anew against the list above (the same in a run). */
 function writeDocs(results, file) {
-  const t = tables(results);
+  const t = tables({ ...results, targets: targetsOf(results) });
   const notes = results.notes.length ? `\n**Notes from this run**\n\n${results.notes.map((n) => `- ${n}`).join('\n')}\n` : '';
   fs.writeFileSync(file, require('./docs-template')({ headline: headline(results.meta), ...t, render: renderMarkdown, notes }));
 }
@@ -408,4 +382,12 @@ function bracketed(runs) {
   return round;
 }
 
-module.exports = { bracketed, summarize, targetsOf, printText, writeJson, writeDocs };
+module.exports = { bracketed, summarize, targetsOf, tables, printText, writeJson, writeDocs };
+
+// `node bench/report.js --docs`: docs/performance.md again from bench/results/latest.json, without running anything.
+if (require.main === module && process.argv.includes('--docs')) {
+  const root = path.join(__dirname, '..');
+  const results = JSON.parse(fs.readFileSync(path.join(root, 'bench', 'results', 'latest.json'), 'utf8'));
+  writeDocs(results, path.join(root, 'docs', 'performance.md'));
+  console.log('wrote docs/performance.md from bench/results/latest.json');
+}
