@@ -1,5 +1,5 @@
 import { ConfigError, safeOnError } from './errors';
-import { assertKeyPrefix, DEFAULT_KEY_PREFIX, isPlausibleKey } from './keys';
+import { assertKeyPrefix, DEFAULT_KEY_PREFIX } from './keys';
 import type { KeyStore } from './store/types';
 import type { RateLimiterAdapter } from './ratelimit/types';
 import type { RedisClientLike } from './redis/types';
@@ -8,7 +8,8 @@ import type { UsageHistory } from './usage/history';
 import type { NextFunction, Request, Response } from 'express';
 import type { Refusal } from './responses';
 import { parsePlans, readPlansFile, type Plan, type PlansInput } from './plans';
-import { DEFAULT_STORE_PATH, usageJournalProblem, type UsageJournalOptions } from './store/json-file';
+import { usageJournalProblem, type UsageJournalOptions } from './store/json-file';
+import { readSetting, SETTINGS, type Setting } from './settings';
 import { resolveBilling } from './billing/settings';
 
 /** Options of {@link daymindAuth}. Every option wins over its environment variable. */
@@ -178,22 +179,22 @@ export interface ResolvedConfig {
   onError: (err: Error) => void;
 }
 
+/** A few defaults, exported as before; every setting and its default is in src/settings.ts. */
 export const DEFAULTS = {
-  storePath: DEFAULT_STORE_PATH,
-  rateLimitPerMinute: 120,
-  ipRateLimitPerMinute: 240,
-  flushIntervalMs: 1000,
-  reloadIntervalMs: 500,
+  storePath: SETTINGS.storePath.default,
+  rateLimitPerMinute: SETTINGS.rateLimitPerMinute.default,
+  ipRateLimitPerMinute: SETTINGS.ipRateLimitPerMinute.default as number,
+  flushIntervalMs: SETTINGS.flushIntervalMs.default,
+  reloadIntervalMs: SETTINGS.reloadIntervalMs.default,
 } as const;
 
-const MAX_LIMIT = 1_000_000_000;
+type Env = Record<string, string | undefined>;
 
-export function positiveInteger(name: string, value: unknown, max = MAX_LIMIT): number {
-  const n = typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : value;
-  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0 || n > max) {
-    throw new ConfigError(name, `must be a whole number from 1 to ${max}, got ${JSON.stringify(value)}`);
-  }
-  return n;
+const configError = (name: string, message: string): Error => new ConfigError(name, message);
+
+/** A setting from its option, else its environment variable, else its default: a bad value is a ConfigError naming it. */
+export function setting<T>(row: Setting<T>, option: unknown, env: Env): T {
+  return readSetting(row, option, env, configError).value;
 }
 
 function usageJournalOption(value: unknown): UsageJournalOptions | false | undefined {
@@ -202,48 +203,13 @@ function usageJournalOption(value: unknown): UsageJournalOptions | false | undef
   return value as UsageJournalOptions | false | undefined;
 }
 
-export function fromEnvOrOption<T>(
-  option: T | undefined,
-  optionName: string,
-  env: Record<string, string | undefined>,
-  envName: string,
-  parse: (name: string, value: unknown) => T,
-  fallback: T,
-): T {
-  if (option !== undefined) return parse(optionName, option);
-  const raw = env[envName];
-  if (raw === undefined || raw === '') return fallback;
-  return parse(envName, raw);
-}
-
-function parseKeys(name: string, value: unknown): string[] {
-  const list =
-    typeof value === 'string'
-      ? value
-          .split(',')
-          .map((k) => k.trim())
-          .filter((k) => k !== '')
-      : value;
-  if (!Array.isArray(list) || list.length === 0) throw new ConfigError(name, 'must list at least one key');
-  list.forEach((key, i) => {
-    if (typeof key !== 'string' || !isPlausibleKey(key) || key.length < 16) {
-      throw new ConfigError(name, `entry ${i + 1} is not a usable key (16 to 256 printable characters, no spaces)`);
-    }
-  });
-  return list as string[];
-}
-
-function storePathFrom(name: string, value: unknown): string {
-  if (typeof value !== 'string' || value.trim() === '') throw new ConfigError(name, 'must be a file path');
-  return value;
-}
-
 /**
  * Where keys come from: the `store` option; else `keys` or `storePath` from the options; else
  * `API_KEYS` or `API_KEY_STORE_PATH` from the environment. Options win over the environment; the
  * two sources named at the same level are a contradiction and refused.
  */
-function resolveKeySource(options: DaymindOptions, env: Record<string, string | undefined>): { keys?: string[]; storePath: string } {
+function resolveKeySource(options: DaymindOptions, env: Env): { keys?: string[]; storePath: string } {
+  const noEnv = {};
   if (options.store) {
     if (options.keys !== undefined) throw new ConfigError('keys', 'cannot be combined with the store option: add the keys to that store');
     if (options.storePath !== undefined) throw new ConfigError('storePath', 'cannot be combined with the store option');
@@ -253,46 +219,25 @@ function resolveKeySource(options: DaymindOptions, env: Record<string, string | 
     if (options.keys !== undefined && options.storePath !== undefined) {
       throw new ConfigError('keys', 'cannot be combined with storePath: use the store file, or keys held in memory, not both');
     }
-    if (options.keys !== undefined) return { keys: parseKeys('keys', options.keys), storePath: DEFAULTS.storePath };
-    return { storePath: storePathFrom('storePath', options.storePath) };
+    if (options.keys !== undefined) return { keys: setting(SETTINGS.keys, options.keys, noEnv), storePath: DEFAULTS.storePath };
+    return { storePath: setting(SETTINGS.storePath, options.storePath, noEnv) };
   }
-  const envKeys = env.API_KEYS;
-  const envPath = env.API_KEY_STORE_PATH;
+  const envKeys = env[SETTINGS.keys.env!];
+  const envPath = env[SETTINGS.storePath.env!];
   if (envKeys !== undefined && envKeys !== '') {
     if (envPath !== undefined && envPath !== '') {
       throw new ConfigError('API_KEYS', 'cannot be combined with API_KEY_STORE_PATH: use the store file, or keys held in memory, not both');
     }
-    return { keys: parseKeys('API_KEYS', envKeys), storePath: DEFAULTS.storePath };
+    return { keys: setting(SETTINGS.keys, undefined, env), storePath: DEFAULTS.storePath };
   }
-  return { storePath: envPath !== undefined && envPath !== '' ? storePathFrom('API_KEY_STORE_PATH', envPath) : DEFAULTS.storePath };
+  return { storePath: setting(SETTINGS.storePath, undefined, env) };
 }
 
-function resolveRedis(options: DaymindOptions, env: Record<string, string | undefined>): string | RedisClientLike | undefined {
-  const value = options.redis ?? (env.REDIS_URL || undefined);
-  const name = options.redis !== undefined ? 'redis' : 'REDIS_URL';
-  if (value === undefined) return undefined;
-  if (typeof value === 'string') {
-    if (!/^rediss?:\/\/\S+$/.test(value)) throw new ConfigError(name, `must be a redis:// or rediss:// URL, got ${JSON.stringify(value)}`);
-    return value;
-  }
-  if (typeof value !== 'object' || value === null || typeof value.on !== 'function' || typeof value.status !== 'string') {
-    throw new ConfigError(name, 'must be a redis:// URL or an ioredis client or Cluster');
-  }
-  return value;
-}
-
-function resolveKeyStoreKind(
-  options: DaymindOptions,
-  env: Record<string, string | undefined>,
-  hasKeys: boolean,
-  hasRedis: boolean,
-): ResolvedConfig['keyStore'] {
+function resolveKeyStoreKind(options: DaymindOptions, env: Env, hasKeys: boolean, hasRedis: boolean): ResolvedConfig['keyStore'] {
   if (options.store) return 'custom';
   const fromOption = options.keyStore !== undefined;
   const name = fromOption ? 'keyStore' : 'KEY_STORE';
-  const kind = options.keyStore ?? (env.KEY_STORE || undefined) ?? (hasKeys ? 'memory' : 'file');
-  if (kind !== 'file' && kind !== 'redis' && kind !== 'memory')
-    throw new ConfigError(name, `must be "file", "redis" or "memory", got ${JSON.stringify(kind)}`);
+  const kind = setting(SETTINGS.keyStore, options.keyStore ?? undefined, env) ?? (hasKeys ? 'memory' : 'file');
   if (kind === 'redis' && !hasRedis)
     throw new ConfigError(name, 'is "redis", but no Redis is configured: set REDIS_URL (or the redis option)');
   if (kind === 'redis' && hasKeys) throw new ConfigError(name, 'is "redis", which cannot be combined with API_KEYS / keys');
@@ -306,7 +251,7 @@ function resolveKeyStoreKind(
 export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
   const env = options.env ?? process.env;
 
-  const redis = resolveRedis(options, env);
+  const redis = setting(SETTINGS.redis, options.redis ?? undefined, env);
 
   const keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
   try {
@@ -317,80 +262,34 @@ export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
 
   const { keys, storePath } = resolveKeySource(options, env);
   const keyStore = resolveKeyStoreKind(options, env, keys !== undefined, redis !== undefined);
-  const redisFailureMode = fromEnvOrOption<'open' | 'closed'>(
-    options.redisFailureMode,
-    'redisFailureMode',
-    env,
-    'REDIS_FAILURE_MODE',
-    (name, value) => {
-      if (value !== 'open' && value !== 'closed') throw new ConfigError(name, `must be "open" or "closed", got ${JSON.stringify(value)}`);
-      return value;
-    },
-    'open',
-  );
-  const redisPrefix = fromEnvOrOption(
-    options.redisPrefix,
-    'redisPrefix',
-    env,
-    'REDIS_PREFIX',
-    (name, value) => {
-      if (typeof value !== 'string' || !/^[A-Za-z0-9_.:-]{1,64}$/.test(value))
-        throw new ConfigError(name, 'must be 1 to 64 letters, digits or _ . : -');
-      return value;
-    },
-    'daymind',
-  );
 
   const queryParam = options.queryParam ?? false;
   if (queryParam !== false && (typeof queryParam !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(queryParam))) {
     throw new ConfigError('queryParam', 'must be false or a query parameter name such as "api_key"');
   }
 
-  const ipRateLimitPerMinute = fromEnvOrOption<number | false>(
-    options.ipRateLimitPerMinute,
-    'ipRateLimitPerMinute',
-    env,
-    'IP_RATE_LIMIT_PER_MINUTE',
-    (name, value) => (value === false || value === 'off' ? false : positiveInteger(name, value)),
-    DEFAULTS.ipRateLimitPerMinute,
-  );
-
   return {
     store: options.store,
     storePath,
     keys,
-    rateLimitPerMinute: fromEnvOrOption(
-      options.rateLimitPerMinute,
-      'rateLimitPerMinute',
-      env,
-      'API_RATE_LIMIT_PER_MINUTE',
-      positiveInteger,
-      DEFAULTS.rateLimitPerMinute,
-    ),
-    ipRateLimitPerMinute,
+    rateLimitPerMinute: setting(SETTINGS.rateLimitPerMinute, options.rateLimitPerMinute, env),
+    ipRateLimitPerMinute: setting(SETTINGS.ipRateLimitPerMinute, options.ipRateLimitPerMinute, env),
     keyPrefix,
     queryParam,
-    flushIntervalMs:
-      options.flushIntervalMs === undefined
-        ? DEFAULTS.flushIntervalMs
-        : positiveInteger('flushIntervalMs', options.flushIntervalMs, 3_600_000),
-    reloadIntervalMs:
-      options.reloadIntervalMs === undefined
-        ? DEFAULTS.reloadIntervalMs
-        : positiveInteger('reloadIntervalMs', options.reloadIntervalMs, 60_000),
+    flushIntervalMs: setting(SETTINGS.flushIntervalMs, options.flushIntervalMs, env),
+    reloadIntervalMs: setting(SETTINGS.reloadIntervalMs, options.reloadIntervalMs, env),
     usageJournal: usageJournalOption(options.usageJournal),
     rateLimiter: options.rateLimiter,
     redis,
     keyStore,
-    redisFailureMode,
-    redisPrefix,
-    redisCommandTimeoutMs:
-      options.redisCommandTimeoutMs === undefined ? 500 : positiveInteger('redisCommandTimeoutMs', options.redisCommandTimeoutMs, 60_000),
+    redisFailureMode: setting(SETTINGS.redisFailureMode, options.redisFailureMode, env),
+    redisPrefix: setting(SETTINGS.redisPrefix, options.redisPrefix, env),
+    redisCommandTimeoutMs: setting(SETTINGS.redisCommandTimeoutMs, options.redisCommandTimeoutMs, env),
     ...resolveBilling(options, env, keyStore, storePath),
     history: resolveHistory(options.history),
     now: resolveClock(options.now),
     plans: resolvePlans(options.plans, env),
-    plansFile: options.plans === undefined ? env.DAYMIND_PLANS_FILE?.trim() || undefined : undefined,
+    plansFile: options.plans === undefined ? setting(SETTINGS.plansFile, undefined, env) : undefined,
     cost: optionalFunction<(req: Request) => number>('cost', options.cost),
     billable: optionalFunction<(req: Request, res: Response) => boolean>('billable', options.billable),
     skip: optionalFunction<(req: Request, res: Response) => boolean>('skip', options.skip),
@@ -409,11 +308,10 @@ function resolveHistory(history: unknown): UsageHistory | false | undefined {
   return h as UsageHistory;
 }
 
-function resolvePlans(plans: unknown, env: Record<string, string | undefined>): ReadonlyMap<string, Plan> {
+function resolvePlans(plans: unknown, env: Env): ReadonlyMap<string, Plan> {
   if (plans !== undefined) return parsePlans(plans, 'plans');
-  const file = env.DAYMIND_PLANS_FILE;
-  if (file !== undefined && file.trim() !== '') return readPlansFile(file.trim());
-  return new Map();
+  const file = setting(SETTINGS.plansFile, undefined, env);
+  return file !== undefined ? readPlansFile(file) : new Map();
 }
 
 function optionalBoolean(name: string, value: unknown): boolean {

@@ -4,6 +4,7 @@ import { outcomeOf, type RequestOutcome } from './observe';
 import { setRateLimitHeaders } from './ratelimit/headers';
 import type { RateLimitResult } from './ratelimit/types';
 import { sendCreditsExhausted, sendInsufficientScope, sendQuotaExceeded, sendRateLimited, sendUnavailable } from './responses';
+import { SCOPE } from './settings';
 import type { VerifyResult, Verifier } from './verify';
 
 /** What one allowed request holds in flight until its response ends. */
@@ -127,7 +128,7 @@ export class RequestUsageTracker {
 
   /** Route middleware: 403 `insufficient_scope` unless the key carries `scope`. Not usage when refused. */
   requireScope(scope: string): RequestHandler {
-    if (typeof scope !== 'string' || !/^[A-Za-z0-9_:.-]{1,64}$/.test(scope)) {
+    if (typeof scope !== 'string' || !SCOPE.test(scope)) {
       throw new ConfigError('requireScope', `a scope is a name of letters, digits and _ : . - (at most 64), got ${JSON.stringify(scope)}`);
     }
     this.guards = true;

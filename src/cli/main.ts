@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DaymindError } from '../errors';
-import { DEFAULT_STORE_PATH } from '../store/json-file';
+import { defaultLedgerDir, isRedisUrl, readSetting, SETTINGS, type Setting } from '../settings';
 import { migrationMessage, readMigrationNote } from '../store/migrated';
 import { billingStatus } from './billing';
 import * as commands from './commands';
@@ -123,8 +123,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
 
   const fileEnv = values['env-file'] !== undefined ? readEnvFile(values['env-file']) : {};
   const setting = (name: string): string | undefined => fileEnv[name] || io.env[name] || undefined;
-  const prefix = setting('REDIS_PREFIX') ?? 'daymind';
-  if (!/^[A-Za-z0-9_.:-]{1,64}$/.test(prefix)) throw new UsageError('REDIS_PREFIX must be 1 to 64 letters, digits or _ . : -');
+  const prefix = fromEnv(SETTINGS.redisPrefix, setting);
   const location = command === 'migrate' || command === 'plans' ? undefined : locateStore(values, setting, prefix);
 
   const now = io.now ?? Date.now;
@@ -134,7 +133,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
     out: io.stdout,
     note: io.stderr,
     now: now(),
-    plans: new PlansSource(setting('DAYMIND_PLANS_FILE')),
+    plans: new PlansSource(setting(SETTINGS.plansFile.env!)),
   };
   const options: commands.CommandOptions = values;
   switch (command) {
@@ -205,13 +204,22 @@ function joinNegativeNumbers(argv: string[]): string[] {
   return argv.flatMap((arg, i) => (negative(i) ? [`${arg}=${argv[i + 1]}`] : i > 0 && negative(i - 1) ? [] : [arg]));
 }
 
+/**
+ * A setting of src/settings.ts from the --env-file or the environment (not empty), else its
+ * default; a bad value is a UsageError naming the variable.
+ */
+function fromEnv<T>(row: Setting<T>, setting: (name: string) => string | undefined): T {
+  const env = { [row.env!]: setting(row.env!) };
+  return readSetting(row, undefined, env, (name, message) => new UsageError(`${name} ${message}`)).value;
+}
+
 /** The usage ledger's directory: --ledger-dir, else DAYMIND_LEDGER_DIR, else the JSON store's directory, else data. */
 function ledgerDirOf(flag: string | undefined, setting: (name: string) => string | undefined, location: StoreLocation): string {
-  return flag ?? setting('DAYMIND_LEDGER_DIR') ?? (location.kind === 'file' ? dirname(resolve(location.path)) : 'data');
+  return flag ?? setting(SETTINGS.ledgerDir.env!) ?? defaultLedgerDir(location.kind === 'file' ? resolve(location.path) : undefined);
 }
 
 function redisUrl(value: string, name: string): string {
-  if (!/^rediss?:\/\/\S+$/.test(value)) throw new UsageError(`${name}: "${value}" is not a redis:// or rediss:// URL`);
+  if (!isRedisUrl(value)) throw new UsageError(`${name}: "${value}" is not a redis:// or rediss:// URL`);
   return value;
 }
 
@@ -232,12 +240,12 @@ function locateStore(
     if (values.store.trim() === '') throw new UsageError('--store: the path is empty');
     return { kind: 'file', path: values.store };
   }
-  if (setting('KEY_STORE') === 'redis') {
-    const url = setting('REDIS_URL');
+  if (setting(SETTINGS.keyStore.env!) === 'redis') {
+    const url = setting(SETTINGS.redis.env!);
     if (!url) throw new UsageError('KEY_STORE is "redis" but REDIS_URL is not set');
     return { kind: 'redis', url: redisUrl(url, 'REDIS_URL'), prefix };
   }
-  const path = setting('API_KEY_STORE_PATH') ?? DEFAULT_STORE_PATH;
+  const path = setting(SETTINGS.storePath.env!) ?? SETTINGS.storePath.default;
   if (path.trim() === '') throw new UsageError('API_KEY_STORE_PATH is empty');
   return { kind: 'file', path };
 }

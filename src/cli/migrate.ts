@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { JsonFileKeyStore } from '../store/json-file';
 import { writeMigrationNote } from '../store/migrated';
+import { isRedisUrl } from '../settings';
 import type { RedisKeyStore } from '../store/redis';
 import { print, type CommandContext } from './commands';
 import { UsageError } from './errors';
@@ -12,7 +13,7 @@ import { openAdminStore, redactUrl } from './open-store';
  */
 export async function migrate(ctx: CommandContext, from: string | undefined, to: string | undefined, prefix: string): Promise<void> {
   if (from === undefined || to === undefined) throw new UsageError('migrate needs --from FILE and --to redis://...');
-  if (!/^rediss?:\/\/\S+$/.test(to)) throw new UsageError(`--to: "${to}" is not a redis:// or rediss:// URL`);
+  if (!isRedisUrl(to)) throw new UsageError(`--to: "${to}" is not a redis:// or rediss:// URL`);
   const source = new JsonFileKeyStore({ path: from, create: false, reloadIntervalMs: 0 });
   const records = await source.list();
   const target = await openAdminStore({ kind: 'redis', url: to, prefix }, false, () => ctx.now);

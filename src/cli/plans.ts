@@ -1,6 +1,7 @@
 import { describeError } from '../errors';
 import { readPlansFile, type Plan } from '../plans';
 import { creditsAt, monthUsage } from '../store/record';
+import { SCOPE } from '../settings';
 import type { CreditsRefill, KeyRecord } from '../store/types';
 import { CommandError, UsageError } from './errors';
 import { renderTable } from './table';
@@ -8,7 +9,6 @@ import { renderTable } from './table';
 /** The plans in force, by name. */
 export type Plans = ReadonlyMap<string, Plan>;
 
-const SCOPE = /^[A-Za-z0-9_:.-]{1,64}$/;
 const NO_PLANS = 'no plans are in force: DAYMIND_PLANS_FILE is not set (in the environment or the --env-file)';
 
 /**

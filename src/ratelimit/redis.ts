@@ -2,6 +2,7 @@ import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { coalesceWrites } from '../redis/coalesce';
 import { healthOf, type RedisHealth } from '../redis/health';
 import type { RedisClientLike } from '../redis/types';
+import { DEFAULT_REDIS_PREFIX } from '../settings';
 import { consumeEach } from './consume-each';
 import { MemoryRateLimiter } from './memory';
 import { RlfRateLimiter, rlfOptions, windowResult } from './rlf-adapter';
@@ -89,7 +90,7 @@ export class RedisRateLimiter extends RlfRateLimiter {
   }
 
   protected override keyPrefixFor(window: RateLimitWindow): string {
-    return `${this.options.prefix ?? 'daymind'}:rl:${super.keyPrefixFor(window)}`;
+    return `${this.options.prefix ?? DEFAULT_REDIS_PREFIX}:rl:${super.keyPrefixFor(window)}`;
   }
 
   /** Where a call goes once Redis failed it or is down: the in-memory windows, or nowhere (the error goes on). */

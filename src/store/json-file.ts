@@ -2,6 +2,7 @@ import { closeSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { DaymindError, StoreError, describeError, type DaymindErrorCode } from '../errors';
 import { DEFAULT_KEY_PREFIX } from '../keys';
+import { DEFAULT_STORE_PATH } from '../settings';
 import { OnceReporter } from '../report-once';
 import { coalesced } from './coalesce';
 import { EncodedSlices, StoreDoc, serializeRecords } from './json-doc';
@@ -46,7 +47,7 @@ import { removeTempFilesSync } from './temp-files';
 import { applyKeyChanges, createdKey, markRevoked, newRawRecord, parseRecords, rotateRaw, toKeyRecord, type RawRecord } from './record';
 import type { CreatedKey, KeyChanges, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageBatch, UsageDelta } from './types';
 
-export const DEFAULT_STORE_PATH = 'data/api_keys.json';
+export { DEFAULT_STORE_PATH };
 
 /** How many times a write starts again after losing the lock before it gives up (see mutate). */
 const LOCK_LOST_ATTEMPTS = 3;

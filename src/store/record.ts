@@ -1,6 +1,7 @@
 import { DaymindError } from '../errors';
 import { generateKey, hashKey, displayPrefix, DEFAULT_KEY_PREFIX } from '../keys';
 import { utcDay } from '../usage/day';
+import { SCOPE } from '../settings';
 import type { CreatedKey, KeyChanges, KeyRecord, NewKeyInput, RotatedKey, UsageDelta } from './types';
 
 /**
@@ -25,7 +26,6 @@ export function assertOwner(owner: unknown): asserts owner is string {
   }
 }
 
-const SCOPE = /^[A-Za-z0-9_:.-]{1,64}$/;
 const PLAN = /^[A-Za-z][A-Za-z0-9_-]{0,31}$/;
 
 function invalid(message: string): never {

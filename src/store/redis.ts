@@ -1,5 +1,6 @@
 import { DaymindError, describeError } from '../errors';
 import { DEFAULT_KEY_PREFIX } from '../keys';
+import { DEFAULT_REDIS_PREFIX } from '../settings';
 import { whenReady, type IORedisClient } from '../redis/connection';
 import { healthOf, type RedisHealth } from '../redis/health';
 import type { RedisClientLike } from '../redis/types';
@@ -83,7 +84,7 @@ export class RedisKeyStore implements KeyStore {
 
   constructor(options: RedisKeyStoreOptions) {
     this.client = options.client as Commands;
-    this.ns = `{${options.prefix ?? 'daymind'}}`;
+    this.ns = `{${options.prefix ?? DEFAULT_REDIS_PREFIX}}`;
     this.pollIntervalMs = options.pollIntervalMs ?? 250;
     this.failClosed = options.failureMode === 'closed';
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;

@@ -1,5 +1,6 @@
 import { healthOf, type RedisHealth } from '../redis/health';
 import type { RedisClientLike } from '../redis/types';
+import { DEFAULT_REDIS_PREFIX } from '../settings';
 import { HISTORY_RETENTION_DAYS, type DayCounts, type HistoryEntry, type UsageHistory } from './history';
 
 /**
@@ -53,7 +54,7 @@ export class RedisUsageHistory implements UsageHistory {
   constructor(options: RedisUsageHistoryOptions) {
     this.client = options.client as Commands;
     this.health = healthOf(options.client);
-    this.ns = `{${options.prefix ?? 'daymind'}}`;
+    this.ns = `{${options.prefix ?? DEFAULT_REDIS_PREFIX}}`;
     if (typeof this.client.daymindAddHistory !== 'function') this.client.defineCommand('daymindAddHistory', { lua: ADD_HISTORY });
   }
 
