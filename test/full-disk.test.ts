@@ -7,7 +7,7 @@
  * Mounting needs root (the CI container runs as root): without it these tests fail, not skip.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmdirSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmdirSync, unlinkSync, writeSync } from 'node:fs';
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -109,6 +109,10 @@ describe('a full disk', () => {
     const { auth, errors, hello, usageCount } = await serve({ storePath, billing: false });
     expect((await hello(key!)).status).toBe(200);
     await waitFor(() => stored(storePath)[0] === 1, 5000);
+    // The history of that first request is written after the store took it: wait for it too, so
+    // that the disk fills while nothing but the store has something to write.
+    const historyDir = join(disk, 'api_keys.history');
+    await waitFor(() => existsSync(historyDir) && readdirSync(historyDir).some((f) => f.endsWith('.json')), 5000);
     const before = readFileSync(storePath);
     const files = readdirSync(disk).sort();
 
