@@ -13,7 +13,7 @@
  */
 import { STATUS_CODES } from 'node:http';
 import Fastify, { type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
-import { daymindAuth, verifyRequest, ConfigError, type VerifyResult } from '../src';
+import { daymindAuth, usageBody, verifyRequest, ConfigError, type VerifyResult } from '../src';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -62,41 +62,8 @@ void app.register(
       const result = request.daymind!;
       const hash = result.record!.key_hash;
       const record = (auth.store.fetch ? await auth.store.fetch(hash) : await auth.store.get(hash)) ?? result.record!;
-      const live = auth.usage(record);
-      const seconds = (ms: number) => Math.ceil(ms / 1000);
       reply.header('Cache-Control', 'no-store');
-      return {
-        key_prefix: record.key_prefix,
-        owner: record.owner,
-        created_at: record.created_at,
-        usage_count: live.usage_count,
-        requests_today: live.requests_today,
-        requests_day: live.requests_day,
-        last_used: live.last_used,
-        revoked: record.revoked,
-        expires_at: record.expires_at ?? null,
-        revoke_at: record.revoke_at ?? null,
-        requests_this_month: live.requests_this_month,
-        plan: result.plan ?? null,
-        monthly_quota: result.quota
-          ? {
-              limit: result.quota.limit,
-              used: result.quota.limit - result.quota.remaining,
-              remaining: result.quota.remaining,
-              reset_seconds: seconds(result.quota.resetMs),
-            }
-          : null,
-        credits: result.credits ?? null,
-        credits_refill: record.credits_refill ?? null,
-        scopes: record.scopes ?? [],
-        rate_limits: result.limits.map((l) => ({
-          policy: l.policy,
-          limit: l.limit,
-          remaining: l.remaining,
-          reset_seconds: seconds(l.resetMs),
-          window_seconds: l.windowSeconds,
-        })),
-      };
+      return usageBody(record, auth.usage(record), result);
     });
 
     v1.setNotFoundHandler(notFound);

@@ -14,6 +14,7 @@ export { MemoryRateLimiter } from './ratelimit/memory';
 export { rateLimitHeader, rateLimitPolicyHeader } from './ratelimit/headers';
 export type { LiveUsage } from './usage/recorder';
 export type { UsageRouterOptions } from './usage/router';
+export { usageBody } from './usage/usage-body';
 export type { UsageHistory, HistoryEntry, DayCounts } from './usage/history';
 export { MemoryUsageHistory } from './usage/history-memory';
 export { FileUsageHistory, historyDirFor, type FileUsageHistoryOptions } from './usage/history-file';

@@ -1,12 +1,12 @@
 import { Router, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import { DaymindError, describeError } from '../errors';
-import { resetSeconds } from '../ratelimit/headers';
 import { sendBadRequest, sendJsonError, sendUnavailable } from '../responses';
 import type { KeyStore } from '../store/types';
 import type { VerifyResult } from '../verify';
 import { DASHBOARD_CSP, dashboardAssets } from './dashboard';
 import { isoDay, lastDays } from './history';
 import type { UsageRecorder } from './recorder';
+import { usageBody } from './usage-body';
 
 export interface UsageRouterOptions {
   /**
@@ -95,38 +95,7 @@ export function createUsageRouter(parts: UsageRouterParts, options: UsageRouterO
       const record = (await (store.fetch ? store.fetch(hash) : store.get(hash))) ?? key.record!;
       const live = recorder.live(record, now());
       res.setHeader('Cache-Control', 'no-store');
-      res.json({
-        key_prefix: record.key_prefix,
-        owner: record.owner,
-        created_at: record.created_at,
-        usage_count: live.usage_count,
-        requests_today: live.requests_today,
-        requests_day: live.requests_day,
-        last_used: live.last_used,
-        revoked: record.revoked,
-        expires_at: record.expires_at ?? null,
-        revoke_at: record.revoke_at ?? null,
-        requests_this_month: live.requests_this_month,
-        plan: key.plan ?? null,
-        monthly_quota: key.quota
-          ? {
-              limit: key.quota.limit,
-              used: key.quota.limit - key.quota.remaining,
-              remaining: key.quota.remaining,
-              reset_seconds: resetSeconds(key.quota),
-            }
-          : null,
-        credits: key.credits ?? null,
-        credits_refill: record.credits_refill ?? null,
-        scopes: record.scopes ?? [],
-        rate_limits: key.limits.map((l) => ({
-          policy: l.policy,
-          limit: l.limit,
-          remaining: l.remaining,
-          reset_seconds: resetSeconds(l),
-          window_seconds: l.windowSeconds,
-        })),
-      });
+      res.json(usageBody(record, live, key));
     } catch (err) {
       unavailable(res, 'GET /usage', err);
     }
