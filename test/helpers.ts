@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, copyFileSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import express from 'express';
@@ -122,6 +123,28 @@ export function appWith(auth: DaymindAuth): express.Express {
     res.json({ owner: req.daymind!.owner, prefix: req.daymind!.keyPrefix });
   });
   return app;
+}
+
+/** An app with the usage page: the usage router with `{ dashboard: true }` and the middleware on /v1, and GET /v1/hello. */
+export function pageApp(auth: DaymindAuth): express.Express {
+  const app = express();
+  app.use('/v1', auth.usageRouter({ dashboard: true }));
+  app.use('/v1', auth);
+  app.get('/v1/hello', (_req, res) => void res.json({ hello: true }));
+  return app;
+}
+
+/** Serves `app` on a free port of 127.0.0.1; `close()` ends its open connections, then the server. */
+export async function listen(app: express.Express): Promise<{ base: string; close(): Promise<void> }> {
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  return {
+    base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

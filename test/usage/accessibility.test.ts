@@ -10,18 +10,15 @@
  * page, `default-src 'none'` in the report): the pages are audited as served, with their CSP in
  * force, and no `bypassCSP`.
  */
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import axe from 'axe-core';
-import express from 'express';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import request from 'supertest';
 import { daymindAuth, FileUsageHistory, historyDirFor, JsonFileKeyStore, LocalLedgerProvider, type DaymindAuth } from '../../src';
 import { generateKey, hashKey } from '../../src/keys';
 import { dayOffset, type HistoryEntry } from '../../src/usage/history';
-import { appWith, chromiumOptions, isoMonth, tempDir, TEST_NOW } from '../helpers';
+import { appWith, chromiumOptions, isoMonth, listen, pageApp, tempDir, TEST_NOW } from '../helpers';
 import { cliAt } from '../cli/run';
 
 const SCHEMES = ['light', 'dark'] as const;
@@ -63,7 +60,7 @@ function context(colorScheme: Scheme, viewport = WIDE): Promise<BrowserContext> 
 // The page reads the browser's clock: the keys' times and history days are set from the real one.
 describe('the usage page, audited by axe-core', () => {
   let auth: DaymindAuth;
-  let server: Server;
+  let server: Awaited<ReturnType<typeof listen>> | undefined;
   let dashboard = '';
   const keys = { main: '', limited: '' };
 
@@ -89,18 +86,12 @@ describe('the usage page, audited by axe-core', () => {
     await new FileUsageHistory({ dir: historyDirFor(store) }).add(entries);
 
     auth = daymindAuth({ env: {}, storePath: store, billing: false });
-    const app = express();
-    app.use('/v1', auth.usageRouter({ dashboard: true }));
-    app.use('/v1', auth);
-    app.get('/v1/hello', (_req, res) => void res.json({ hello: true }));
-    server = app.listen(0);
-    await new Promise((r) => server.once('listening', r));
-    dashboard = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/usage/dashboard`;
+    server = await listen(pageApp(auth));
+    dashboard = `${server.base}/v1/usage/dashboard`;
   });
 
   afterAll(async () => {
-    server?.closeAllConnections();
-    await new Promise((r) => server?.close(r));
+    await server?.close();
     await auth?.close();
   });
 
@@ -180,8 +171,8 @@ describe('the usage page, audited by axe-core', () => {
 
   test.each(SCHEMES)("%s: a rate-limited key's numbers, its spent limit and the note saying so", async (scheme) => {
     // The limited key spends its one request of this minute (a second one is refused).
-    await request(server).get('/v1/hello').set('Authorization', `Bearer ${keys.limited}`);
-    await request(server).get('/v1/hello').set('Authorization', `Bearer ${keys.limited}`).expect(429);
+    await request(server!.base).get('/v1/hello').set('Authorization', `Bearer ${keys.limited}`);
+    await request(server!.base).get('/v1/hello').set('Authorization', `Bearer ${keys.limited}`).expect(429);
     let found: string[] = [];
     const ctx = await context(scheme);
     try {

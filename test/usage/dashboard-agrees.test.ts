@@ -5,14 +5,12 @@
  * own calls are not usage, so nothing moves), and while the key is refused by its "day" window:
  * then it shows its numbers, with that window at 0 and a note, not "Too many requests".
  */
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import express from 'express';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import request from 'supertest';
 import { daymindAuth, type DaymindAuth } from '../../src';
-import { chromiumOptions, tempDir, testClock } from '../helpers';
+import { chromiumOptions, listen, pageApp, tempDir, testClock } from '../helpers';
 
 const PLANS = {
   daily: {
@@ -96,26 +94,21 @@ function expectAgreement(page: Shown, api: { usage: Usage; history: History }): 
 describe('the usage page agrees with the API', () => {
   let auth: DaymindAuth;
   let app: express.Express;
-  let server: Server;
+  let server: Awaited<ReturnType<typeof listen>>;
   let browser: Browser;
   let base = '';
 
   beforeAll(async () => {
     auth = daymindAuth({ env: {}, storePath: join(tempDir(), 'api_keys.json'), billing: false, plans: PLANS, now: testClock().now });
-    app = express();
-    app.use('/v1', auth.usageRouter({ dashboard: true }));
-    app.use('/v1', auth);
-    app.get('/v1/hello', (_req, res) => void res.json({ hello: true }));
-    server = app.listen(0);
-    await new Promise((r) => server.once('listening', r));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    app = pageApp(auth);
+    server = await listen(app);
+    base = server.base;
     browser = await chromium.launch(chromiumOptions());
   }, 60_000);
 
   afterAll(async () => {
     await browser?.close();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
+    await server.close();
     await auth.close();
   });
 

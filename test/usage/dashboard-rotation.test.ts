@@ -1,14 +1,11 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import express from 'express';
 import { chromium, type Browser } from 'playwright-core';
 import { daymindAuth, type DaymindAuth } from '../../src';
-import { chromiumOptions, tempDir } from '../helpers';
+import { chromiumOptions, listen, pageApp, tempDir } from '../helpers';
 
 // The page reads the browser's clock: the key's times are set from the real one.
 let auth: DaymindAuth;
-let server: Server;
+let server: Awaited<ReturnType<typeof listen>>;
 let browser: Browser;
 let base = '';
 
@@ -16,19 +13,14 @@ let base = '';
 describe('the usage page in Chromium', () => {
   beforeAll(async () => {
     auth = daymindAuth({ env: {}, storePath: join(tempDir(), 'api_keys.json'), billing: false });
-    const app = express();
-    app.use('/v1', auth.usageRouter({ dashboard: true }));
-    app.use('/v1', auth);
-    server = app.listen(0);
-    await new Promise((r) => server.once('listening', r));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    server = await listen(pageApp(auth));
+    base = server.base;
     browser = await chromium.launch(chromiumOptions());
   }, 60_000);
 
   afterAll(async () => {
     await browser?.close();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
+    await server.close();
     await auth.close();
   });
 
