@@ -8,30 +8,11 @@ import type { FileLock } from '../store/lock';
  * Under `lock` (the file's), only while it is held (LockLost otherwise, with nothing appended).
  */
 export async function appendLines(path: string, lines: string[], lock?: FileLock): Promise<void> {
-  if (lines.length === 0) return;
-  const handle = await fsp.open(path, 'a+', 0o600);
-  try {
-    // A crash can leave a last line cut short; start on a line of our own rather than finish it.
-    const { size } = await handle.stat();
-    let lead = '';
-    if (size > 0) {
-      const last = Buffer.alloc(1);
-      await handle.read(last, 0, 1, size - 1);
-      if (last[0] !== 0x0a) lead = '\n';
-    }
-    // Outside the try below: a holder that lost the lock neither appends to a file the next holder
-    // may be compacting nor cuts it back to the size it saw.
-    lock?.assertHeld();
-    try {
-      await handle.appendFile(lead + lines.map((l) => l + '\n').join(''), 'utf8');
-      await handle.sync();
-    } catch (err) {
-      await handle.truncate(size).catch(() => undefined);
-      throw err;
-    }
-  } finally {
-    await handle.close();
-  }
+  await appendBytes(
+    path,
+    lines.map((line) => Buffer.from(line)),
+    lock,
+  );
 }
 
 /**
@@ -61,17 +42,22 @@ export async function readJsonl<T>(path: string, onBadLine?: (lineNumber: number
 
 /**
  * Appends `chunks`, each as a line of its own, byte for byte (damaged lines moved to a quarantine
- * file keep every byte), and fsyncs; a failed append is taken back whole, as in appendLines.
+ * file keep every byte), and fsyncs, as appendLines does: a failed append is taken back whole, and
+ * with `lock` nothing is appended unless it is still held.
  */
-export async function appendBytes(path: string, chunks: Buffer[]): Promise<void> {
+export async function appendBytes(path: string, chunks: Buffer[], lock?: FileLock): Promise<void> {
   if (chunks.length === 0) return;
   const handle = await fsp.open(path, 'a+', 0o600);
   try {
     const { size } = await handle.stat();
+    // A crash can leave a last line cut short; start on a line of our own rather than finish it.
     const last = Buffer.alloc(1);
     if (size > 0) await handle.read(last, 0, 1, size - 1);
     const newline = Buffer.from('\n');
     const lead = size > 0 && last[0] !== 0x0a ? [newline] : [];
+    // Outside the try below: a holder that lost the lock neither appends to a file the next holder
+    // may be compacting nor cuts it back to the size it saw.
+    lock?.assertHeld();
     try {
       await handle.appendFile(Buffer.concat([...lead, ...chunks.flatMap((chunk) => [chunk, newline])]));
       await handle.sync();
