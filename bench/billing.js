@@ -15,32 +15,12 @@
 const fs = require('node:fs');
 const path = require('node:path');
 const { nodeChild, nextMessage, ask, payload, stop, exitWithParent } = require('./proc');
+const { writeStore, writeStoreAsWritten } = require('./fixtures');
 
-/** A JSON store of `count` keys, key i billed to customer cus_bench<i>; returns the plain keys. */
+/** A JSON store of `count` keys, key i billed to customer cus_bench<i>, one record a line; returns the plain keys. */
 function writeBillingStore(file, count) {
-  const { generateKey, hashKey, displayPrefix } = require('./lib');
-  const now = Date.now() / 1000;
-  const keys = [];
-  const lines = [];
-  for (let i = 0; i < count; i++) {
-    const key = generateKey();
-    keys.push(key);
-    const record = {
-      owner: `bench-owner-${i}`,
-      created_at: now,
-      usage_count: 0,
-      requests_today: 0,
-      requests_day: 0,
-      last_used: null,
-      revoked: false,
-      key_hash: hashKey(key),
-      key_prefix: displayPrefix(key),
-      stripe_customer_id: `cus_bench${i}`,
-    };
-    lines.push('  ' + JSON.stringify(record));
-  }
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, '[\n' + lines.join(',\n') + '\n]\n');
+  const keys = writeStore(file, count, count, (i) => ({ stripe_customer_id: `cus_bench${i}` }));
+  writeStoreAsWritten(file, file);
   fs.writeFileSync(file + '.keys.json', JSON.stringify(keys));
   return keys;
 }

@@ -7,9 +7,9 @@ const { generateKey, hashKey, displayPrefix } = require('./lib');
 
 /**
  * Writes a JSON store of `count` keys to `file`; returns the first `keep` plain keys (the only
- * ones kept: the others exist only as hashes, as in a real store).
+ * ones kept: the others exist only as hashes, as in a real store). `extra(i)` adds fields to key i.
  */
-function writeStore(file, count, keep = 1) {
+function writeStore(file, count, keep = 1, extra = () => ({})) {
   const now = Date.now() / 1000;
   const keys = [];
   const records = new Array(count);
@@ -26,6 +26,7 @@ function writeStore(file, count, keep = 1) {
       revoked: false,
       key_hash: hashKey(key),
       key_prefix: displayPrefix(key),
+      ...extra(i),
     };
   }
   fs.mkdirSync(path.dirname(file), { recursive: true });
