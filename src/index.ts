@@ -2,7 +2,7 @@ export { daymindAuth, type DaymindAuth } from './middleware';
 export { resolveConfig, DEFAULTS, type DaymindOptions, type ResolvedConfig } from './config';
 export { DaymindError, ConfigError, StoreError, type DaymindErrorCode } from './errors';
 export { generateKey, hashKey, hasValidChecksum, displayPrefix, DEFAULT_KEY_PREFIX } from './keys';
-export type { VerifyCode, VerifyResult, VerifyOptions } from './verify';
+export type { VerifyCode, VerifyResult, VerifyOptions } from './pipeline/verify-types';
 export type { KeyStore, KeyRecord, UsageDelta, NewKeyInput, CreatedKey, RotatedKey, UsageBatch, KeyChanges } from './store/types';
 export { JsonFileKeyStore, DEFAULT_STORE_PATH, type JsonFileKeyStoreOptions, type UsageJournalOptions } from './store/json-file';
 export { MemoryKeyStore, type MemoryKeyStoreOptions } from './store/memory';

@@ -1,26 +1,32 @@
-import type { IncomingHttpHeaders } from 'node:http';
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import { resolveConfig, type DaymindOptions, type ResolvedConfig } from './config';
 import { DaymindError, describeError } from './errors';
 import { extractKey } from './extract';
-import { resetSeconds, setRateLimitHeaders } from './ratelimit/headers';
-import { clientAddress, ipLimitKey } from './ratelimit/ip';
+import { checkRequest, requestChecks, type RequestCheckParts } from './http/check-request';
+import { Guards } from './http/guards';
+import { HeldUsage } from './http/held-usage';
+import { clientAddress } from './ratelimit/ip';
 import { MemoryRateLimiter } from './ratelimit/memory';
-import type { ConsumeRequest, RateLimitResult, RateLimitWindow, RateLimiterAdapter } from './ratelimit/types';
-import { answerRefusalWith, sendJsonBody, sendRateLimited, sendRefusal, sendUnavailable, type RefusalAnswer } from './responses';
-import { RequestUsageTracker } from './request-usage';
+import type { RateLimiterAdapter } from './ratelimit/types';
+import { answerRefusalWith, sendJsonBody, sendUnavailable, type RefusalAnswer } from './responses';
 import { RedisRateLimiter } from './ratelimit/redis';
 import { healthOf } from './redis/health';
 import type { KeyRecord, KeyStore } from './store/types';
 import { UsageRecorder, type LiveUsage } from './usage/recorder';
 import type { UsageRouterOptions } from './usage/router';
 import { UsageRouters } from './usage/handover';
-import { Verifier, type LeadWindow, type VerifyOptions, type VerifyResult } from './verify';
-import { outcomeOf, type DaymindStats, type RequestEvent, type RequestListener, type RequestOutcome } from './observe';
+import { IpLimit } from './pipeline/ip-limit';
+import { Verifier, type VerifyOptions, type VerifyResult } from './pipeline/verifier';
+import { Observers, outcomeOf, type DaymindStats, type RequestListener, type RequestOutcome } from './observe';
 import { PlansFileWatcher } from './plans-reload';
 import { billingStatsOf, createBilling, createHistory, createRedis, createStore } from './parts';
-import { setRequestInfo } from './request-info';
-import { checkRequest } from './verify-request';
+import { requestInfo } from './request-info';
+
+/** What the middleware decided for a request: it goes on when the outcome is `allowed`. */
+interface Decision {
+  outcome: RequestOutcome;
+  owner: string | undefined;
+}
 
 /** The middleware returned by {@link daymindAuth}, with the parts it composes. */
 export interface DaymindAuth extends RequestHandler {
@@ -108,177 +114,73 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     now: config.now,
     onError: config.onError,
   });
-  const ipWindow: RateLimitWindow | undefined =
-    config.ipRateLimitPerMinute === false ? undefined : { name: 'ip', limit: config.ipRateLimitPerMinute, windowSeconds: 60 };
 
-  let isReady = false;
   const ready = Promise.resolve(store.init?.()).then(() => {
-    isReady = true;
     recorder.start();
     billing?.start();
   });
   ready.catch((err) =>
     config.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `key store failed to start: ${describeError(err)}`, { cause: err })),
   );
-
-  /** What authenticate() decided: the request goes on when the outcome is `allowed`. */
-  interface Decision {
-    outcome: RequestOutcome;
-    owner: string | undefined;
-  }
-  const IP_LIMITED: Decision = { outcome: 'ip_rate_limited', owner: undefined };
-
-  /** A request refused by the IP limit still shows in its key's history as rate-limited. */
-  async function countIpLimited(key: string | undefined): Promise<void> {
-    const record = await verifier.identify(key);
-    if (record) recorder.recordRateLimited(record.key_hash, config.now());
-  }
+  const pipeline: RequestCheckParts = {
+    ready,
+    ipLimit: config.ipRateLimitPerMinute === false ? undefined : new IpLimit(limiter, config.ipRateLimitPerMinute),
+    verifier,
+    recorder,
+    legacyHeaders: config.legacyHeaders,
+    now: config.now,
+  };
+  const observers = new Observers(config.onError);
+  const held = new HeldUsage({ verifier, billable: config.billable, onError: config.onError, now: config.now });
 
   /**
-   * Lets the request go on or answers it. Synchronous when the limiter and the store answer
-   * synchronously (the default product): no promise is made on that path.
+   * The request through the pipeline, then on to the app when it was allowed: `req.daymind` set,
+   * and its usage held until its response ends when something may still refuse or exclude it.
    */
-  function authenticate(req: Request, res: Response, cost: number): Decision | Promise<Decision> {
-    if (!isReady) return ready.then(() => authenticate(req, res, cost));
-    // Read once: every property read on req is slow (Express gives each request its own shape).
-    const headers = req.headers;
-    if (!ipWindow) return checkKey(req, res, headers, undefined, cost);
-    const subject = ipLimitKey(clientAddress(req, headers));
-    const ipResult = limiter.consumeSync?.(ipWindow, subject, 1);
-    if (ipResult === undefined) return checkKeyAndIp(req, res, headers, { window: ipWindow, id: subject, cost: 1 }, cost);
-    return checkKey(req, res, headers, ipResult, cost);
+  async function decide(req: Request, res: Response, cost: number): Promise<Decision> {
+    const { ip, result, at } = await checkRequest(pipeline, res, {
+      key: extractKey(req, config.queryParam),
+      clientAddress: clientAddress(req, req.headers),
+      cost,
+      defer: held.defers,
+    });
+    if (!result) return { outcome: 'ip_rate_limited', owner: undefined };
+    if (result.code === 'VALID') {
+      req.daymind = requestInfo(result);
+      if (held.defers) held.hold(req, res, result, ip, at);
+    } else if (result.code === 'MISSING') usageRouters.missingKey(req);
+    return { outcome: outcomeOf(result.code), owner: result.record?.owner };
   }
 
-  /**
-   * The check with a limiter that answers asynchronously (Redis): the IP's window is handed to the
-   * verifier, which spends it with the key's windows in one call (consumeAll), or alone before
-   * any store refresh. When the check ended before that (no key, a malformed or revoked one), the
-   * IP's window is spent here.
-   */
-  async function checkKeyAndIp(
-    req: Request,
-    res: Response,
-    headers: IncomingHttpHeaders,
-    ip: ConsumeRequest,
-    cost: number,
-  ): Promise<Decision> {
-    const lead: LeadWindow = { request: ip };
-    const at = config.now();
-    const result = await verifier.check(extractKey(req, config.queryParam, headers), { cost, now: at, defer: usageTracker.defers, lead });
-    let ipResult = lead.result;
-    if (!ipResult && result.code !== 'UNAVAILABLE') ipResult = await limiter.consume(ip.window, ip.id, ip.cost);
-    if (ipResult && !ipResult.allowed) return ipLimited(req, res, headers, ipResult);
-    return decide(req, res, ipResult, result, at);
-  }
-
-  function ipLimited(req: Request, res: Response, headers: IncomingHttpHeaders, ipResult: RateLimitResult): Decision {
-    setRateLimitHeaders(res, ipResult, [], legacyAt());
-    sendRateLimited(res, ipResult);
-    if (recorder.history) void countIpLimited(extractKey(req, config.queryParam, headers));
-    return IP_LIMITED;
-  }
-
-  function checkKey(
-    req: Request,
-    res: Response,
-    headers: IncomingHttpHeaders,
-    ipResult: RateLimitResult | undefined,
-    cost: number,
-  ): Decision | Promise<Decision> {
-    if (ipResult && !ipResult.allowed) return ipLimited(req, res, headers, ipResult);
-    const at = config.now();
-    const result = verifier.check(extractKey(req, config.queryParam, headers), { cost, now: at, defer: usageTracker.defers });
-    if (result instanceof Promise) return result.then((r) => decide(req, res, ipResult, r, at));
-    return decide(req, res, ipResult, result, at);
-  }
-
-  function decide(req: Request, res: Response, ipResult: RateLimitResult | undefined, result: VerifyResult, at: number): Decision {
-    setRateLimitHeaders(res, ipResult, result.limits, legacyAt());
-    const decision: Decision = { outcome: outcomeOf(result.code), owner: result.record?.owner };
-    switch (result.code) {
-      case 'VALID': {
-        const record = result.record!;
-        setRequestInfo(req, {
-          keyPrefix: record.key_prefix,
-          keyHash: record.key_hash,
-          owner: record.owner,
-          meta: record.meta ?? {},
-          limits: result.limits,
-          cost: result.cost,
-          record,
-          plan: result.plan ?? null,
-          quota: result.quota
-            ? { limit: result.quota.limit, remaining: result.quota.remaining, reset_seconds: resetSeconds(result.quota) }
-            : null,
-          credits: result.credits ?? null,
-          scopes: record.scopes ?? [],
-        });
-        if (usageTracker.defers) usageTracker.track(req, res, result, ipResult, at);
-        break;
-      }
-      default:
-        if (result.code === 'MISSING') usageRouters.missingKey(req);
-        sendRefusal(res, result);
-    }
-    return decision;
-  }
-
-  const listeners: RequestListener[] = [];
-  function emit(started: number, decision: Decision): void {
-    const event: RequestEvent = { outcome: decision.outcome, durationSeconds: (performance.now() - started) / 1000, owner: decision.owner };
-    for (const listener of listeners) {
-      try {
-        listener(event);
-      } catch (err) {
-        config.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `a request listener threw: ${describeError(err)}`, { cause: err }));
-      }
-    }
-  }
-  const UNAVAILABLE: Decision = { outcome: 'store_unavailable', owner: undefined };
-
-  function proceed(decision: Decision, next: NextFunction, started: number): void {
-    if (listeners.length > 0) emit(started, decision);
-    if (decision.outcome === 'allowed') next();
-  }
-
-  function fail(err: unknown, res: Response, started: number): void {
-    if (listeners.length > 0) emit(started, UNAVAILABLE);
-    config.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `request refused with 503: ${describeError(err)}`, { cause: err }));
-    if (!res.headersSent) sendUnavailable(res);
-  }
-
-  /** The middleware, at the `cost` option's units or `costOverride` (auth.cost(n) used alone). */
+  /** The middleware, at the `cost` option's units or `costOverride` (a route guard used alone). */
   function run(req: Request, res: Response, next: NextFunction, costOverride: number | undefined): void {
-    const started = listeners.length > 0 ? performance.now() : 0;
-    let decision: Decision | Promise<Decision> | undefined;
+    const started = observers.active ? performance.now() : 0;
+    let decided: Promise<Decision> | undefined;
     try {
       // A request the skip option exempts goes on untouched (next() runs outside this try).
-      if (config.skip === undefined || !config.skip(req, res)) {
-        useHandler(req, res, next);
-        decision = authenticate(req, res, costOverride ?? costOf(req));
+      if (!config.skip?.(req, res)) {
+        if (config.handler) answerRefusalWith(res, customRefusal(req, res, next));
+        decided = decide(req, res, costOverride ?? costOf(req));
       }
     } catch (err) {
-      fail(err, res, started);
-      return;
+      return fail(err, res, started);
     }
-    if (decision === undefined) return next();
-    if (!(decision instanceof Promise)) return proceed(decision, next, started);
-    decision
+    if (!decided) return next();
+    decided
       .then(
-        (d) => proceed(d, next, started),
+        (decision) => {
+          observers.emit(decision.outcome, decision.owner, started);
+          if (decision.outcome === 'allowed') next();
+        },
         (err: unknown) => fail(err, res, started),
       )
       .catch(next);
   }
 
-  /** The time of the legacy X-RateLimit-Reset, when the `legacyHeaders` option wants those fields. */
-  function legacyAt(): number | undefined {
-    return config.legacyHeaders ? config.now() : undefined;
-  }
-
-  /** Lets the `handler` option answer this request's refusal, when it is set. */
-  function useHandler(req: Request, res: Response, next: NextFunction): void {
-    if (config.handler) answerRefusalWith(res, customRefusal(req, res, next));
+  function fail(err: unknown, res: Response, started: number): void {
+    observers.emit('store_unavailable', undefined, started);
+    config.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `request refused with 503: ${describeError(err)}`, { cause: err }));
+    if (!res.headersSent) sendUnavailable(res);
   }
 
   /** The `handler` option answering this request's refusal; one that throws gets the JSON answer. */
@@ -308,25 +210,25 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     recorder,
     now: config.now,
     onError: config.onError,
-    check: (req, res, next) => {
-      useHandler(req, res, next);
-      return checkRequest(middleware, req, res, { peek: true, clientAddress: clientAddress(req, req.headers) });
+    check: async (req, res, next) => {
+      if (config.handler) answerRefusalWith(res, customRefusal(req, res, next));
+      const request = { key: extractKey(req, config.queryParam), clientAddress: clientAddress(req, req.headers), cost: 1, peek: true };
+      return (await checkRequest(pipeline, res, request)).result;
     },
   });
-  const middleware = ((req: Request, res: Response, next: NextFunction): void => {
-    if (!usageRouters.serve(req, res, next, () => run(req, res, next, undefined))) run(req, res, next, undefined);
-  }) as DaymindAuth;
-  const usageTracker = new RequestUsageTracker({
+  const guards = new Guards({
     verifier,
-    billable: config.billable,
+    held,
     onError: config.onError,
     now: config.now,
     legacyHeaders: config.legacyHeaders,
     authenticate: (req, res, next, cost) => run(req, res, next, cost),
-    emit: (outcome, owner) => {
-      if (listeners.length > 0) emit(performance.now(), { outcome, owner });
-    },
+    emit: (outcome, owner) => observers.emit(outcome, owner, performance.now()),
   });
+  const middleware = ((req: Request, res: Response, next: NextFunction): void => {
+    if (!usageRouters.serve(req, res, next, () => run(req, res, next, undefined))) run(req, res, next, undefined);
+  }) as DaymindAuth;
+  requestChecks.set(middleware, pipeline);
 
   let closing: Promise<void> | undefined;
   Object.assign(middleware, {
@@ -336,17 +238,11 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     ready,
     usageRouter: (routerOptions?: UsageRouterOptions) => usageRouters.make(routerOptions),
     verify: (key: string | undefined, opts?: VerifyOptions) => verifier.verify(key, { ...opts, defer: false }),
-    cost: (units: number) => usageTracker.cost(units),
-    requireScope: (scope: string) => usageTracker.requireScope(scope),
+    cost: (units: number) => guards.cost(units),
+    requireScope: (scope: string) => guards.requireScope(scope),
     usage: (record: KeyRecord, nowMs = config.now()) => recorder.live(record, nowMs),
     flush: () => recorder.flush(),
-    observe: (listener: RequestListener) => {
-      listeners.push(listener);
-      return () => {
-        const at = listeners.indexOf(listener);
-        if (at >= 0) listeners.splice(at, 1);
-      };
-    },
+    observe: (listener: RequestListener) => observers.add(listener),
     stats: async (): Promise<DaymindStats> => ({
       keysLoaded: store.size?.() ?? null,
       ...recorder.flushStats(),

@@ -1,4 +1,5 @@
-import type { VerifyCode } from './verify';
+import { DaymindError, describeError } from './errors';
+import type { VerifyCode } from './pipeline/verify-types';
 
 /** How the middleware answered a request, as counted by metrics. */
 export type RequestOutcome =
@@ -85,5 +86,39 @@ export function outcomeOf(code: VerifyCode): RequestOutcome {
       return 'store_unavailable';
     default:
       return 'invalid_api_key';
+  }
+}
+
+/** The listeners of {@link DaymindAuth.observe}: each decided request is told to all of them. */
+export class Observers {
+  private readonly listeners: RequestListener[] = [];
+
+  constructor(private readonly onError: (err: Error) => void) {}
+
+  /** Whether anyone listens: the middleware then times its decisions. */
+  get active(): boolean {
+    return this.listeners.length > 0;
+  }
+
+  /** Adds `listener`; returns a function that removes it. */
+  add(listener: RequestListener): () => void {
+    this.listeners.push(listener);
+    return () => {
+      const at = this.listeners.indexOf(listener);
+      if (at >= 0) this.listeners.splice(at, 1);
+    };
+  }
+
+  /** Tells every listener of a request decided since `started` (performance.now()). A listener that throws is reported. */
+  emit(outcome: RequestOutcome, owner: string | undefined, started: number): void {
+    if (this.listeners.length === 0) return;
+    const event: RequestEvent = { outcome, durationSeconds: (performance.now() - started) / 1000, owner };
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch (err) {
+        this.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `a request listener threw: ${describeError(err)}`, { cause: err }));
+      }
+    }
   }
 }

@@ -1,4 +1,5 @@
-import { IncomingMessage } from 'node:http';
+import type { VerifyResult } from './pipeline/verify-types';
+import { resetSeconds } from './ratelimit/headers';
 import type { RateLimitResult } from './ratelimit/types';
 import type { KeyRecord } from './store/types';
 
@@ -36,52 +37,22 @@ declare global {
   }
 }
 
-/** `req.daymind` of requests whose prototype carries this module's accessor. */
-const infos = new WeakMap<object, DaymindRequestInfo>();
-/** For each request prototype seen: whether `req.daymind` goes through this module's accessor. */
-const viaAccessor = new WeakMap<object, boolean>();
-
-function getInfo(this: object): DaymindRequestInfo | undefined {
-  return infos.get(this);
-}
-
-function setInfo(this: object, info: DaymindRequestInfo | undefined): void {
-  if (info === undefined) infos.delete(this);
-  else infos.set(this, info);
-}
-
-/**
- * Sets `req.daymind`. Express gives every request its own hidden class (it swaps the prototype
- * of each one), so adding a property to a request builds a new hidden class for it: about 1.7 KB
- * of garbage a request, and every later property look-up on it misses V8's caches. Instead, on
- * Express requests `daymind` is an accessor on Express's request prototype (the object just above
- * `http.IncomingMessage.prototype`, which Express documents as the place to extend requests),
- * backed by a WeakMap; anywhere else (a plain Node request, another accessor already there) it
- * is a plain assignment, as before.
- */
-export function setRequestInfo(req: object, info: DaymindRequestInfo): void {
-  const proto = Object.getPrototypeOf(req) as object | null;
-  let via = proto === null ? false : viaAccessor.get(proto);
-  if (via === undefined) {
-    via = installAccessor(proto!);
-    viaAccessor.set(proto!, via);
-  }
-  if (via) infos.set(req, info);
-  else (req as { daymind?: DaymindRequestInfo }).daymind = info;
-}
-
-/** Puts the accessor on the Express request prototype above `proto`; whether reads of `daymind` reach it. */
-function installAccessor(proto: object): boolean {
-  let p: object | null = proto;
-  while (p !== null && p !== IncomingMessage.prototype) {
-    const own = Object.getOwnPropertyDescriptor(p, 'daymind');
-    const up = Object.getPrototypeOf(p) as object | null;
-    if (own) return own.get === getInfo; // someone's own `daymind` comes first: assign through it
-    if (up === IncomingMessage.prototype) {
-      Object.defineProperty(p, 'daymind', { get: getInfo, set: setInfo, configurable: true, enumerable: false });
-      return true;
-    }
-    p = up;
-  }
-  return false; // a plain Node request, or not an IncomingMessage at all
+/** `req.daymind` of an allowed request, from its key check. */
+export function requestInfo(result: VerifyResult): DaymindRequestInfo {
+  const record = result.record!;
+  return {
+    keyPrefix: record.key_prefix,
+    keyHash: record.key_hash,
+    owner: record.owner,
+    meta: record.meta ?? {},
+    limits: result.limits,
+    cost: result.cost,
+    record,
+    plan: result.plan ?? null,
+    quota: result.quota
+      ? { limit: result.quota.limit, remaining: result.quota.remaining, reset_seconds: resetSeconds(result.quota) }
+      : null,
+    credits: result.credits ?? null,
+    scopes: record.scopes ?? [],
+  };
 }

@@ -2,7 +2,7 @@ import type { Response } from 'express';
 import { perWindow, waitText } from './human-time';
 import { retryAfterSeconds } from './ratelimit/headers';
 import type { RateLimitResult } from './ratelimit/types';
-import type { VerifyCode, VerifyResult } from './verify-types';
+import type { VerifyCode, VerifyResult } from './pipeline/verify-types';
 
 /**
  * The `error.code` values of HTTP answers. `jsonErrorHandler()` answers `invalid_json`, and

@@ -2,12 +2,10 @@ import type { IncomingMessage } from 'node:http';
 import type { Request, Response } from 'express';
 import { ConfigError, DaymindError, describeError } from './errors';
 import { extractKey } from './extract';
-import { setRateLimitHeaders } from './ratelimit/headers';
-import { ipLimitKey } from './ratelimit/ip';
-import type { RateLimitResult, RateLimitWindow } from './ratelimit/types';
-import { sendRateLimited, sendRefusal, sendUnavailable } from './responses';
+import { checkRequest, requestChecks } from './http/check-request';
 import type { DaymindAuth } from './middleware';
-import type { VerifyResult } from './verify';
+import type { VerifyResult } from './pipeline/verify-types';
+import { sendUnavailable } from './responses';
 
 export interface VerifyRequestOptions {
   /** Units this request costs (a whole number of at least 1). Default 1. */
@@ -69,19 +67,6 @@ class Answer {
   }
 }
 
-/** The middleware's per-IP window, one object per instance (the limiter keeps its counters by it). */
-const ipWindows = new WeakMap<DaymindAuth, RateLimitWindow | null>();
-
-function ipWindowOf(auth: DaymindAuth): RateLimitWindow | null {
-  let window = ipWindows.get(auth);
-  if (window === undefined) {
-    const limit = auth.config.ipRateLimitPerMinute;
-    window = limit === false ? null : { name: 'ip', limit, windowSeconds: 60 };
-    ipWindows.set(auth, window);
-  }
-  return window;
-}
-
 /** The key a request carries: Bearer, else X-API-Key, else (when enabled) the query parameter. */
 function keyOf(req: IncomingMessage, queryParam: string | false): string | undefined {
   const key = extractKey(req as Request, false, req.headers);
@@ -104,45 +89,22 @@ function keyOf(req: IncomingMessage, queryParam: string | false): string | undef
 export async function verifyRequest(auth: DaymindAuth, req: IncomingMessage, options: VerifyRequestOptions = {}): Promise<VerifiedRequest> {
   const answer = new Answer();
   try {
-    return answer.done(await checkRequest(auth, req, answer as unknown as Response, options));
+    const cost = options.cost ?? 1;
+    if (!Number.isSafeInteger(cost) || cost < 1) throw new ConfigError('cost', `must be a whole number of at least 1, got ${String(cost)}`);
+    const pipeline = requestChecks.get(auth);
+    if (!pipeline) throw new ConfigError('verifyRequest', 'the first argument must be the middleware that daymindAuth() returned');
+    const request = {
+      key: keyOf(req, auth.config.queryParam),
+      clientAddress: options.clientAddress ?? req.socket?.remoteAddress,
+      cost,
+      peek: options.peek,
+    };
+    const { result } = await checkRequest(pipeline, answer as unknown as Response, request);
+    return answer.done(result);
   } catch (err) {
     auth.config.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `request refused with 503: ${describeError(err)}`, { cause: err }));
     const failed = new Answer();
     sendUnavailable(failed as unknown as Response);
     return failed.done(undefined);
   }
-}
-
-/**
- * The steps of {@link verifyRequest}, answering a refusal on `res` (an Express response, or the
- * collected answer). Resolves to the key check's result, undefined when the per-IP limit refused.
- */
-export async function checkRequest(
-  auth: DaymindAuth,
-  req: IncomingMessage,
-  res: Response,
-  options: VerifyRequestOptions,
-): Promise<VerifyResult | undefined> {
-  const cost = options.cost ?? 1;
-  if (!Number.isSafeInteger(cost) || cost < 1) throw new ConfigError('cost', `must be a whole number of at least 1, got ${String(cost)}`);
-  await auth.ready;
-  const window = ipWindowOf(auth);
-  let ip: RateLimitResult | undefined;
-  if (window) {
-    ip = await auth.limiter.consume(window, ipLimitKey(options.clientAddress ?? req.socket?.remoteAddress), 1);
-    if (!ip.allowed) {
-      setRateLimitHeaders(res, ip, [], legacyAt(auth));
-      sendRateLimited(res, ip);
-      return undefined;
-    }
-  }
-  const result = await auth.verify(keyOf(req, auth.config.queryParam), { cost, peek: options.peek });
-  setRateLimitHeaders(res, ip, result.limits, legacyAt(auth));
-  if (result.code !== 'VALID') sendRefusal(res, result);
-  return result;
-}
-
-/** The time of the legacy X-RateLimit-Reset, when the `legacyHeaders` option wants those fields. */
-function legacyAt(auth: DaymindAuth): number | undefined {
-  return auth.config.legacyHeaders ? auth.config.now() : undefined;
 }

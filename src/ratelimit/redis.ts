@@ -59,8 +59,8 @@ interface Commands extends RedisClientLike {
 
 /**
  * rate-limiter-flexible's Redis limiter: one counter per window and subject in Redis, exact across
- * every instance. A request's windows (its IP's and its key's) are spent with one script call, on
- * the same counters as rate-limiter-flexible's: one round trip instead of one a window.
+ * every instance. A key's windows (a plan's minute, hour and day) are spent with one script call,
+ * on the same counters as rate-limiter-flexible's: one round trip instead of one a window.
  *
  * While the client's health (shared with the key store) says Redis is down, nothing is sent: the
  * windows are counted in an in-process MemoryRateLimiter (fail open) or the consume rejects (fail

@@ -34,17 +34,13 @@ export interface ConsumeRequest {
 export interface RateLimiterAdapter {
   /** Spends `cost` units of `window` for `id`. Rejects only when the backend fails. */
   consume(window: RateLimitWindow, id: string, cost: number): Promise<RateLimitResult>;
-  /**
-   * `consume`, answered synchronously, for backends that keep their counters in this process; it
-   * may return undefined to have `consume` used instead. Optional: the request path then allocates
-   * no promise for the limiter.
-   */
+  /** @deprecated Not called any more: the request path awaits `consume`. Leaves the interface in the next major version. */
   consumeSync?(window: RateLimitWindow, id: string, cost: number): RateLimitResult | undefined;
   /**
    * Spends on several windows in one call, in order, and stops at the first refusal: the refusing
    * window counts the attempt (as `consume` does), the windows after it are left alone. Returns
    * the results up to and including the refusal. Optional: a backend with a round trip per call
-   * (Redis) then answers a request's IP and key windows in one.
+   * (Redis) then spends all of a key's windows in one.
    */
   consumeAll?(requests: readonly ConsumeRequest[]): Promise<RateLimitResult[]>;
   /** Gives back `cost` units of `window` for `id` (a request that turned out not to count). */

@@ -2,7 +2,7 @@ import { Router, type NextFunction, type Request, type RequestHandler, type Resp
 import { DaymindError, describeError } from '../errors';
 import { sendBadRequest, sendJsonError, sendUnavailable } from '../responses';
 import type { KeyStore } from '../store/types';
-import type { VerifyResult } from '../verify';
+import type { VerifyResult } from '../pipeline/verify-types';
 import { DASHBOARD_CSP, dashboardAssets } from './dashboard';
 import { isoDay, lastDays } from './history';
 import type { UsageRecorder } from './recorder';

@@ -1,6 +1,6 @@
 import { resetSeconds } from '../ratelimit/headers';
 import type { KeyRecord } from '../store/types';
-import type { VerifyResult } from '../verify-types';
+import type { VerifyResult } from '../pipeline/verify-types';
 import type { LiveUsage } from './recorder';
 
 /**

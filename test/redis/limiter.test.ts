@@ -101,7 +101,7 @@ describe('RedisRateLimiter.consumeAll', () => {
 });
 
 describe('daymindAuth with Redis limiters', () => {
-  test('a request with a valid key spends its IP and key windows in one script call; the IP limit still refuses first', async () => {
+  test("a key's windows are spent in one script call after the IP's; the IP limit refuses first", async () => {
     const client = await connect();
     const auth = daymindAuth({
       env: {},
@@ -111,18 +111,27 @@ describe('daymindAuth with Redis limiters', () => {
       ipRateLimitPerMinute: 3,
       flushIntervalMs: 60_000,
       billing: false,
+      plans: {
+        pro: {
+          limits: [
+            { name: 'key', limit: 120, window: '1m' },
+            { name: 'day', limit: 1000, window: '1d' },
+          ],
+        },
+      },
     });
     try {
       await auth.ready;
-      const { key: apiKey, record } = await auth.store.create({ owner: 'one-call' });
+      const { key: apiKey, record } = await auth.store.create({ owner: 'one-call', plan: 'pro' });
       const app = appWith(auth);
-      const since = Date.now(); // before both windows begin
-      await request(app).get('/v1/hello').set('X-API-Key', apiKey); // loads the script
+      const since = Date.now(); // before the windows begin
+      await request(app).get('/v1/hello').set('X-API-Key', apiKey); // loads the scripts
       const before = await scriptCalls(client);
       const ok = await request(app).get('/v1/hello').set('X-API-Key', apiKey);
       expect(ok.status).toBe(200);
-      expectRateLimitField(ok.headers['ratelimit'], '"ip";r=1;t=60, "key";r=118;t=60', since);
-      expect(await scriptCalls(client)).toBe(before + 1);
+      expectRateLimitField(ok.headers['ratelimit'], '"ip";r=1;t=60, "key";r=118;t=60, "day";r=998;t=86400', since);
+      // One call for the IP's window, one for both of the key's.
+      expect(await scriptCalls(client)).toBe(before + 2);
 
       // Third request from this IP is its last; the fourth is refused by the IP limit, and the key's window is not spent.
       expect((await request(app).get('/v1/hello').set('X-API-Key', apiKey)).status).toBe(200);

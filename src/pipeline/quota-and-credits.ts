@@ -1,8 +1,8 @@
-import type { Plan } from './plans';
-import type { RateLimitResult } from './ratelimit/types';
-import { creditsAt, monthUsage, utcMonth } from './store/record';
-import type { KeyRecord, KeyStore, SpendResult } from './store/types';
-import type { UsageRecorder } from './usage/recorder';
+import type { Plan } from '../plans';
+import type { RateLimitResult } from '../ratelimit/types';
+import { creditsAt, monthUsage, utcMonth } from '../store/record';
+import type { KeyRecord, KeyStore, SpendResult } from '../store/types';
+import type { UsageRecorder } from '../usage/recorder';
 
 /** What a request takes from its key's monthly quota and prepaid credits. */
 export interface Spending {
@@ -47,28 +47,27 @@ function result(
 }
 
 /**
- * Checks and takes `cost` from the key's monthly quota and credits: both or neither. Undefined
- * when the key has neither (the common case, at no cost). On a store with `spend` (Redis) it is
- * one atomic step shared by every instance; otherwise this process counts what the store holds
- * plus what it has not flushed yet, so several processes on one file may overshoot by what the
- * others have not flushed (at most one flush interval of their traffic).
+ * The quota and credits stage: checks and takes `cost` from the key's monthly quota and credits,
+ * both or neither. Undefined when the key has neither (the common case). On a store with `spend`
+ * (Redis) it is one atomic step shared by every instance; otherwise this process counts what the
+ * store holds plus what it has not flushed yet, so several processes on one file may overshoot by
+ * what the others have not flushed (at most one flush interval of their traffic).
  */
-export function spend(
+export async function spendQuotaAndCredits(
   store: KeyStore,
   recorder: UsageRecorder,
   record: KeyRecord,
   plan: Plan | undefined,
   cost: number,
   nowMs: number,
-): Spending | Promise<Spending> | undefined {
+): Promise<Spending | undefined> {
   const quota = plan?.monthlyQuota ?? null;
   if (quota === null && record.credits === undefined) return undefined;
   if (store.spend) {
-    return store.spend(record.key_hash, { units: cost, nowMs, monthlyQuota: quota }).then((spent) => {
-      const refused =
-        spent.outcome === 'quota_exceeded' ? 'QUOTA_EXCEEDED' : spent.outcome === 'credits_exhausted' ? 'CREDITS_EXHAUSTED' : undefined;
-      return result(plan, spent.monthUsed, spent.credits, refused, nowMs, 0, refused ? undefined : spent);
-    });
+    const spent = await store.spend(record.key_hash, { units: cost, nowMs, monthlyQuota: quota });
+    const refused =
+      spent.outcome === 'quota_exceeded' ? 'QUOTA_EXCEEDED' : spent.outcome === 'credits_exhausted' ? 'CREDITS_EXHAUSTED' : undefined;
+    return result(plan, spent.monthUsed, spent.credits, refused, nowMs, 0, refused ? undefined : spent);
   }
   const unflushed = recorder.unflushed(record.key_hash, utcMonth(nowMs));
   const used = monthUsage(record, nowMs) + unflushed.monthUnits;

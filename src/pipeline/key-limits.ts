@@ -1,8 +1,8 @@
-import { DaymindError } from './errors';
-import type { Plan } from './plans';
-import type { RateLimitWindow } from './ratelimit/types';
-import { OnceReporter } from './report-once';
-import type { KeyRecord } from './store/types';
+import { DaymindError } from '../errors';
+import type { Plan } from '../plans';
+import type { RateLimitWindow } from '../ratelimit/types';
+import { OnceReporter } from '../report-once';
+import type { KeyRecord } from '../store/types';
 
 /**
  * The rate-limit windows and plan of a key: its plan's windows (with a record's own

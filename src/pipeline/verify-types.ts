@@ -1,6 +1,6 @@
-import type { ConsumeRequest, RateLimitResult } from './ratelimit/types';
-import type { Spending } from './spending';
-import type { KeyRecord } from './store/types';
+import type { RateLimitResult } from '../ratelimit/types';
+import type { KeyRecord } from '../store/types';
+import type { Spending } from './quota-and-credits';
 
 /* The types of the key check (Verifier, auth.verify()). */
 
@@ -57,19 +57,4 @@ export interface VerifyOptions {
    * `limits`, `quota` and `credits` as they are now and `cost` 0.
    */
   peek?: boolean;
-}
-
-/**
- * A window of another subject that a request spends before its key's (the middleware's IP limit),
- * handed to the verifier so that a limiter with `consumeAll` spends both in one call.
- */
-export interface LeadWindow {
-  request: ConsumeRequest;
-  /** Its result, once spent here; unset when the check ended before the key's windows. */
-  result?: RateLimitResult;
-}
-
-/** {@link VerifyOptions} of the middleware's own checks. */
-export interface CheckOptions extends VerifyOptions {
-  lead?: LeadWindow;
 }
