@@ -8,6 +8,7 @@ const SCENARIO_NOTES = {
   bare: 'Express alone',
   noop: 'Express + one empty middleware (the floor for any middleware)',
   default: 'daymindAuth, JSON file store (1 key), memory limiters',
+  default_before: 'the same, built from the baseline commit (--baseline)',
   keys10: 'the same, 10 keys in the store',
   keys100k: 'the same, 100,000 keys in the store',
   redis: 'daymindAuth, Redis store + Redis limiters',
@@ -46,6 +47,14 @@ const TARGETS = [
     op: '>=',
     goal: 1_000_000,
     unit: 'ops/s',
+  },
+  {
+    id: 'default_vs_before',
+    label: 'default throughput vs its own before the change (--baseline)',
+    figure: 'ratios.default_vs_before',
+    op: '>=',
+    goal: 0.97,
+    unit: 'x',
   },
   { id: 'redis_vs_bare', label: 'redis throughput vs bare Express', figure: 'ratios.redis_vs_bare', op: '>=', goal: 0.75, unit: 'x' },
 ];
@@ -163,6 +172,12 @@ function summarize(raw) {
   ratios.keys100k_p99_vs_keys10 = roundRatio(rounds, 'keys100k', 'keys10', 'p99Ms');
   ratios.default_vs_erl = roundRatio(rounds, 'default', 'erl');
   ratios.default_vs_erl_apikey = roundRatio(rounds, 'default', 'erl_apikey');
+  if (raw.scenarios.includes('default_before')) {
+    ratios.default_vs_before = roundRatio(rounds, 'default', 'default_before');
+    ratios.default_vs_before_by_cpu = roundRatio(rounds, 'default_before', 'default', 'cpuMicrosPerRequest');
+    ratios.default_before_vs_erl = roundRatio(rounds, 'default_before', 'erl');
+    ratios.default_before_vs_erl_apikey = roundRatio(rounds, 'default_before', 'erl_apikey');
+  }
   if (raw.scenarios.includes('handrolled')) ratios.default_vs_handrolled = roundRatio(rounds, 'default', 'handrolled');
   for (const name of raw.scenarios) if (name !== 'bare') ratios[`${name}_vs_bare_by_cpu`] = scenarios[name].cpu_ratio_to_bare;
   ratios.default_vs_erl_by_cpu = roundRatio(rounds, 'erl', 'default', 'cpuMicrosPerRequest');

@@ -8,10 +8,13 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
+const { buildBaseline } = require('./baseline');
 const { NODE_OPTIONS, canPin, spawnPinned, nodeChild, nextMessage, ask, payload, stop, killAll } = require('./proc');
 
 const ROOT = path.resolve(__dirname, '..');
 const QUICK = process.argv.includes('--quick');
+/** `--baseline <git ref>`: also measure the default product as built from that commit (`default_before`). */
+const BASELINE_REF = process.argv.includes('--baseline') ? process.argv[process.argv.indexOf('--baseline') + 1] : undefined;
 const PLAN = QUICK
   ? {
       rounds: 2,
@@ -42,13 +45,14 @@ const FLUSH_KEYS = 10_000;
 
 let tmp;
 let snapshot;
+let baseline;
 const t0 = Date.now();
 const progress = (msg) => process.stderr.write(`[bench ${((Date.now() - t0) / 1000).toFixed(1)}s] ${msg}\n`);
 
 function cleanup() {
   killAll();
-  for (const dir of [tmp, snapshot]) if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  tmp = snapshot = undefined;
+  for (const dir of [tmp, snapshot, baseline?.dir]) if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  tmp = snapshot = baseline = undefined;
 }
 
 /**
@@ -231,7 +235,22 @@ async function main() {
     notes.push('redis scenario skipped: redis-server is not on PATH');
   else redis = await attempt('starting redis-server (redis scenario skipped)', notes, () => startRedis(tmp));
   // handrolled (the least a hand-rolled equivalent does) only in full runs: it keeps --quick under a minute.
-  const scenarios = ['bare', 'noop', 'default', 'keys10', 'keys100k', ...(redis ? ['redis'] : []), 'erl', 'erl_apikey'];
+  if (BASELINE_REF) {
+    progress(`building the baseline ${BASELINE_REF}`);
+    baseline = buildBaseline(BASELINE_REF, path.join(ROOT, 'node_modules', '.cache'));
+    info.baseline = baseline.commit;
+  }
+  const scenarios = [
+    'bare',
+    'noop',
+    'default',
+    ...(baseline ? ['default_before'] : []),
+    'keys10',
+    'keys100k',
+    ...(redis ? ['redis'] : []),
+    'erl',
+    'erl_apikey',
+  ];
   if (!QUICK) scenarios.push('handrolled');
   let runs = 0;
   const configFor = (name) => {
@@ -239,6 +258,7 @@ async function main() {
     const fromStore = (s) => ({ storePath: copyStore(s.file, runDir), key: s.keys[0] });
     const config = {
       default: () => fromStore(defaultStore),
+      default_before: () => ({ ...fromStore(defaultStore), lib: baseline.lib }),
       keys10: () => fromStore(keys10Store),
       keys100k: () => fromStore(bigStore),
       redis: () => ({ redisUrl: redis.url }),

@@ -7,11 +7,12 @@ const fs = require('node:fs');
 const { monitorEventLoopDelay } = require('node:perf_hooks');
 const express = require('express');
 const { rateLimit } = require('express-rate-limit');
-const { daymindAuth } = require('./lib');
 const { exitWithParent } = require('./proc');
 
 const [scenario, rawConfig = '{}'] = process.argv.slice(2);
 const config = JSON.parse(rawConfig);
+// default_before: the default product as built from the baseline commit (`--baseline`).
+const { daymindAuth } = config.lib ? require(config.lib) : require('./lib');
 
 const HUGE = 1e9;
 const onError = (err) => console.error(`[bench ${scenario}] ${err.message}`);
@@ -74,6 +75,7 @@ async function setup() {
     case 'handrolled':
       return { middleware: [handRolled([config.key])], key: config.key };
     case 'default':
+    case 'default_before':
     case 'keys10':
     case 'keys100k':
     case 'flush100k': {

@@ -140,7 +140,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
   async function decide(req: Request, res: Response, cost: number): Promise<Decision> {
     const { ip, result, at } = await checkRequest(pipeline, res, {
       key: extractKey(req, config.queryParam),
-      clientAddress: clientAddress(req, req.headers),
+      clientAddress: clientAddress(req),
       cost,
       defer: held.defers,
     });
@@ -212,7 +212,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     onError: config.onError,
     check: async (req, res, next) => {
       if (config.handler) answerRefusalWith(res, customRefusal(req, res, next));
-      const request = { key: extractKey(req, config.queryParam), clientAddress: clientAddress(req, req.headers), cost: 1, peek: true };
+      const request = { key: extractKey(req, config.queryParam), clientAddress: clientAddress(req), cost: 1, peek: true };
       return (await checkRequest(pipeline, res, request)).result;
     },
   });

@@ -69,7 +69,7 @@ class Answer {
 
 /** The key a request carries: Bearer, else X-API-Key, else (when enabled) the query parameter. */
 function keyOf(req: IncomingMessage, queryParam: string | false): string | undefined {
-  const key = extractKey(req as Request, false, req.headers);
+  const key = extractKey(req as Request, false);
   if (key !== undefined || !queryParam) return key;
   const url = req.url ?? '';
   const at = url.indexOf('?');

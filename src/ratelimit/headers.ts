@@ -8,30 +8,11 @@ import type { RateLimitResult } from './types';
  *   RateLimit: "ip";r=239;t=60, "key";r=119;t=42
  */
 export function rateLimitPolicyHeader(results: readonly RateLimitResult[]): string {
-  return listOf(appendPolicy, undefined, results);
+  return results.map((r) => `"${r.policy}";q=${r.limit};w=${r.windowSeconds}`).join(', ');
 }
 
 export function rateLimitHeader(results: readonly RateLimitResult[]): string {
-  return listOf(appendState, undefined, results);
-}
-
-/** The list of `first` (when given) and `results`, built by `append` without intermediate arrays. */
-function listOf(
-  append: (header: string, r: RateLimitResult) => string,
-  first: RateLimitResult | undefined,
-  results: readonly RateLimitResult[],
-): string {
-  let header = first ? append('', first) : '';
-  for (let i = 0; i < results.length; i++) header = append(header, results[i]!);
-  return header;
-}
-
-function appendPolicy(header: string, r: RateLimitResult): string {
-  return (header === '' ? '"' : header + ', "') + r.policy + '";q=' + r.limit + ';w=' + r.windowSeconds;
-}
-
-function appendState(header: string, r: RateLimitResult): string {
-  return (header === '' ? '"' : header + ', "') + r.policy + '";r=' + r.remaining + ';t=' + resetSeconds(r);
+  return results.map((r) => `"${r.policy}";r=${r.remaining};t=${resetSeconds(r)}`).join(', ');
 }
 
 /** Whole seconds until the window resets, rounded up so that a client never retries too early. */
@@ -48,20 +29,18 @@ interface HeaderSink {
   setHeader(name: string, value: string): unknown;
 }
 
-/**
- * Sets both fields for `first` (the IP limit's result, when checked) followed by `results`.
- * Built in one pass without intermediate arrays: it runs on every request.
- */
+/** Sets both fields for `first` (the IP limit's result, when checked) followed by `results`. */
 export function setRateLimitHeaders(
   res: HeaderSink,
   first: RateLimitResult | undefined,
   results: readonly RateLimitResult[],
   legacyAtMs?: number,
 ): void {
-  if (!first && results.length === 0) return;
-  res.setHeader('RateLimit-Policy', policyHeader(first, results));
-  res.setHeader('RateLimit', listOf(appendState, first, results));
-  if (legacyAtMs !== undefined) setLegacyHeaders(res, first, results, legacyAtMs);
+  const all = first ? [first, ...results] : results;
+  if (all.length === 0) return;
+  res.setHeader('RateLimit-Policy', rateLimitPolicyHeader(all));
+  res.setHeader('RateLimit', rateLimitHeader(all));
+  if (legacyAtMs !== undefined) setLegacyHeaders(res, all, legacyAtMs);
 }
 
 /**
@@ -70,34 +49,10 @@ export function setRateLimitHeaders(
  * refusing one on a refusal, else the one with the fewest remaining, which refuses first; `Reset`
  * in Unix seconds (at `atMs`). The IETF fields stay the complete answer.
  */
-function setLegacyHeaders(res: HeaderSink, first: RateLimitResult | undefined, results: readonly RateLimitResult[], atMs: number): void {
-  let tightest = first!;
-  for (const r of results) if (!tightest || !r.allowed || (tightest.allowed && r.remaining < tightest.remaining)) tightest = r;
+function setLegacyHeaders(res: HeaderSink, all: readonly RateLimitResult[], atMs: number): void {
+  let tightest = all[0]!;
+  for (const r of all.slice(1)) if (!r.allowed || (tightest.allowed && r.remaining < tightest.remaining)) tightest = r;
   res.setHeader('X-RateLimit-Limit', String(tightest.limit));
   res.setHeader('X-RateLimit-Remaining', String(tightest.remaining));
   res.setHeader('X-RateLimit-Reset', String(Math.ceil(atMs / 1000) + resetSeconds(tightest)));
-}
-
-/** The last RateLimit-Policy value, and the name, quota and window of each policy in it. */
-let lastPolicy = '';
-const lastPolicies: (string | number)[] = [];
-
-/**
- * RateLimit-Policy for `first` and `results`: the last value again when the policies are the same
- * (nearly every request repeats them), so that it is not built anew each time.
- */
-function policyHeader(first: RateLimitResult | undefined, results: readonly RateLimitResult[]): string {
-  const count = (first ? 1 : 0) + results.length;
-  let same = lastPolicies.length === count * 3 && (!first || samePolicy(0, first));
-  for (let i = 0, at = first ? 3 : 0; same && i < results.length; i++, at += 3) same = samePolicy(at, results[i]!);
-  if (same) return lastPolicy;
-  lastPolicies.length = 0;
-  if (first) lastPolicies.push(first.policy, first.limit, first.windowSeconds);
-  for (const r of results) lastPolicies.push(r.policy, r.limit, r.windowSeconds);
-  lastPolicy = listOf(appendPolicy, first, results);
-  return lastPolicy;
-}
-
-function samePolicy(at: number, r: RateLimitResult): boolean {
-  return lastPolicies[at] === r.policy && lastPolicies[at + 1] === r.limit && lastPolicies[at + 2] === r.windowSeconds;
 }

@@ -1,15 +1,13 @@
-import type { IncomingHttpHeaders } from 'node:http';
 import { isIPv4, isIPv6 } from 'node:net';
 import type { Request } from 'express';
 
 /**
  * The client address as Express's `req.ip` gives it. Without an X-Forwarded-For header `req.ip`
- * is the socket's address whatever `trust proxy` says, so that is read directly: `req.ip` runs
- * proxy-addr on every call, which cost more than the rest of the IP limit together. Outside
- * Express (no `req.ip`) it is the socket's address.
+ * is the socket's address whatever `trust proxy` says, so that is read directly (`req.ip` runs
+ * proxy-addr on every call). Outside Express (no `req.ip`) it is the socket's address.
  */
-export function clientAddress(req: Request, headers: IncomingHttpHeaders): string | undefined {
-  if (!headers['x-forwarded-for']) return req.socket?.remoteAddress ?? req.ip;
+export function clientAddress(req: Request): string | undefined {
+  if (!req.headers['x-forwarded-for']) return req.socket?.remoteAddress ?? req.ip;
   return req.ip ?? req.socket?.remoteAddress;
 }
 

@@ -43,7 +43,7 @@ export class FileUsageHistory implements UsageHistory {
   private readonly cache = new Map<number, { signature: string; counts: DayFile }>();
   private cachedEntries = 0;
   private prunedBefore = 0;
-  /** How long a flush's or a re-read's work runs before it lets requests in, in ms (tests set 0: a turn after each step). */
+  /** How long a flush's or a re-read's work runs before it yields to the event loop, in ms (tests set 0: a turn after each step). */
   sliceBudgetMs = SLICE_BUDGET_MS;
 
   constructor(options: FileUsageHistoryOptions) {

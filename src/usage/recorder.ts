@@ -73,7 +73,7 @@ export class UsageRecorder {
    * batch joins in O(1) when the store applied it), folded into counts by nextHistoryHead.
    */
   private settled: Batch[] = [];
-  /** How long the history fold runs before it lets requests in, in ms (tests set 0: a turn after each key). */
+  /** How long the history fold runs before it yields to the event loop, in ms (tests set 0: a turn after each key). */
   sliceBudgetMs = SLICE_BUDGET_MS;
 
   constructor(

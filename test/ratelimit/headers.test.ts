@@ -61,16 +61,16 @@ describe('per-IP limit subject', () => {
     expect(ipLimitKey(ip)).toBe(key);
   });
 
-  const req = (socketAddress: string | undefined, ip: string | undefined) =>
-    ({ socket: { remoteAddress: socketAddress }, ip }) as unknown as Request;
+  const req = (socketAddress: string | undefined, ip: string | undefined, headers: Record<string, string> = {}) =>
+    ({ socket: { remoteAddress: socketAddress }, ip, headers }) as unknown as Request;
   test("without X-Forwarded-For it is the socket's address, which is what req.ip gives then", () => {
-    expect(clientAddress(req('203.0.113.7', '203.0.113.7'), {})).toBe('203.0.113.7');
-    expect(clientAddress(req('203.0.113.7', '203.0.113.7'), { 'x-forwarded-for': '' })).toBe('203.0.113.7');
-    expect(clientAddress(req('203.0.113.7', undefined), {})).toBe('203.0.113.7');
+    expect(clientAddress(req('203.0.113.7', '203.0.113.7'))).toBe('203.0.113.7');
+    expect(clientAddress(req('203.0.113.7', '203.0.113.7', { 'x-forwarded-for': '' }))).toBe('203.0.113.7');
+    expect(clientAddress(req('203.0.113.7', undefined))).toBe('203.0.113.7');
   });
   test('with X-Forwarded-For it is req.ip (which applies trust proxy), else the socket address outside Express', () => {
-    expect(clientAddress(req('10.0.0.1', '198.51.100.4'), { 'x-forwarded-for': '198.51.100.4' })).toBe('198.51.100.4');
-    expect(clientAddress(req('10.0.0.1', undefined), { 'x-forwarded-for': '198.51.100.4' })).toBe('10.0.0.1');
+    expect(clientAddress(req('10.0.0.1', '198.51.100.4', { 'x-forwarded-for': '198.51.100.4' }))).toBe('198.51.100.4');
+    expect(clientAddress(req('10.0.0.1', undefined, { 'x-forwarded-for': '198.51.100.4' }))).toBe('10.0.0.1');
   });
 });
 
