@@ -13,9 +13,8 @@ export interface FoundKey {
 }
 
 /**
- * The key stage: the key's shape and checksum, its look-up by hash (a store refresh for a
- * checksummed key the store does not know yet, such as one just created by another process),
- * then its status. Rejects when the store fails.
+ * The key stage: the key's shape and checksum, its look-up by hash (with a store refresh for a
+ * checksummed key the store does not know yet), then its status. Rejects when the store fails.
  */
 export class KeyFinder {
   /** Keys seen recently: their hash and whether they carry a valid checksum (bounded). */
@@ -30,7 +29,12 @@ export class KeyFinder {
     if (key === undefined || key === '') return { code: 'MISSING' };
     const seen = this.inspect(key);
     if (!seen || (!seen.checksummed && !this.store.hasUnchecksummedKeys?.())) return { code: 'MALFORMED' };
-    const record = await this.lookUp(seen.hash, seen.checksummed);
+    let record = await this.store.get(seen.hash);
+    // A checksummed key the store does not know yet may have been created by another process.
+    if (!record && seen.checksummed && this.store.refresh) {
+      await this.store.refresh();
+      record = await this.store.get(seen.hash);
+    }
     if (!record) return { code: 'NOT_FOUND' };
     if (isRevoked(record, now)) return { code: 'REVOKED', record };
     if (isExpired(record, now)) return { code: 'EXPIRED', record };
@@ -44,13 +48,6 @@ export class KeyFinder {
   async identify(key: string | undefined): Promise<KeyRecord | undefined> {
     const seen = key ? this.inspect(key) : undefined;
     return seen && (await this.store.get(seen.hash));
-  }
-
-  private async lookUp(hash: string, checksummed: boolean): Promise<KeyRecord | undefined> {
-    const record = await this.store.get(hash);
-    if (record || !checksummed || !this.store.refresh) return record;
-    await this.store.refresh();
-    return this.store.get(hash);
   }
 
   /** Shape check, checksum and hash of a key; undefined when it cannot be a key. */

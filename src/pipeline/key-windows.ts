@@ -1,4 +1,3 @@
-import { consumeEach } from '../ratelimit/consume-each';
 import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from '../ratelimit/types';
 
 /**
@@ -6,14 +5,20 @@ import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from '../ra
  * that refuses (that one counts the attempt; the windows after it are left alone). A limiter with
  * `consumeAll` (Redis) spends them in one call. Rejects when the limiter fails.
  */
-export function takeWindows(
+export async function takeWindows(
   limiter: RateLimiterAdapter,
   windows: readonly RateLimitWindow[],
   id: string,
   cost: number,
 ): Promise<RateLimitResult[]> {
-  const requests = windows.map((window) => ({ window, id, cost }));
-  return limiter.consumeAll ? limiter.consumeAll(requests) : consumeEach(limiter, requests);
+  if (limiter.consumeAll && windows.length > 1) return limiter.consumeAll(windows.map((window) => ({ window, id, cost })));
+  const results: RateLimitResult[] = [];
+  for (const window of windows) {
+    const result = await limiter.consume(window, id, cost);
+    results.push(result);
+    if (!result.allowed) break;
+  }
+  return results;
 }
 
 /**

@@ -46,9 +46,14 @@ function result(
   return { quota, credits, refused, localCredits: local, spent };
 }
 
+/** Whether the key has a monthly quota or prepaid credits: only then is there anything to spend. */
+export function hasQuotaOrCredits(record: KeyRecord, plan: Plan | undefined): boolean {
+  return plan?.monthlyQuota != null || record.credits !== undefined;
+}
+
 /**
  * The quota and credits stage: checks and takes `cost` from the key's monthly quota and credits,
- * both or neither. Undefined when the key has neither (the common case). On a store with `spend`
+ * both or neither. Undefined when the key has neither. On a store with `spend`
  * (Redis) it is one atomic step shared by every instance; otherwise this process counts what the
  * store holds plus what it has not flushed yet, so several processes on one file may overshoot by
  * what the others have not flushed (at most one flush interval of their traffic).
@@ -61,8 +66,8 @@ export async function spendQuotaAndCredits(
   cost: number,
   nowMs: number,
 ): Promise<Spending | undefined> {
+  if (!hasQuotaOrCredits(record, plan)) return undefined;
   const quota = plan?.monthlyQuota ?? null;
-  if (quota === null && record.credits === undefined) return undefined;
   if (store.spend) {
     const spent = await store.spend(record.key_hash, { units: cost, nowMs, monthlyQuota: quota });
     const refused =

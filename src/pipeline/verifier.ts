@@ -8,7 +8,7 @@ import { Failures } from './failures';
 import { KeyFinder } from './find-key';
 import { KeyLimits } from './key-limits';
 import { giveBackWindows, takeWindows } from './key-windows';
-import { spendQuotaAndCredits, type Spending } from './quota-and-credits';
+import { hasQuotaOrCredits, spendQuotaAndCredits, type Spending } from './quota-and-credits';
 import type { VerifyOptions, VerifyResult } from './verify-types';
 
 export type { VerifyCode, VerifyOptions, VerifyResult } from './verify-types';
@@ -92,7 +92,8 @@ export class Verifier {
     }
     let spending: Spending | undefined;
     try {
-      spending = await spendQuotaAndCredits(this.parts.store, this.parts.recorder, record, plan, cost, now);
+      if (hasQuotaOrCredits(record, plan))
+        spending = await spendQuotaAndCredits(this.parts.store, this.parts.recorder, record, plan, cost, now);
     } catch (err) {
       await this.giveBack(windows, limits, limits.length, record, cost);
       return this.unavailable('quota and credits check failed', err, cost, record, limits);
