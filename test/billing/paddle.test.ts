@@ -97,7 +97,8 @@ describe('Paddle mode through the official SDK', () => {
     await auth.deliverBilling();
 
     const charges = paddle.requests.filter((r) => r.method === 'POST');
-    expect(charges.map((r) => [r.path, r.body, r.status]).sort()).toEqual([
+    const byText = (a: unknown, b: unknown) => (JSON.stringify(a) < JSON.stringify(b) ? -1 : 1);
+    expect(charges.map((r) => [r.path, r.body, r.status]).sort(byText)).toEqual([
       [`/subscriptions/${SUB_A}/charge`, { effective_from: 'next_billing_period', items: [{ price_id: PRICE, quantity: 4 }] }, 200],
       [`/subscriptions/${SUB_A}/charge`, { effective_from: 'next_billing_period', items: [{ price_id: PRICE, quantity: 5 }] }, 200],
       [`/subscriptions/${SUB_B}/charge`, { effective_from: 'next_billing_period', items: [{ price_id: PRO_PRICE, quantity: 2 }] }, 200],
