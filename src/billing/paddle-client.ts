@@ -52,7 +52,12 @@ function loadPaddle(): PaddleSdk {
 export function paddleApiError(err: unknown): PaddleApiError | undefined {
   const e = err as Partial<PaddleApiError> | null;
   return typeof e === 'object' && e !== null && typeof e.type === 'string' && typeof e.code === 'string'
-    ? { type: e.type, code: e.code, detail: String(e.detail ?? ''), retryAfter: typeof e.retryAfter === 'number' ? e.retryAfter : null }
+    ? {
+        type: e.type,
+        code: e.code,
+        detail: String(e.detail ?? ''),
+        retryAfter: typeof e.retryAfter === 'number' && Number.isFinite(e.retryAfter) && e.retryAfter >= 0 ? e.retryAfter : null,
+      }
     : undefined;
 }
 

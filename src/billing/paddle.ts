@@ -36,6 +36,9 @@ function parseAccount(account: string): { subscription: string; price: string } 
   return { subscription, price };
 }
 
+/** A Paddle mode account: `sub_...` and `/pri_...`. */
+const ACCOUNT = /^sub_[a-z0-9]{26}\/pri_[a-z0-9]{26}$/;
+
 /** Journal size past which it is compacted. */
 const COMPACT_BYTES = 256 * 1024;
 
@@ -99,6 +102,11 @@ export class PaddleBillingProvider implements BillingProvider {
   }
 
   private async charge(report: UsageReport, account: string): Promise<void> {
+    if (!ACCOUNT.test(account)) {
+      throw new BillingRejection(
+        `the usage was recorded for "${account}", not a Paddle subscription and price (in another billing mode): it is not charged to Paddle`,
+      );
+    }
     // A call the scheduler stopped waiting for may still be under way: nothing more for this account until it ends.
     if (this.busy.has(account)) throw new BillingRetryLater(`a Paddle call for ${account} is still under way`, 1000);
     this.busy.add(account);

@@ -6,7 +6,16 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, daymindAuth, JsonFileKeyStore, resolveConfig, type DaymindAuth, type DaymindOptions } from '../../src';
+import {
+  BillingRejection,
+  ConfigError,
+  daymindAuth,
+  JsonFileKeyStore,
+  PaddleBillingProvider,
+  resolveConfig,
+  type DaymindAuth,
+  type DaymindOptions,
+} from '../../src';
 import { sleep } from '../helpers';
 import { clock, endWindow, hit, ledgerOf, outboxIdle, start } from './harness';
 import { startPaddleServer } from './paddle-server';
@@ -209,6 +218,32 @@ describe('Paddle mode through the official SDK', () => {
     expect(await outboxIdle(dir)).toBe(false);
     expect(errors.map((e) => e.message).join('\n')).toMatch(/cannot tell whether the Paddle charge of 3 unit\(s\).*append \{"charged":/);
   });
+});
+
+test('usage recorded in another billing mode (a Stripe customer) is dead-lettered with its reason, not charged', async () => {
+  const paddle = await paddleServer();
+  const provider = new PaddleBillingProvider({
+    apiKey: 'pdl_test_key',
+    apiBase: paddle.url,
+    journalPath: join(tempDir(), 'paddle-charges.jsonl'),
+    onError: () => undefined,
+  });
+  const report = {
+    identifier: 'dmu_stripe',
+    key_hash: 'a'.repeat(64),
+    key_prefix: 'dm_abcdef',
+    owner: 'alpha',
+    customer_id: 'cus_Alpha1',
+    quantity: 3,
+    window_start: 1_800_000_000,
+    window_end: 1_800_000_030,
+  };
+  await expect(provider.deliver(report)).rejects.toThrow(
+    new BillingRejection(
+      'the usage was recorded for "cus_Alpha1", not a Paddle subscription and price (in another billing mode): it is not charged to Paddle',
+    ),
+  );
+  expect(paddle.requests).toEqual([]);
 });
 
 describe('Paddle settings', () => {
