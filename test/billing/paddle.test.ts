@@ -159,7 +159,11 @@ describe('Paddle mode through the official SDK', () => {
       endWindow(); // one window each
     }
     await deliverAll(auth, dir);
-    expect(paddle.requests.filter((r) => r.method === 'POST').map((r) => r.status)).toEqual([500, 429, 500, 503, 200]);
+    const posts = paddle.requests.filter((r) => r.method === 'POST');
+    expect(posts.map((r) => r.status)).toEqual([500, 429, 500, 503, 200]);
+    // The 429's Retry-After (1 s) is waited out before that subscription is called again.
+    const after429 = paddle.requests.find((r) => r.at > posts[1]!.at)!;
+    expect(after429.at - posts[1]!.at).toBeGreaterThanOrEqual(950);
     // Made once each: the two 5xx answers after the charge were found at Paddle, not sent again.
     expect(paddle.charges.map((c) => c.quantity).sort()).toEqual([1, 4, 6]);
     expect(paddle.units(SUB_A)).toBe(11);
