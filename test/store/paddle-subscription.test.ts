@@ -5,7 +5,9 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Redis from 'ioredis';
-import { JsonFileKeyStore, MemoryKeyStore, RedisKeyStore, type KeyStore } from '../../src';
+import { JsonFileKeyStore, MemoryKeyStore, RedisKeyStore } from '../../src';
+
+type Store = JsonFileKeyStore | MemoryKeyStore | RedisKeyStore;
 import { tempDir } from '../helpers';
 import { startRedis, type TestRedis } from '../redis/harness';
 
@@ -22,8 +24,8 @@ afterAll(async () => {
   await redis.close();
 });
 
-function closing<T extends KeyStore>(store: T): T {
-  closers.push(async () => store.close?.());
+function closing<T extends Store>(store: T): T {
+  closers.push(() => store.close());
   return store;
 }
 
@@ -38,7 +40,7 @@ async function redisStore(): Promise<RedisKeyStore> {
   return store;
 }
 
-const kinds: Array<[string, () => Promise<KeyStore>]> = [
+const kinds: Array<[string, () => Promise<Store>]> = [
   ['JSON file', async () => closing(new JsonFileKeyStore({ path: join(tempDir(), 'api_keys.json') }))],
   ['memory', async () => closing(new MemoryKeyStore())],
   ['Redis', redisStore],
