@@ -10,7 +10,7 @@ import type { Refusal } from './responses';
 import { parsePlans, readPlansFile, type Plan, type PlansInput } from './plans';
 import { usageJournalProblem, type UsageJournalOptions } from './store/json-file';
 import { readSetting, SETTINGS, type Setting } from './settings';
-import { resolveBilling } from './billing/settings';
+import { resolveBilling, type PaddleSettings } from './billing/settings';
 
 /** Options of {@link daymindAuth}. Every option wins over its environment variable. */
 export interface DaymindOptions {
@@ -71,11 +71,12 @@ export interface DaymindOptions {
   redisCommandTimeoutMs?: number;
   /**
    * Where usage goes for invoicing: `local` (the usage ledger, `ledger-YYYY-MM.jsonl`), `stripe`
-   * (Stripe meter events, plus the ledger), `false` (nowhere), or your own BillingProvider.
-   * Env `BILLING_MODE` (`local`, `stripe` or `off`); default `local`, except `off` for keys held
-   * in memory (`API_KEYS`).
+   * (Stripe meter events, plus the ledger), `paddle` (one-time charges on Paddle subscriptions,
+   * plus the ledger), `false` (nowhere), or your own BillingProvider. Env `BILLING_MODE`
+   * (`local`, `stripe`, `paddle` or `off`); default `local`, except `off` for keys held in memory
+   * (`API_KEYS`).
    */
-  billing?: BillingProvider | 'local' | 'stripe' | false;
+  billing?: BillingProvider | 'local' | 'stripe' | 'paddle' | false;
   /**
    * Directory of the usage ledger, the billing outbox and its dead-letter file. Env
    * `DAYMIND_LEDGER_DIR`; default: the JSON key store's directory, else `data`.
@@ -98,6 +99,16 @@ export interface DaymindOptions {
   stripeMeterEventName?: string;
   /** Another Stripe API server, e.g. stripe-mock at `http://localhost:12111`. Env `STRIPE_API_BASE`. */
   stripeApiBase?: string;
+  /** Paddle API key (`BILLING_MODE=paddle`). Env `PADDLE_API_KEY`. */
+  paddleApiKey?: string;
+  /** The Paddle usage price (`pri_...`) charged per unit; a plan's `paddle_price_id` overrides it. Env `PADDLE_PRICE_ID`. */
+  paddlePriceId?: string;
+  /** `production` (default) or `sandbox`. Env `PADDLE_ENVIRONMENT`. */
+  paddleEnvironment?: 'production' | 'sandbox';
+  /** Another Paddle API server (a test server). Env `PADDLE_API_BASE`. */
+  paddleApiBase?: string;
+  /** How long after an unanswered Paddle charge its outcome is looked up at Paddle, in ms. Default 60000. */
+  paddleRecheckAfterMs?: number;
   /** The rate-limiter backend. Default: rate-limiter-flexible's memory limiter, or Redis with `redis`. */
   rateLimiter?: RateLimiterAdapter;
   /**
@@ -157,7 +168,7 @@ export interface ResolvedConfig {
   redisFailureMode: 'open' | 'closed';
   redisPrefix: string;
   redisCommandTimeoutMs: number;
-  billing: BillingProvider | 'local' | 'stripe' | false;
+  billing: BillingProvider | 'local' | 'stripe' | 'paddle' | false;
   ledgerDir: string;
   billingIntervalMs: number;
   /** The billing window, in seconds. */
@@ -165,6 +176,7 @@ export interface ResolvedConfig {
   billingConcurrency: number;
   billingMaxCallsPerSecond: number;
   stripe: { secretKey: string; meterEventName: string; apiBase: string | undefined } | undefined;
+  paddle: PaddleSettings | undefined;
   history: UsageHistory | false | undefined;
   now: () => number;
   /** The plans in force at start-up. */

@@ -28,4 +28,5 @@ export type { BillingProvider, DeliveryOutcome, UsageReport } from './billing/ty
 export { BillingRejection, BillingRetryLater, type DeadLetter } from './billing/rejection';
 export { LocalLedgerProvider, readLedger, type LedgerEntry } from './billing/ledger';
 export { StripeBillingProvider, type StripeBillingOptions } from './billing/stripe';
+export { PaddleBillingProvider, paddleAccount, type PaddleBillingOptions } from './billing/paddle';
 export type { DaymindRequestInfo } from './request-info';

@@ -5,6 +5,7 @@ import type { DaymindStats } from './observe';
 import { BillingDispatcher, type BillingStats } from './billing/dispatcher';
 import { LocalLedgerProvider } from './billing/ledger';
 import { Outbox } from './billing/outbox';
+import { PaddleBillingProvider, paddleAccount } from './billing/paddle';
 import { StripeBillingProvider } from './billing/stripe';
 import { connectRedis, watchRedisHealth } from './redis/connection';
 import type { RedisClientLike } from './redis/types';
@@ -12,7 +13,7 @@ import { JsonFileKeyStore } from './store/json-file';
 import { migrationMessage, readMigrationNote } from './store/migrated';
 import { MemoryKeyStore } from './store/memory';
 import { RedisKeyStore } from './store/redis';
-import type { KeyStore } from './store/types';
+import type { KeyRecord, KeyStore } from './store/types';
 import type { UsageHistory } from './usage/history';
 import { FileUsageHistory, historyDirFor } from './usage/history-file';
 import { MemoryUsageHistory } from './usage/history-memory';
@@ -24,10 +25,15 @@ export function createBilling(config: ResolvedConfig): BillingDispatcher | undef
   if (config.billing === false) return undefined;
   const dir = config.ledgerDir;
   // In Stripe mode the dispatcher writes the ledger, one append for all the reports Stripe took.
-  const stripe =
-    config.billing === 'stripe' ? new StripeBillingProvider({ ...config.stripe!, onError: config.onError, now: config.now }) : undefined;
-  const provider = typeof config.billing === 'object' ? config.billing : (stripe ?? new LocalLedgerProvider(dir, config.now));
-  return new BillingDispatcher(new Outbox(join(dir, 'billing-outbox.jsonl')), provider, {
+  const outbox = new Outbox(join(dir, 'billing-outbox.jsonl'));
+  const remote =
+    config.billing === 'stripe'
+      ? new StripeBillingProvider({ ...config.stripe!, onError: config.onError, now: config.now })
+      : config.billing === 'paddle'
+        ? paddleProvider(config, outbox)
+        : undefined;
+  const provider = typeof config.billing === 'object' ? config.billing : (remote ?? new LocalLedgerProvider(dir, config.now));
+  return new BillingDispatcher(outbox, provider, {
     intervalMs: config.billingIntervalMs,
     deadLetterPath: join(dir, 'billing-dead-letter.jsonl'),
     onError: config.onError,
@@ -36,10 +42,35 @@ export function createBilling(config: ResolvedConfig): BillingDispatcher | undef
     closeAfterMs: 2 * config.flushIntervalMs + 1000,
     concurrency: config.billingConcurrency,
     callsPerSecond: config.billingMaxCallsPerSecond,
-    ledger: stripe && new LocalLedgerProvider(dir, config.now),
-    unpaced: stripe && ((report) => !stripe.calls(report)),
+    ledger: remote && new LocalLedgerProvider(dir, config.now),
+    unpaced: remote && ((report) => !remote.calls(report)),
+    now: config.now,
+    customerOf: config.billing === 'paddle' ? paddleCustomerOf(config) : undefined,
+  });
+}
+
+function paddleProvider(config: ResolvedConfig, outbox: Outbox): PaddleBillingProvider {
+  const { apiKey, environment, apiBase, recheckAfterMs } = config.paddle!;
+  return new PaddleBillingProvider({
+    apiKey,
+    environment,
+    apiBase,
+    recheckAfterMs,
+    journalPath: join(config.ledgerDir, 'paddle-charges.jsonl'),
+    // Read under the delivery lock just before the reports are handed out: what it holds is what may still be delivered.
+    stillPending: (identifier) => outbox.state.reports.has(identifier),
+    onError: config.onError,
     now: config.now,
   });
+}
+
+/** Paddle mode's account of a key: its subscription and the price of its plan (the plans of start-up), else PADDLE_PRICE_ID. */
+function paddleCustomerOf(config: ResolvedConfig): (record: KeyRecord) => string | null {
+  const { priceId } = config.paddle!;
+  return (record) =>
+    record.paddle_subscription_id
+      ? paddleAccount(record.paddle_subscription_id, (record.plan && config.plans.get(record.plan)?.paddlePriceId) || priceId)
+      : null;
 }
 
 /** The billing figures of stats(): null without billing. */

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { PADDLE_PRICE_ID } from './billing/paddle-client';
 import { ConfigError, describeError } from './errors';
 import type { RateLimitWindow } from './ratelimit/types';
 
@@ -20,6 +21,8 @@ export interface PlanInput {
   /** Allowed units per key per UTC calendar month; null for none. */
   monthly_quota?: number | null;
   description?: string;
+  /** The Paddle price (`pri_...`) charged per unit of this plan's keys (BILLING_MODE=paddle). Default `PADDLE_PRICE_ID`. */
+  paddle_price_id?: string;
 }
 
 export type PlansInput = Record<string, PlanInput>;
@@ -30,6 +33,7 @@ export interface Plan {
   windows: readonly RateLimitWindow[];
   monthlyQuota: number | null;
   description?: string;
+  paddlePriceId?: string;
 }
 
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86_400 };
@@ -59,7 +63,12 @@ function parsePlan(name: string, raw: unknown, fail: (message: string) => never)
   if (!NAME.test(name)) fail('a plan name must start with a letter and hold only letters, digits, "_" and "-" (at most 32)');
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail('must be an object with "limits"');
   const plan = raw as Record<string, unknown>;
-  checkFields(plan, ['limits', 'monthly_quota', 'description'], fail);
+  checkFields(plan, ['limits', 'monthly_quota', 'description', 'paddle_price_id'], fail);
+  if (plan.paddle_price_id !== undefined && !(typeof plan.paddle_price_id === 'string' && PADDLE_PRICE_ID.test(plan.paddle_price_id))) {
+    fail(
+      `"paddle_price_id" must be a Paddle price id: "pri_" and 26 lowercase letters or digits; got ${JSON.stringify(plan.paddle_price_id)}`,
+    );
+  }
   if (!Array.isArray(plan.limits)) fail('"limits" must be an array (it may be empty)');
   const quota = plan.monthly_quota ?? null;
   if (quota !== null && !isWhole(quota, 1))
@@ -94,7 +103,13 @@ function parsePlan(name: string, raw: unknown, fail: (message: string) => never)
       ...(block !== undefined ? { blockSeconds: block as number } : {}),
     };
   });
-  return { name, windows, monthlyQuota: quota as number | null, ...(plan.description ? { description: plan.description as string } : {}) };
+  return {
+    name,
+    windows,
+    monthlyQuota: quota as number | null,
+    ...(plan.description ? { description: plan.description as string } : {}),
+    ...(plan.paddle_price_id ? { paddlePriceId: plan.paddle_price_id as string } : {}),
+  };
 }
 
 /**

@@ -1,5 +1,6 @@
 import { dirname } from 'node:path';
 import { isPlausibleKey } from './keys';
+import { PADDLE_PRICE_ID } from './billing/paddle-client';
 import { windowSeconds } from './billing/windows';
 import type { RedisClientLike } from './redis/types';
 import type { BillingProvider } from './billing/types';
@@ -52,6 +53,11 @@ export function defaultLedgerDir(storeFile: string | undefined): string {
 
 /** What is said when Stripe billing has no secret key. */
 export const STRIPE_KEY_REQUIRED = 'is required when BILLING_MODE is "stripe"';
+
+/** What is said when Paddle billing has no API key or price. */
+export const PADDLE_REQUIRED = 'is required when BILLING_MODE is "paddle"';
+export const PADDLE_PRICE_PROBLEM = (value: unknown): string =>
+  `must be a Paddle price id: "pri_" and 26 lowercase letters or digits, got ${JSON.stringify(value)}`;
 
 const MAX_LIMIT = 1_000_000_000;
 
@@ -164,20 +170,21 @@ export const SETTINGS = {
   }),
   redisCommandTimeoutMs: setting<number>({ option: 'redisCommandTimeoutMs', default: 500, parse: (value) => wholeNumber(value, 60_000) }),
   /** The variable says `off` where the option says `false`; its default follows from the key store. */
-  billing: setting<BillingProvider | 'local' | 'stripe' | false | undefined>({
+  billing: setting<BillingProvider | 'local' | 'stripe' | 'paddle' | false | undefined>({
     option: 'billing',
     env: 'BILLING_MODE',
     default: undefined,
     parse: (value) => {
-      const mode = oneOf(value, ['local', 'stripe', 'off'] as const);
+      const mode = oneOf(value, ['local', 'stripe', 'paddle', 'off'] as const);
       return mode === 'off' ? false : mode;
     },
     parseOption: (value) => {
       const b = value as Partial<BillingProvider> | string | false | null;
-      if (b !== false && b !== 'local' && b !== 'stripe' && (typeof b !== 'object' || b === null || typeof b.deliver !== 'function')) {
-        problem('must be "local", "stripe", false or an object with a deliver(report) method');
+      const named = b === 'local' || b === 'stripe' || b === 'paddle';
+      if (b !== false && !named && (typeof b !== 'object' || b === null || typeof b.deliver !== 'function')) {
+        problem('must be "local", "stripe", "paddle", false or an object with a deliver(report) method');
       }
-      return b as BillingProvider | 'local' | 'stripe' | false;
+      return b as BillingProvider | 'local' | 'stripe' | 'paddle' | false;
     },
   }),
   /** Its default is {@link defaultLedgerDir} of the JSON key store. */
@@ -231,6 +238,42 @@ export const SETTINGS = {
       /^https?:\/\/[^/\s]+\/?$/.test(String(value))
         ? (value as string)
         : problem(`must be an http(s)://host[:port] URL, got ${JSON.stringify(value)}`),
+  }),
+  // Paddle (BILLING_MODE=paddle): see docs/billing.md.
+  /** Required with `BILLING_MODE=paddle`. */
+  paddleApiKey: setting<string | undefined>({
+    option: 'paddleApiKey',
+    env: 'PADDLE_API_KEY',
+    default: undefined,
+    parse: (value) => (typeof value === 'string' && value.trim() !== '' ? value : problem(PADDLE_REQUIRED)),
+  }),
+  /** The usage price charged per unit; required with `BILLING_MODE=paddle` (a plan's `paddle_price_id` overrides it). */
+  paddlePriceId: setting<string | undefined>({
+    option: 'paddlePriceId',
+    env: 'PADDLE_PRICE_ID',
+    default: undefined,
+    parse: (value) => (PADDLE_PRICE_ID.test(String(value)) ? (value as string) : problem(PADDLE_PRICE_PROBLEM(value))),
+  }),
+  paddleEnvironment: setting<'production' | 'sandbox'>({
+    option: 'paddleEnvironment',
+    env: 'PADDLE_ENVIRONMENT',
+    default: 'production',
+    parse: (value) => oneOf(value, ['production', 'sandbox'] as const),
+  }),
+  paddleApiBase: setting<string | undefined>({
+    option: 'paddleApiBase',
+    env: 'PADDLE_API_BASE',
+    default: undefined,
+    parse: (value) =>
+      /^https?:\/\/[^/\s]+\/?$/.test(String(value))
+        ? (value as string)
+        : problem(`must be an http(s)://host[:port] URL, got ${JSON.stringify(value)}`),
+  }),
+  /** How long after an unanswered charge its outcome is looked up at Paddle, in ms. */
+  paddleRecheckAfterMs: setting<number>({
+    option: 'paddleRecheckAfterMs',
+    default: 60_000,
+    parse: (value) => wholeNumber(value, 3_600_000),
   }),
   /** The plans file; the `plans` option gives the plans themselves instead (see resolveConfig). */
   plansFile: setting<string | undefined>({

@@ -36,6 +36,8 @@ export interface DispatcherOptions {
   unpaced?: (report: UsageReport) => boolean;
   /** The clock, in ms: windows, their closing, dead letters. Default `Date.now`. */
   now?: () => number;
+  /** The account a key's usage is billed to (a report's `customer_id`). Default: its `stripe_customer_id`. */
+  customerOf?: (record: KeyRecord) => string | null;
 }
 
 /** How long a round delivers before it ends (closing windows and compacting come between rounds). */
@@ -118,7 +120,7 @@ export class BillingDispatcher {
     recordOf: (keyHash: string) => KeyRecord | undefined | Promise<KeyRecord | undefined>,
   ): void {
     const batch = { id: batchId, by: this.instance, windowSize: this.options.windowSeconds, at: window.end };
-    const queued = partOf(batch, deltas, recordOf).then((part) => {
+    const queued = partOf(batch, deltas, recordOf, this.options.customerOf).then((part) => {
       this.unsaved.push(part);
       return this.save();
     });

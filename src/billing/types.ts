@@ -10,7 +10,10 @@ export interface UsageReport {
   key_hash: string;
   key_prefix: string;
   owner: string;
-  /** The key's `stripe_customer_id`, where it has one. */
+  /**
+   * The account billed: the key's `stripe_customer_id`, where it has one; in Paddle mode its
+   * `paddle_subscription_id` and the price charged, as `sub_.../pri_...`.
+   */
   customer_id: string | null;
   /** Units used in the window. */
   quantity: number;

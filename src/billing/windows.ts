@@ -50,11 +50,13 @@ export function windowOf(seconds: number, size: number): number {
 /**
  * The part of one applied flush batch. A key the store no longer has (deleted before the flush)
  * is still billed, with an empty owner and prefix and no customer: its requests were served.
+ * `customerOf` names the account billed (default: the key's Stripe customer).
  */
 export async function partOf(
   batch: { id: string; by: string; windowSize: number; at: number },
   deltas: UsageDelta[],
   recordOf: (keyHash: string) => KeyRecord | undefined | Promise<KeyRecord | undefined>,
+  customerOf: (record: KeyRecord) => string | null = (record) => record.stripe_customer_id ?? null,
 ): Promise<UsagePart> {
   const keys: Record<string, PartEntry> = {};
   for (const delta of deltas) {
@@ -65,7 +67,7 @@ export async function partOf(
     } catch {
       record = undefined; // the store cannot answer: bill the units without an owner
     }
-    keys[delta.key_hash] = [delta.units, record?.key_prefix ?? '', record?.owner ?? '', record?.stripe_customer_id ?? null];
+    keys[delta.key_hash] = [delta.units, record?.key_prefix ?? '', record?.owner ?? '', record ? customerOf(record) : null];
   }
   return { id: batch.id, by: batch.by, window: windowOf(batch.at, batch.windowSize), at: batch.at, keys };
 }

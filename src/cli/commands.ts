@@ -1,4 +1,5 @@
 import { waitText } from '../human-time';
+import { PADDLE_SUBSCRIPTION_ID } from '../billing/paddle-client';
 import { assertOwner, keyStatus } from '../store/record';
 import type { AdminStore } from './open-store';
 import type { KeyChanges, KeyRecord, NewKeyInput } from '../store/types';
@@ -38,6 +39,7 @@ export type CommandOptions = {
   grace?: string;
   owner?: string;
   'stripe-customer'?: string;
+  'paddle-subscription'?: string;
   format?: string;
   month?: string;
   price?: string;
@@ -79,6 +81,7 @@ export function recordJson(record: KeyRecord, nowMs: number, plans?: Plans): Rec
     rate_limit_per_minute: record.rate_limit_per_minute ?? null,
     meta: record.meta ?? {},
     stripe_customer_id: record.stripe_customer_id ?? null,
+    ...(record.paddle_subscription_id ? { paddle_subscription_id: record.paddle_subscription_id } : {}),
     ...planFields(record, nowMs, plans),
     ...(record.rotated_from ? { rotated_from: record.rotated_from } : {}),
   };
@@ -185,6 +188,13 @@ function parseCustomer(text: string): string {
   return text;
 }
 
+function parseSubscription(text: string): string {
+  if (!PADDLE_SUBSCRIPTION_ID.test(text)) {
+    throw new UsageError(`--paddle-subscription: "${text}" is not a Paddle subscription id (sub_ and 26 lowercase letters or digits)`);
+  }
+  return text;
+}
+
 function parseRateLimit(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const n = Number(text);
@@ -213,6 +223,7 @@ export async function create(ctx: CommandContext, owner: string, options: Comman
   const meta = parseMeta(options.meta);
   if (meta) input.meta = meta;
   if (options['stripe-customer'] !== undefined) input.stripe_customer_id = parseCustomer(options['stripe-customer']);
+  if (options['paddle-subscription'] !== undefined) input.paddle_subscription_id = parseSubscription(options['paddle-subscription']);
   Object.assign(input, planChanges(ctx, options, false));
   const { key, record } = await withStore(ctx, true, (s) => s.create(input));
   if (ctx.json) return print(ctx, { key, ...viewOf(ctx, record) });
@@ -257,6 +268,7 @@ export async function show(ctx: CommandContext, name: string): Promise<void> {
   if (record.revoked_at != null) rows.push(['revoked_at', `${formatTime(record.revoked_at)} UTC`]);
   if (record.revoke_at != null && !record.revoked) rows.push(['revoke_at', `${formatTime(record.revoke_at)} UTC`]);
   if (record.rotated_from) rows.push(['rotated_from', record.rotated_from]);
+  if (record.paddle_subscription_id) rows.push(['paddle_subscription', record.paddle_subscription_id]);
   for (const [k, v] of Object.entries(record.meta ?? {})) rows.push([`meta.${k}`, typeof v === 'string' ? v : JSON.stringify(v)]);
   const width = Math.max(...rows.map((r) => r[0]!.length));
   ctx.out(rows.map(([k, v]) => `${k!.padEnd(width)}  ${v}`).join('\n') + '\n');
@@ -342,7 +354,7 @@ export async function usage(ctx: CommandContext, options: CommandOptions): Promi
   );
 }
 
-/** Changes a key's limit, expiry, Stripe customer, plan or scopes; `default`, `never` and `none` remove them. */
+/** Changes a key's limit, expiry, Stripe customer, Paddle subscription, plan or scopes; `default`, `never` and `none` remove them. */
 export async function set(ctx: CommandContext, name: string, options: CommandOptions): Promise<void> {
   const changes: KeyChanges = planChanges(ctx, options, true);
   const limit = options['rate-limit'];
@@ -351,10 +363,14 @@ export async function set(ctx: CommandContext, name: string, options: CommandOpt
     changes.expires_at = options.expires === 'never' ? null : parseExpiry(options.expires, '--expires', ctx.now);
   const customer = options['stripe-customer'];
   if (customer !== undefined) changes.stripe_customer_id = customer === 'none' ? null : parseCustomer(customer);
+  const subscription = options['paddle-subscription'];
+  if (subscription !== undefined) changes.paddle_subscription_id = subscription === 'none' ? null : parseSubscription(subscription);
   if (options.owner !== undefined) changes.owner = checkOwner(options.owner, '--owner: ');
   const meta = parseMeta(options.meta);
   if (Object.keys(changes).length === 0 && !meta)
-    throw new UsageError('set needs at least one of --owner, --meta, --rate-limit, --expires, --stripe-customer, --plan, --scopes');
+    throw new UsageError(
+      'set needs at least one of --owner, --meta, --rate-limit, --expires, --stripe-customer, --paddle-subscription, --plan, --scopes',
+    );
   // --meta k=v sets k and --meta k= removes it, keeping the key's other pairs.
   const record = await updateKey(ctx, name, (target) => (meta ? { ...changes, meta: mergedMeta(target.meta, meta) } : changes));
   if (ctx.json) return print(ctx, viewOf(ctx, record));

@@ -41,7 +41,7 @@ against the plan's monthly quota (120/10000, or 120 without a quota), prepaid cr
 refill) and scopes.
 `,
   create: `Usage: daymind-keys create OWNER [--rate-limit N] [--expires DURATION|DATE] [--meta k=v ...] [--stripe-customer cus_...]
-                            [--plan PLAN] [--scopes a,b] [--credits N] [--refill monthly:N|daily:N] [--json]
+                            [--paddle-subscription sub_...] [--plan PLAN] [--scopes a,b] [--credits N] [--refill monthly:N|daily:N] [--json]
 
 Creates a key for OWNER and prints it once on stdout (only its hash is stored; it cannot be
 shown again). A running server accepts it on its first request.
@@ -51,6 +51,8 @@ shown again). A running server accepts it on its first request.
                           (UTC midnight) or 2027-01-31T12:00:00Z
   --meta k=v              free-form data kept with the key; repeat for more pairs
   --stripe-customer cus_… the Stripe customer billed for the key's usage (BILLING_MODE=stripe)
+  --paddle-subscription sub_…
+                          the Paddle subscription charged for the key's usage (BILLING_MODE=paddle)
   --plan PLAN             the plan whose limits and monthly quota apply; one of the plans in force
                           (DAYMIND_PLANS_FILE, see daymind-keys plans)
   --scopes a,b            what the key may do (requireScope): comma-separated names of letters,
@@ -60,7 +62,7 @@ shown again). A running server accepts it on its first request.
                           without --credits the key starts with N
 `,
   set: `Usage: daymind-keys set KEY|PREFIX [--owner OWNER] [--meta k=v ...] [--rate-limit N|default] [--expires DURATION|DATE|never]
-                         [--stripe-customer cus_...|none] [--plan PLAN|none] [--scopes a,b|none] [--json]
+                         [--stripe-customer cus_...|none] [--paddle-subscription sub_...|none] [--plan PLAN|none] [--scopes a,b|none] [--json]
 
 Changes a key's settings; running servers pick the change up within a second.
 
@@ -71,6 +73,7 @@ Changes a key's settings; running servers pick the change up within a second.
   --rate-limit N|default   this key's limit in requests per minute, or back to the server's
   --expires DURATION|DATE  as for create, or never
   --stripe-customer ID     the Stripe customer billed for the key's usage, or none
+  --paddle-subscription ID the Paddle subscription charged for the key's usage, or none
   --plan PLAN|none         one of the plans in force (DAYMIND_PLANS_FILE), or none for the
                            server's per-minute limit
   --scopes a,b|none        the key's scopes, replacing the ones it has, or none

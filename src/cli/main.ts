@@ -37,6 +37,7 @@ const OPTIONS = {
   meta: { type: 'string', multiple: true },
   grace: { type: 'string' },
   'stripe-customer': { type: 'string' },
+  'paddle-subscription': { type: 'string' },
   format: { type: 'string' },
   month: { type: 'string' },
   price: { type: 'string' },
@@ -54,8 +55,14 @@ const OPTIONS = {
 /** Options each command takes besides the global ones, and how many arguments. */
 const COMMANDS: Record<string, { options: string[]; args: string[] }> = {
   list: { options: ['owner'], args: [] },
-  create: { options: ['rate-limit', 'expires', 'meta', 'stripe-customer', 'plan', 'scopes', 'credits', 'refill'], args: ['OWNER'] },
-  set: { options: ['owner', 'meta', 'rate-limit', 'expires', 'stripe-customer', 'plan', 'scopes'], args: ['KEY|PREFIX'] },
+  create: {
+    options: ['rate-limit', 'expires', 'meta', 'stripe-customer', 'paddle-subscription', 'plan', 'scopes', 'credits', 'refill'],
+    args: ['OWNER'],
+  },
+  set: {
+    options: ['owner', 'meta', 'rate-limit', 'expires', 'stripe-customer', 'paddle-subscription', 'plan', 'scopes'],
+    args: ['KEY|PREFIX'],
+  },
   credits: { options: ['add', 'set', 'refill'], args: ['KEY|PREFIX'] },
   plans: { options: [], args: [] },
   export: { options: ['format', 'month', 'owner', 'price', 'ledger-dir'], args: [] },

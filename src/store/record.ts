@@ -1,6 +1,7 @@
 import { DaymindError } from '../errors';
 import { generateKey, hashKey, displayPrefix, DEFAULT_KEY_PREFIX } from '../keys';
 import { utcDay } from '../usage/day';
+import { PADDLE_SUBSCRIPTION_ID } from '../billing/paddle-client';
 import { SCOPE } from '../settings';
 import type { CreatedKey, KeyChanges, KeyRecord, NewKeyInput, RotatedKey, UsageDelta } from './types';
 
@@ -95,6 +96,9 @@ export function assertKeyChanges(changes: KeyChanges): void {
   if (changes.stripe_customer_id != null && !/^cus_[A-Za-z0-9]{1,250}$/.test(changes.stripe_customer_id)) {
     throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', 'stripe_customer_id must look like cus_...');
   }
+  if (changes.paddle_subscription_id != null && !PADDLE_SUBSCRIPTION_ID.test(changes.paddle_subscription_id)) {
+    throw new DaymindError('ERR_DAYMIND_INVALID_INPUT', 'paddle_subscription_id must be "sub_" and 26 lowercase letters or digits');
+  }
 }
 
 /** Applies setting changes to a raw record in place; null removes a setting. */
@@ -108,6 +112,7 @@ export function applyKeyChanges(raw: RawRecord, changes: KeyChanges, nowMs: numb
     'rate_limit_per_minute',
     'expires_at',
     'stripe_customer_id',
+    'paddle_subscription_id',
     'plan',
     'scopes',
     'credits_refill',
@@ -162,6 +167,7 @@ export function newRawRecord(input: NewKeyInput, nowMs: number, prefix: string =
   applyKeyChanges(
     raw,
     {
+      ...(input.paddle_subscription_id != null ? { paddle_subscription_id: input.paddle_subscription_id } : {}),
       ...(input.plan != null ? { plan: input.plan } : {}),
       ...(input.scopes != null ? { scopes: input.scopes } : {}),
       ...(input.credits_refill != null ? { credits_refill: input.credits_refill } : {}),
@@ -201,6 +207,7 @@ function recordProblem(raw: unknown): string | undefined {
   }
   if (r.owner !== undefined && typeof r.owner !== 'string') return 'has a non-string "owner"';
   if (r.stripe_customer_id != null && typeof r.stripe_customer_id !== 'string') return 'has a non-string "stripe_customer_id"';
+  if (r.paddle_subscription_id != null && typeof r.paddle_subscription_id !== 'string') return 'has a non-string "paddle_subscription_id"';
   if (r.revoked !== undefined && typeof r.revoked !== 'boolean') return 'has a non-boolean "revoked"';
   if (r.meta != null && (typeof r.meta !== 'object' || Array.isArray(r.meta))) return 'has a "meta" that is not an object';
   if (r.plan != null && typeof r.plan !== 'string') return 'has a non-string "plan"';
@@ -267,6 +274,7 @@ export function toKeyRecord(raw: RawRecord, hash: string, prefix: string = DEFAU
   if (typeof raw.revoke_at === 'number') record.revoke_at = raw.revoke_at;
   if (typeof raw.rotated_from === 'string') record.rotated_from = raw.rotated_from;
   if (typeof raw.stripe_customer_id === 'string') record.stripe_customer_id = raw.stripe_customer_id;
+  if (typeof raw.paddle_subscription_id === 'string') record.paddle_subscription_id = raw.paddle_subscription_id;
   if (typeof raw.rate_limit_per_minute === 'number') record.rate_limit_per_minute = raw.rate_limit_per_minute;
   if (typeof raw.expires_at === 'number') record.expires_at = raw.expires_at;
   if (raw.meta != null && typeof raw.meta === 'object') record.meta = raw.meta as Record<string, unknown>;
@@ -385,6 +393,7 @@ export function rotateRaw(
       expires_at: oldRecord.expires_at ?? null,
       meta: oldRecord.meta,
       stripe_customer_id: oldRecord.stripe_customer_id ?? null,
+      paddle_subscription_id: oldRecord.paddle_subscription_id ?? null,
       plan: oldRecord.plan ?? null,
       scopes: oldRecord.scopes ?? null,
       credits_refill: oldRecord.credits_refill ?? null,

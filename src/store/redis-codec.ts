@@ -26,9 +26,9 @@ const COUNTERS = new Set(['usage_count', 'requests_today', 'requests_day']);
 export function encodeRecord(record: RawRecord): { fields: string[]; absent: string[] } {
   const fields: string[] = [];
   const absent: string[] = [];
-  for (const name of ['owner', 'key_prefix', 'rotated_from', 'stripe_customer_id', 'plan'] as const) {
+  for (const name of ['owner', 'key_prefix', 'rotated_from', 'stripe_customer_id', 'paddle_subscription_id', 'plan'] as const) {
     if (typeof record[name] === 'string') fields.push(name, record[name] as string);
-    else if (name === 'stripe_customer_id' || name === 'plan') absent.push(name);
+    else if (name === 'stripe_customer_id' || name === 'paddle_subscription_id' || name === 'plan') absent.push(name);
   }
   for (const name of NUMBER_FIELDS) {
     const value = record[name];
@@ -86,6 +86,7 @@ export function decodeRecord(hash: string, h: Record<string, string>): KeyRecord
   }
   if (h.rotated_from) record.rotated_from = h.rotated_from;
   if (h.stripe_customer_id) record.stripe_customer_id = h.stripe_customer_id;
+  if (h.paddle_subscription_id) record.paddle_subscription_id = h.paddle_subscription_id;
   if (h.meta) {
     try {
       record.meta = JSON.parse(h.meta) as Record<string, unknown>;

@@ -33,6 +33,8 @@ export interface KeyRecord {
   meta?: Record<string, unknown>;
   /** The Stripe customer billed for this key's usage (Stripe billing mode). */
   stripe_customer_id?: string;
+  /** The Paddle subscription (`sub_...`) charged for this key's usage (Paddle billing mode). */
+  paddle_subscription_id?: string;
   /** The plan (from the `plans` option or `DAYMIND_PLANS_FILE`) whose limits and quota apply. */
   plan?: string;
   /** What the key may do, checked by `requireScope()`. */
@@ -113,6 +115,7 @@ export interface NewKeyInput {
   expires_at?: number | null;
   meta?: Record<string, unknown>;
   stripe_customer_id?: string | null;
+  paddle_subscription_id?: string | null;
 }
 
 /** Settings of a key that can change after creation; null removes one. */
@@ -132,6 +135,7 @@ export interface KeyChanges {
   /** Unix seconds. */
   expires_at?: number | null;
   stripe_customer_id?: string | null;
+  paddle_subscription_id?: string | null;
 }
 
 export interface RotatedKey extends CreatedKey {
