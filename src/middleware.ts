@@ -90,7 +90,12 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     (redis
       ? new RedisRateLimiter({ client: redis.client, prefix: config.redisPrefix, failureMode: config.redisFailureMode })
       : new MemoryRateLimiter());
-  const billing = createBilling(config);
+  // The plans in force: those of start-up, kept equal to the plans file while it changes.
+  const plans = new Map(config.plans);
+  const plansWatcher = config.plansFile
+    ? new PlansFileWatcher(config.plansFile, plans, config.reloadIntervalMs, config.onError)
+    : undefined;
+  const billing = createBilling(config, plans);
   const recorder = new UsageRecorder(
     store,
     config.flushIntervalMs,
@@ -99,11 +104,6 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     createHistory(config, store, redis?.client),
     config.now,
   );
-  // The plans in force: those of start-up, kept equal to the plans file while it changes.
-  const plans = new Map(config.plans);
-  const plansWatcher = config.plansFile
-    ? new PlansFileWatcher(config.plansFile, plans, config.reloadIntervalMs, config.onError)
-    : undefined;
   const verifier = new Verifier({
     store,
     limiter,

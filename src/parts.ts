@@ -13,6 +13,7 @@ import { JsonFileKeyStore } from './store/json-file';
 import { migrationMessage, readMigrationNote } from './store/migrated';
 import { MemoryKeyStore } from './store/memory';
 import { RedisKeyStore } from './store/redis';
+import type { Plan } from './plans';
 import type { KeyRecord, KeyStore } from './store/types';
 import type { UsageHistory } from './usage/history';
 import { FileUsageHistory, historyDirFor } from './usage/history-file';
@@ -21,7 +22,8 @@ import { RedisUsageHistory } from './usage/history-redis';
 
 /* The parts daymindAuth() composes, made from the resolved configuration. */
 
-export function createBilling(config: ResolvedConfig): BillingDispatcher | undefined {
+/** The billing dispatcher of the configured mode; `plans`: the plans in force (they may change while the process runs). */
+export function createBilling(config: ResolvedConfig, plans: ReadonlyMap<string, Plan>): BillingDispatcher | undefined {
   if (config.billing === false) return undefined;
   const dir = config.ledgerDir;
   // In Stripe mode the dispatcher writes the ledger, one append for all the reports Stripe took.
@@ -45,7 +47,7 @@ export function createBilling(config: ResolvedConfig): BillingDispatcher | undef
     ledger: remote && new LocalLedgerProvider(dir, config.now),
     unpaced: remote && ((report) => !remote.calls(report)),
     now: config.now,
-    customerOf: config.billing === 'paddle' ? paddleCustomerOf(config) : undefined,
+    customerOf: config.billing === 'paddle' ? paddleCustomerOf(config, plans) : undefined,
   });
 }
 
@@ -64,12 +66,12 @@ function paddleProvider(config: ResolvedConfig, outbox: Outbox): PaddleBillingPr
   });
 }
 
-/** Paddle mode's account of a key: its subscription and the price of its plan (the plans of start-up), else PADDLE_PRICE_ID. */
-function paddleCustomerOf(config: ResolvedConfig): (record: KeyRecord) => string | null {
+/** Paddle mode's account of a key: its subscription and the price of its plan as it is in force, else PADDLE_PRICE_ID. */
+function paddleCustomerOf(config: ResolvedConfig, plans: ReadonlyMap<string, Plan>): (record: KeyRecord) => string | null {
   const { priceId } = config.paddle!;
   return (record) =>
     record.paddle_subscription_id
-      ? paddleAccount(record.paddle_subscription_id, (record.plan && config.plans.get(record.plan)?.paddlePriceId) || priceId)
+      ? paddleAccount(record.paddle_subscription_id, (record.plan && plans.get(record.plan)?.paddlePriceId) || priceId)
       : null;
 }
 

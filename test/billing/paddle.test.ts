@@ -4,7 +4,7 @@
  * and after Paddle made the charge), 429s with Retry-After and a renewal between a charge and
  * its check; bad settings are ConfigErrors naming the variable.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   BillingRejection,
@@ -145,6 +145,24 @@ describe('Paddle mode through the official SDK', () => {
         .sort(),
     );
     expect(await outboxIdle(dir)).toBe(true);
+  });
+
+  test("a plan's new paddle_price_id in a re-read plans file applies to the usage counted from then on", async () => {
+    const paddle = await paddleServer();
+    const { dir, keys } = await keysIn([{ owner: 'beta', subscription: SUB_B, plan: 'pro' }]);
+    const plansFile = join(dir, 'plans.json');
+    const plansWith = (price: string) => JSON.stringify({ pro: { limits: [], paddle_price_id: price } });
+    writeFileSync(plansFile, plansWith(PRO_PRICE));
+    const auth = start(dir, { ...viaPaddle(paddle), env: { DAYMIND_PLANS_FILE: plansFile }, reloadIntervalMs: 50 });
+    await hit(auth, keys[0]!, 2);
+    await auth.flush();
+    writeFileSync(plansFile, plansWith(PRICE) + '\n');
+    await sleep(300); // the file is checked every 50 ms
+    await hit(auth, keys[0]!, 3);
+    await auth.flush();
+    endWindow();
+    await deliverAll(auth, dir);
+    expect([paddle.units(SUB_B, PRO_PRICE), paddle.units(SUB_B, PRICE)]).toEqual([2, 3]);
   });
 
   test('5xx before and after Paddle made the charge, and a 429 with Retry-After: every unit charged once', async () => {
