@@ -101,8 +101,24 @@ export function installEdits(state: StoreState, doc: StoreDoc, context: StateCon
   }
 }
 
+/**
+ * Each record's line as last written. Records are never changed once they are part of the state
+ * (a write edits copies), so a record object always has the same line: a flush serialises only
+ * the records it changed.
+ */
+const lines = new WeakMap<RawRecord, string>();
+
+function lineOf(raw: RawRecord): string {
+  let line = lines.get(raw);
+  if (line === undefined) {
+    line = '  ' + JSON.stringify(raw);
+    lines.set(raw, line);
+  }
+  return line;
+}
+
 /** The store file's text: a JSON array, one record a line. */
 export function serializeRecords(raws: readonly RawRecord[]): string {
   if (raws.length === 0) return '[]\n';
-  return '[\n' + raws.map((raw) => '  ' + JSON.stringify(raw)).join(',\n') + '\n]\n';
+  return '[\n' + raws.map(lineOf).join(',\n') + '\n]\n';
 }
