@@ -18,62 +18,15 @@ import {
 } from './file-io';
 import { LockLost, acquireLock, type FileLock } from './lock';
 import { removeTempFilesSync } from './temp-files';
+import { usageJournalProblem, type JsonFileKeyStoreOptions } from './json-file-options';
 import { applyKeyChanges, createdKey, markRevoked, newRawRecord, parseRecords, rotateRaw, toKeyRecord, type RawRecord } from './record';
 import type { CreatedKey, KeyChanges, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageBatch, UsageDelta } from './types';
 
 export { DEFAULT_STORE_PATH };
+export { usageJournalProblem, type JsonFileKeyStoreOptions, type UsageJournalOptions } from './json-file-options';
 
 /** How many times a write starts again after losing the lock before it gives up (see mutate). */
 const LOCK_LOST_ATTEMPTS = 3;
-
-/**
- * @deprecated Since 0.x (unreleased): the JSON store no longer writes a usage journal; every flush
- * rewrites the file. The option is still accepted and checked, and has no effect.
- */
-export interface UsageJournalOptions {
-  minStoreBytes?: number;
-  foldAfterMs?: number;
-}
-
-export interface JsonFileKeyStoreOptions {
-  /** The store file. Default `data/api_keys.json` (relative to the working directory). */
-  path?: string;
-  /** How often the file is checked for changes made by others, in ms. Default 500. */
-  reloadIntervalMs?: number;
-  /** Prefix of generated keys. Default `dm_`. */
-  keyPrefix?: string;
-  /**
-   * Create the directory and an empty store when the file is missing. Default true; with false a
-   * missing file is an ERR_DAYMIND_STORE_UNREADABLE error (read-only tools, typos in a path).
-   */
-  create?: boolean;
-  /** Called with problems met in the background (unreadable or corrupt file, failed lock). */
-  onError?: (err: StoreError) => void;
-  /** @deprecated No effect: see {@link UsageJournalOptions}. */
-  usageJournal?: UsageJournalOptions | false;
-  /** The clock, in ms since the epoch, for every time the store stamps or compares. Default `Date.now`. */
-  now?: () => number;
-}
-
-/**
- * What is wrong with a `usageJournal` option, naming the part at fault (`usageJournal` or
- * `usageJournal.<name>`); undefined when it is valid. daymindAuth() and the store both check with
- * it: the option has no effect any more, but a typo in it is still an error.
- */
-export function usageJournalProblem(value: unknown): { option: string; message: string } | undefined {
-  if (value === undefined || value === false) return undefined;
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return { option: 'usageJournal', message: `must be false or { minStoreBytes, foldAfterMs }, got ${JSON.stringify(value)}` };
-  }
-  for (const [name, n] of Object.entries(value)) {
-    if (name !== 'minStoreBytes' && name !== 'foldAfterMs')
-      return { option: `usageJournal.${name}`, message: 'is not an option of usageJournal' };
-    if (n !== undefined && !(typeof n === 'number' && Number.isSafeInteger(n) && n >= 0)) {
-      return { option: `usageJournal.${name}`, message: `must be a whole number of 0 or more, got ${JSON.stringify(n)}` };
-    }
-  }
-  return undefined;
-}
 
 /** The store file and its leftover journal as read (see leftover-journal.ts), and their state. */
 interface Loaded {
@@ -316,23 +269,21 @@ export class JsonFileKeyStore implements KeyStore {
     else void this.knownJournal.close();
   }
 
-  /** Whether the files on disk are still the versions the state comes from (two stats). */
-  private async unchanged(): Promise<boolean> {
-    return (
-      (await signatureIfAny(this.path)) === this.known.signature && (await signatureIfAny(this.journalPath)) === this.knownJournal.signature
-    );
+  /** Whether the files on disk are still the versions the state comes from (two stats), or why that is unknown. */
+  private async unchanged(): Promise<boolean | StoreError> {
+    try {
+      return (
+        (await signatureIfAny(this.path)) === this.known.signature &&
+        (await signatureIfAny(this.journalPath)) === this.knownJournal.signature
+      );
+    } catch (err) {
+      return this.error('ERR_DAYMIND_STORE_UNREADABLE', `cannot read the key store ${this.path}: ${describeError(err)}`, err);
+    }
   }
 
   private async reloadIfChanged(): Promise<void> {
-    let same: boolean;
-    try {
-      same = await this.unchanged();
-    } catch (err) {
-      this.problems.report(
-        this.error('ERR_DAYMIND_STORE_UNREADABLE', `cannot read the key store ${this.path}: ${describeError(err)}`, err),
-      );
-      return;
-    }
+    const same = await this.unchanged();
+    if (same instanceof StoreError) return this.problems.report(same);
     // A write of ours under way reads the files under the lock and installs them with its change.
     if (same || this.locked) return;
     const loaded = this.load();
@@ -385,12 +336,8 @@ export class JsonFileKeyStore implements KeyStore {
     }
     this.locked = true;
     try {
-      let same: boolean;
-      try {
-        same = await this.unchanged();
-      } catch (err) {
-        throw this.error('ERR_DAYMIND_STORE_UNREADABLE', `cannot read the key store ${this.path}: ${describeError(err)}`, err);
-      }
+      const same = await this.unchanged();
+      if (same instanceof StoreError) throw same;
       if (!same) {
         const loaded = this.load();
         if (loaded instanceof StoreError) throw loaded;
