@@ -29,7 +29,7 @@ ${notes}
 - **Side-by-side ratios.** \`x bare\` is the median over rounds of the scenario's throughput
   divided by that of the bare Express runs just before and just after it; \`rounds range\` is the
   lowest and highest of those per-round ratios (how much the rounds disagree). Ratios between two
-  scenarios (default vs express-rate-limit, keys100k vs keys10) divide their \`x bare\` figures of
+  scenarios (default vs express-rate-limit, keys10k vs keys10) divide their \`x bare\` figures of
   the same round, so a change in the machine's speed between them cancels out. Latencies are
   autocannon's (whole milliseconds), medians over rounds.
 - **CPU per request.** \`CPU µs/req\` is the server process's CPU time (user and system, all its
@@ -61,11 +61,10 @@ ${notes}
   otherwise (usage flushed every second, store file polled every 500 ms). The key is sent as
   \`Authorization: Bearer <key>\`.
 - **Scenarios.** \`bare\`: Express only. \`default\`: JSON file store with one key, memory limiters.
-  \`keys10\` / \`keys100k\`: the same with 10 / 100,000 keys in the store (records with the fields
-  the store gives them, \`key_hash\` = SHA-256 of a key from \`generateKey\`; the 100,000-key file
-  laid out one record a line, as the store writes it: a deployment's file after its first write.
-  The first rewrite of an indented file encodes every record anew, once: the fold stall measures
-  that write). \`redis\`: \`keyStore: 'redis'\`
+  \`keys10\` / \`keys10k\`: the same with 10 / 10,000 keys in the store (records with the fields
+  the store gives them, \`key_hash\` = SHA-256 of a key from \`generateKey\`; the 10,000-key file
+  laid out one record a line, as the store writes it: a deployment's file after its first write).
+  \`redis\`: \`keyStore: 'redis'\`
   and Redis limiters against a private \`redis-server\` (\`--save '' --appendonly no\`, on core 0 with
   the server; skipped when \`redis-server\` is not installed). \`erl\`: express-rate-limit alone
   (\`limit: 1e9\`, \`standardHeaders: 'draft-8'\`). \`erl_apikey\`: express-rate-limit plus a
@@ -82,28 +81,28 @@ ${notes}
   another for 2 s after a warm-up (\`--quick\`: 1 s), in a child on one core, on a \`MemoryKeyStore\`
   and (full runs) on a JSON store: key checks, SHA-256, look-up, limiter consume and usage counting,
   without HTTP.
-- **Store load** (\`bench/scale.js\`). Time of \`new JsonFileKeyStore({ path })\` on the 100,000-key
-  file in a fresh process, and the growth of its RSS (peak RSS growth in brackets).
-- **Flush stall** (\`bench/scale.js\`). A server on the 100,000-key store (automatic flushes off;
-  the file in the indented layout of existing deployments) first counts usage for 10,000 of its
+- **Store load** (\`bench/scale.js\`). Time of \`new JsonFileKeyStore({ path })\` on the 10,000-key
+  file in a fresh process, and the growth of its RSS (peak RSS growth in brackets). Runs before
+  2026-12-07 measured a 100,000-key store, with the usage journal and in-slices reads of that
+  time; their figures are labelled with that size.
+- **Flush stall** (\`bench/scale.js\`). A server on the 10,000-key store (automatic flushes off;
+  the file in the indented layout of existing deployments) first counts usage for 1,000 of its
   keys through \`auth.verify\`; under load, it records \`monitorEventLoopDelay\` (1 ms
   resolution) for a baseline period without a flush (in brackets), then from \`auth.flush()\`
-  until the store has written that batch (10,001 keys: \`flush()\` goes on writing the usage
+  until the store has written that batch (1,001 keys: \`flush()\` goes on writing the usage
   that arrives meanwhile, so under load it resolves late or not at all); the figure is the
-  histogram's maximum over that time. A store this large takes a usage flush in its journal (one
-  line of 10,001 deltas).
-- **Fold stall** (same server, load still on). \`store.fold()\` then folds that journal into the
-  file: the whole file rewritten, and as it is still in the indented layout, every record
-  encoded anew (the heaviest write the store does; a key created or revoked takes the same
-  path). The figure is the longest stall from \`fold()\` until the file is written.
+  histogram's maximum over that time. The flush rewrites the whole file, every record encoded
+  (the first write after a load; a key created or revoked takes the same path).
 - **Re-read stall** (same server, load still on). Another process, on the load generator's core,
-  opens the store and writes usage for the same 10,000 keys; the figure is the server's longest
+  opens the store and writes usage for the same 1,000 keys; the figure is the server's longest
   event-loop stall from the end of that write until the server serves the new counts (it reads
-  the change within \`reloadIntervalMs\`, 500 ms, or in its own next write). The other process
-  writes to the store's journal, so the server reads and applies just that line; after a fold or
-  any other rewrite it would re-read the whole file. Every process sharing a JSON store goes
-  through this after each write of the others. Like the other 100,000-key figures, it is reported,
-  not judged against a target.
+  the change within \`reloadIntervalMs\`, 500 ms, or in its own next write), reading and parsing
+  the whole file in one step. Every process sharing a JSON store goes through this after each
+  write of the others. Like the other store figures, it is reported, not judged against a target.
+- **The store's steps on their own** (\`node bench/store.js [keys]\`, not part of \`npm run
+  bench\`). Load, a flush of 100 keys (twice), a flush of every key and the re-read of another
+  process's write, each timed in one process without HTTP load, with the longest gap between the
+  turns of a 1 ms timer; the figures in [docs/scaling.md](scaling.md#how-far-the-json-file-goes).
 - **Billing** (\`bench/billing.js\`, full runs: 1,000 and 10,000 keys over the default 1-minute
   window; \`--quick\`: 1,000 keys over a 20 s window). A store of N keys, each with its own Stripe
   customer; an app process (core 0) in \`BILLING_MODE=stripe\` with default billing settings calls
@@ -162,9 +161,8 @@ fails.
 - **The 100,000-key JSON store targets**: keys100k >= 0.95 x keys10 throughput with p99 within
   1.5x, the store loaded in <= 1 s with <= 150 MB RSS growth, flush and fold stalls <= 50 ms.
   The JSON file store is meant for up to about 10,000 keys on one host; larger stores, and
-  deployments on several hosts, belong in Redis ([docs/scaling.md](scaling.md)). The bench still
-  runs a 100,000-key store as a stress of the file store and reports its figures above, not as
-  targets.
+  deployments on several hosts, belong in Redis ([docs/scaling.md](scaling.md)). The bench
+  runs a 10,000-key store, the top of that range, and reports its figures above, not as targets.
 
 ## Running it
 

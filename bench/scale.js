@@ -1,13 +1,13 @@
 'use strict';
-// Scale figures of the 100k-key store.
+// Scale figures of the 10,000-key store.
 // - storeLoad: time of `new JsonFileKeyStore({ path })` and RSS growth, in a fresh child
 //   (`node bench/scale.js load <path>` is that child);
-// - flushStall: the longest event-loop stall while `auth.flush()` writes usage for 10,000 keys of
+// - flushStall: the longest event-loop stall while `auth.flush()` writes usage for 1,000 keys of
 //   the store, with the server under load (monitorEventLoopDelay, 1 ms resolution). A flush still
 //   running after `timeoutMs` is reported as such, with the longest stall seen until then;
 // - then, with the load still on, the longest stall in that server while another process (the
 //   child `node bench/scale.js write <path> <keysFile>`, on the load generator's core) writes usage
-//   for the same 10,000 keys to the store, until the server has re-read it: what each process
+//   for the same 1,000 keys to the store, until the server has re-read it: what each process
 //   sharing a JSON store goes through after every write of the others.
 const { nodeChild, nextMessage, ask, payload, stop } = require('./proc');
 
@@ -61,13 +61,13 @@ async function storeLoad(path) {
 }
 
 /**
- * Starts the flush100k server (flush only on request), puts it under load from the load
+ * Starts the flush10k server (flush only on request), puts it under load from the load
  * generator, measures `baselineMs` without a flush and then the flush (and with `reread`, the
  * re-read of another process's write), and stops the load.
  */
 async function flushStall({ load, storePath, keysFile, key, connections, baselineMs, leadMs, timeoutMs, reread }) {
   const config = { storePath, keysFile, key, flushIntervalMs: 3_600_000 };
-  const server = nodeChild(0, 'server.js', ['flush100k', JSON.stringify(config)]);
+  const server = nodeChild(0, 'server.js', ['flush10k', JSON.stringify(config)]);
   let loadResult;
   try {
     const ready = await nextMessage(server, 'ready', 120_000);
@@ -77,7 +77,6 @@ async function flushStall({ load, storePath, keysFile, key, connections, baselin
     load.send({ type: 'run', url, headers: { authorization: `Bearer ${key}` }, connections, duration: 600, warmup: 0 });
     await new Promise((resolve) => setTimeout(resolve, leadMs));
     const measured = await ask(server, { type: 'measure-flush', baselineMs, timeoutMs }, 'flush-measured', timeoutMs + 30_000);
-    const fold = await ask(server, { type: 'measure-fold', timeoutMs }, 'fold-measured', timeoutMs + 30_000);
     const reload = reread ? await reloadStall({ server, storePath, keysFile, timeoutMs: Math.max(timeoutMs, 20_000) }) : {};
     load.send({ type: 'stop' });
     const underLoad = payload(await loadResult);
@@ -88,10 +87,6 @@ async function flushStall({ load, storePath, keysFile, key, connections, baselin
       flushMs: measured.flushMs,
       flushFinished: measured.flushFinished,
       flushBatchKeys: measured.batchKeys,
-      foldMaxStallMs: fold.hadJournal ? fold.foldMaxMs : undefined,
-      foldMs: fold.hadJournal ? fold.foldMs : undefined,
-      foldFinished: fold.foldFinished,
-      flushJournaled: fold.hadJournal,
       reloadMaxStallMs: reload.reloadMaxMs,
       reloadMs: reload.reloadMs,
       reloadSeen: reload.reloadSeen,
@@ -108,7 +103,7 @@ async function flushStall({ load, storePath, keysFile, key, connections, baselin
 }
 
 /**
- * With the flush100k server under load: has another process (on core 1) write usage for the keys
+ * With the flush10k server under load: has another process (on core 1) write usage for the keys
  * of `keysFile` to the store, then measures the server's re-read of that write.
  */
 async function reloadStall({ server, storePath, keysFile, timeoutMs }) {

@@ -77,8 +77,8 @@ async function setup() {
     case 'default':
     case 'default_before':
     case 'keys10':
-    case 'keys100k':
-    case 'flush100k': {
+    case 'keys10k':
+    case 'flush10k': {
       const auth = daymind({ storePath: config.storePath, flushIntervalMs: config.flushIntervalMs });
       await auth.ready;
       return { middleware: [auth], key: config.key, auth };
@@ -95,7 +95,7 @@ async function setup() {
 }
 
 /**
- * flush100k: counts usage for many keys of the 100k store (verify, no HTTP) so that the measured
+ * flush10k: counts usage for many keys of the 10k store (verify, no HTTP) so that the measured
  * flush has real work, then on request (measureFlush) gives the longest event-loop stall under
  * load: first for `baselineMs` without a flush, then from `auth.flush()` until that batch is
  * written (or `timeoutMs` passed).
@@ -149,24 +149,6 @@ async function measureFlush(auth, baselineMs, timeoutMs) {
 }
 
 /**
- * The fold of the usage journal the measured flush appended to: the whole store file rewritten
- * (the heaviest write the store does, as for any change of a key). The longest event-loop stall
- * under load from `store.fold()` until it is written.
- */
-async function measureFold(auth, timeoutMs) {
-  const histogram = monitorEventLoopDelay({ resolution: 1 });
-  const hadJournal = fs.existsSync(`${auth.store.path}.journal`);
-  histogram.enable();
-  const started = process.hrtime.bigint();
-  const folded = auth.store.fold().then(() => true);
-  folded.catch(() => undefined);
-  const finished = await Promise.race([folded, sleep(timeoutMs).then(() => false)]);
-  const foldMs = Number(process.hrtime.bigint() - started) / 1e6;
-  histogram.disable();
-  return { foldMaxMs: histogram.max / 1e6, foldMs, foldFinished: finished, hadJournal };
-}
-
-/**
  * The re-read of a write by another process: the longest event-loop stall from now (the other
  * process has just written) until the store shows more usage for `probeHash` than `before` (its
  * count before that write). Resolves with the figures (after `timeoutMs`, with `reloadSeen` false).
@@ -199,7 +181,7 @@ async function main() {
   const app = express();
   for (const m of middleware) app.use(m);
   app.get('/hello', (req, res) => res.json({ hello: 'world' }));
-  const countedKeys = scenario === 'flush100k' ? await countUsage(auth) : undefined;
+  const countedKeys = scenario === 'flush10k' ? await countUsage(auth) : undefined;
   const server = http.createServer(app);
   server.listen(0, '127.0.0.1', () => process.send({ type: 'ready', port: server.address().port, key, countedKeys }));
   process.on('message', (msg) => {
@@ -209,12 +191,6 @@ async function main() {
       measureReload(auth, msg.probeHash, msg.before, msg.timeoutMs).then(
         (figures) => process.send({ type: 'reload-measured', ...figures }),
         (err) => process.send({ type: 'error', message: `reload: ${err.message}` }),
-      );
-    }
-    if (msg?.type === 'measure-fold') {
-      measureFold(auth, msg.timeoutMs).then(
-        (figures) => process.send({ type: 'fold-measured', ...figures }),
-        (err) => process.send({ type: 'error', message: `fold: ${err.message}` }),
       );
     }
     if (msg?.type !== 'measure-flush') return;

@@ -43,10 +43,8 @@ export interface DaymindOptions {
   /** How often the JSON store checks its file for changes made by others, in ms. Default 500. */
   reloadIntervalMs?: number;
   /**
-   * The JSON store's usage journal: a usage flush of a store file of at least `minStoreBytes`
-   * (default 1 MiB) appends to `<file>.journal` instead of rewriting the file, and the journal is
-   * folded into the file `foldAfterMs` (default 60,000) after it began, on any other change and
-   * on close(). `false`: every flush rewrites the file.
+   * @deprecated No effect: the JSON store no longer writes a usage journal (every flush rewrites
+   * the file). Still checked, so that a typo is an error; to be removed in a later version.
    */
   usageJournal?: UsageJournalOptions | false;
   /**

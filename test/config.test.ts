@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { daymindAuth, resolveConfig, ConfigError, MemoryKeyStore } from '../src';
 import { tempDir } from './helpers';
@@ -65,7 +65,7 @@ describe('configuration', () => {
     expect(() => resolveConfig({ env: {}, queryParam: 'a b' })).toThrow(/queryParam/);
   });
 
-  test('usageJournal: checked at start-up, naming the option; passed to the JSON store', async () => {
+  test('usageJournal (deprecated): still checked at start-up, naming the option; no flush writes a journal any more', async () => {
     expect(() => resolveConfig({ env: {}, usageJournal: { foldAfterMs: -1 } })).toThrow(
       'usageJournal.foldAfterMs: must be a whole number of 0 or more, got -1',
     );
@@ -76,14 +76,15 @@ describe('configuration', () => {
     expect(() => resolveConfig({ env: {}, usageJournal: true as never })).toThrow(/^usageJournal: must be false or/);
     expect(resolveConfig({ env: {}, usageJournal: false }).usageJournal).toBe(false);
 
-    // A 1-key store under minStoreBytes 0: the flush goes to the journal; with false it does not.
+    // A 1-key store under minStoreBytes 0, which earlier versions journaled: every flush rewrites the file.
     for (const usageJournal of [{ minStoreBytes: 0 }, false] as const) {
       const storePath = join(tempDir(), 'keys.json');
       const auth = daymindAuth({ env: {}, storePath, usageJournal, billing: false, history: false });
       const { key } = await auth.store.create({ owner: 'o' });
       await auth.verify(key);
       await auth.flush();
-      expect(existsSync(`${storePath}.journal`)).toBe(usageJournal !== false);
+      expect(existsSync(`${storePath}.journal`)).toBe(false);
+      expect(JSON.parse(readFileSync(storePath, 'utf8'))[0].usage_count).toBe(1);
       await auth.close();
       expect(existsSync(`${storePath}.journal`)).toBe(false);
     }

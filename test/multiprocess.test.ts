@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import request from 'supertest';
 import * as lockfile from 'proper-lockfile';
 import { daymindAuth, hashKey } from '../src';
+import { journalHeader, journalLine } from '../src/store/leftover-journal';
 import { appWith, seedStoreCopy, SEED_KEYS, waitFor } from './helpers';
 
 const run = promisify(execFile);
@@ -39,14 +40,17 @@ describe('several processes on one store file', () => {
     expect(byHash(after, SEED_KEYS.revoked)).toEqual(byHash(before, SEED_KEYS.revoked));
   });
 
-  test('four app processes appending to one usage journal, folding it now and then: the counts add up exactly', async () => {
+  test('four app processes starting on a usage journal an earlier version left: its counts are taken in once, and all add up exactly', async () => {
     const path = seedStoreCopy();
     const keys = [SEED_KEYS.alpha, SEED_KEYS.beta];
     const before = JSON.parse(readFileSync(path, 'utf8')) as Array<Record<string, unknown>>;
+    const stat = statSync(path, { bigint: true });
+    const leftover = keys.map((key) => ({ key_hash: hashKey(key), units: 7, last_used: 1795550000, days: [{ day: 20261125, units: 7 }] }));
+    writeFileSync(`${path}.journal`, journalHeader(`${stat.ino}:${stat.size}:${stat.mtimeNs}`, 1795550000000) + journalLine(leftover));
     const perWorker = 300;
     const outputs = await Promise.all(
       Array.from({ length: 4 }, () =>
-        run(process.execPath, [fixture('worker.js'), path, String(perWorker), keys.join(','), 'journal'], { timeout: 60_000 }),
+        run(process.execPath, [fixture('worker.js'), path, String(perWorker), keys.join(',')], { timeout: 60_000 }),
       ),
     );
     const allowed = new Map<string, number>(keys.map((k) => [k, 0]));
@@ -55,13 +59,13 @@ describe('several processes on one store file', () => {
       expect(result.other).toBe(0);
       for (const [k, n] of Object.entries(result.allowed)) allowed.set(k, allowed.get(k)! + n);
     }
-    // Each process folds what it appended when it closes: the file alone holds every count.
+    // The first write took the journal into the file and removed it: the file alone holds every count.
     expect(existsSync(`${path}.journal`)).toBe(false);
     const after = JSON.parse(readFileSync(path, 'utf8')) as Array<Record<string, unknown>>;
     const byKey = (doc: Array<Record<string, unknown>>, key: string) => doc.find((r) => r.key === key || r.key_hash === hashKey(key))!;
     for (const key of keys) {
       expect(allowed.get(key)).toBe(2 * perWorker);
-      expect(byKey(after, key).usage_count).toBe((byKey(before, key).usage_count as number) + allowed.get(key)!);
+      expect(byKey(after, key).usage_count).toBe((byKey(before, key).usage_count as number) + 7 + allowed.get(key)!);
     }
   });
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { DaymindError, describeError } from '../errors';
 import { OnceReporter } from '../report-once';
-import { coalesced } from '../store/coalesce';
+import { oneRunAtATime } from '../one-run-at-a-time';
 import { acquireLock, type FileLock } from '../store/lock';
 import type { KeyRecord, UsageDelta } from '../store/types';
 import { appendLines } from './jsonl';
@@ -76,7 +76,7 @@ export class BillingDispatcher {
   /** On close, a round waits for another process's round instead of leaving it the work. */
   private closing = false;
   /** Runs one delivery round; calls during a round share the next one. */
-  readonly deliver = coalesced(() => this.round());
+  readonly deliver = oneRunAtATime(() => this.round());
 
   constructor(
     private readonly outbox: Outbox,

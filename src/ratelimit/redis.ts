@@ -1,5 +1,5 @@
 import { RateLimiterRedis } from 'rate-limiter-flexible';
-import { coalesceWrites } from '../redis/coalesce';
+import { corkWritesForThisTurn } from '../redis/cork-writes';
 import { healthOf, type RedisHealth } from '../redis/health';
 import type { RedisClientLike } from '../redis/types';
 import { DEFAULT_REDIS_PREFIX } from '../settings';
@@ -102,7 +102,7 @@ export class RedisRateLimiter extends RlfRateLimiter {
   override async consume(window: RateLimitWindow, id: string, cost: number): Promise<RateLimitResult> {
     try {
       return await this.health.run(() => {
-        coalesceWrites(this.client);
+        corkWritesForThisTurn(this.client);
         return super.consume(window, id, cost);
       });
     } catch (err) {
@@ -145,7 +145,7 @@ export class RedisRateLimiter extends RlfRateLimiter {
     let reply: number[];
     try {
       reply = await this.health.run(() => {
-        coalesceWrites(client);
+        corkWritesForThisTurn(client);
         return client.daymindConsumeAll!(keys.length, ...keys, ...args);
       });
     } catch {

@@ -3,18 +3,7 @@ import * as fsp from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { promisify } from 'node:util';
 import type { FileLock } from './lock';
-import { WorkSlicer } from './slicer';
 import { removeTempFiles, tempPathFor } from './temp-files';
-
-/** The content of a file together with the identity of the exact version that was read. */
-export interface FileSnapshot {
-  /** The content as read, not decoded: a large file is decoded in slices (see parseRecordsInSlices). */
-  bytes: Buffer;
-  /** inode, size and mtime (ns): changes whenever the file is replaced or rewritten. */
-  signature: string;
-  /** The version read, still open (see {@link KnownVersion}). */
-  handle: OpenFile;
-}
 
 /**
  * An open file descriptor. Plain numbers, not FileHandles: a store dropped without close() then
@@ -23,11 +12,22 @@ export interface FileSnapshot {
  */
 export type OpenFile = number;
 
-export const openFd = promisify(fs.open);
-export const fstatFd = promisify(fs.fstat) as (fd: number, options: { bigint: true }) => Promise<fs.BigIntStats>;
-const readFd = promisify(fs.readFile) as (fd: number) => Promise<Buffer>;
+/** The content of a file together with the identity of the exact version that was read. */
+export interface FileVersion {
+  bytes: Buffer;
+  /** inode, size and mtime (ns): changes whenever the file is replaced or rewritten. */
+  signature: string;
+  /** The version read, still open (see {@link KnownVersion}). */
+  handle: OpenFile;
+}
 
-function closeFile(file: OpenFile): Promise<void> {
+const openFd = promisify(fs.open);
+const writeFd = promisify(fs.write);
+const fsyncFd = promisify(fs.fsync);
+const fstatFd = promisify(fs.fstat) as (fd: number, options: { bigint: true }) => Promise<fs.BigIntStats>;
+
+/** Closes a file opened by this module (a version's handle not kept). */
+export function closeOpenFile(file: OpenFile): Promise<void> {
   return new Promise((resolve) => fs.close(file, () => resolve()));
 }
 
@@ -46,50 +46,40 @@ export class KnownVersion {
     const previous = this.file;
     this.file = file;
     this.signature = signature;
-    if (previous !== undefined && previous !== file) void closeFile(previous);
+    if (previous !== undefined && previous !== file) void closeOpenFile(previous);
   }
 
   async close(): Promise<void> {
     const file = this.file;
     this.file = undefined;
     this.signature = '';
-    if (file !== undefined) await closeFile(file);
+    if (file !== undefined) await closeOpenFile(file);
   }
 }
 
-export function signatureOf(stat: fs.BigIntStats): string {
+function signatureOf(stat: fs.BigIntStats): string {
   return `${stat.ino}:${stat.size}:${stat.mtimeNs}`;
 }
 
+const missing = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT';
+
 /**
- * Reads a file and the signature of the very version read (fstat on the open descriptor). The
- * file stays open: the caller keeps it in a KnownVersion or closes it.
+ * Reads a file and the signature of the very version read (fstat on the open descriptor), or
+ * undefined when there is no file at `path`. The file stays open: the caller keeps it in a
+ * KnownVersion or closes it. Synchronous: the JSON store loads in its constructor, and its
+ * files are small enough to read in one step (see docs/scaling.md).
  */
-export async function readWithSignature(path: string): Promise<FileSnapshot> {
-  const fd = await openFd(path, 'r');
+export function readVersion(path: string): FileVersion | undefined {
+  let fd: number;
   try {
-    const stat = await fstatFd(fd, { bigint: true });
-    // fs.readFile reads a directory's descriptor as empty: readFileSync throws the EISDIR error
-    // that start-up reports (at once, a read of a directory fails without I/O).
-    if (stat.isDirectory()) fs.readFileSync(fd);
-    const bytes = await readFd(fd);
-    return { bytes, signature: signatureOf(stat), handle: fd };
+    fd = fs.openSync(path, 'r');
   } catch (err) {
-    await closeFile(fd);
+    if (missing(err)) return undefined;
     throw err;
   }
-}
-
-/** Closes a file opened by this module (a snapshot's handle not kept). */
-export function closeOpenFile(file: OpenFile): Promise<void> {
-  return closeFile(file);
-}
-
-export function readWithSignatureSync(path: string): FileSnapshot {
-  const fd = fs.openSync(path, 'r');
   try {
     const stat = fs.fstatSync(fd, { bigint: true });
-    const bytes = fs.readFileSync(fd);
+    const bytes = fs.readFileSync(fd); // a directory's descriptor throws EISDIR here
     return { bytes, signature: signatureOf(stat), handle: fd };
   } catch (err) {
     fs.closeSync(fd);
@@ -97,44 +87,12 @@ export function readWithSignatureSync(path: string): FileSnapshot {
   }
 }
 
-export async function statSignature(path: string): Promise<string> {
-  return signatureOf(await fsp.stat(path, { bigint: true }));
-}
-
-const missing = (err: unknown): boolean => (err as NodeJS.ErrnoException).code === 'ENOENT';
-
-/** statSignature(), or '' when there is no file at `path`. */
-export async function statSignatureIfAny(path: string): Promise<string> {
+/** The signature of the file at `path` (see FileVersion), or '' when there is none. */
+export async function signatureIfAny(path: string): Promise<string> {
   try {
-    return await statSignature(path);
+    return signatureOf(await fsp.stat(path, { bigint: true }));
   } catch (err) {
     if (missing(err)) return '';
-    throw err;
-  }
-}
-
-/** statSignatureIfAny(), synchronously. */
-export function statSignatureIfAnySync(path: string): string {
-  const stat = fs.statSync(path, { bigint: true, throwIfNoEntry: false });
-  return stat ? signatureOf(stat) : '';
-}
-
-/** readWithSignature(), or undefined when there is no file at `path`. */
-export async function readIfAny(path: string): Promise<FileSnapshot | undefined> {
-  try {
-    return await readWithSignature(path);
-  } catch (err) {
-    if (missing(err)) return undefined;
-    throw err;
-  }
-}
-
-/** readWithSignatureSync(), or undefined when there is no file at `path`. */
-export function readIfAnySync(path: string): FileSnapshot | undefined {
-  try {
-    return readWithSignatureSync(path);
-  } catch (err) {
-    if (missing(err)) return undefined;
     throw err;
   }
 }
@@ -175,36 +133,9 @@ async function fsyncDirectory(dir: string): Promise<void> {
  */
 export async function writeAtomic(path: string, text: string | readonly (string | Buffer)[], lock?: FileLock): Promise<string> {
   const { signature, handle } = await writeAtomicKeepingOpen(path, text, lock);
-  await closeFile(handle);
+  await closeOpenFile(handle);
   return signature;
 }
-
-const writevFd = promisify(fs.writev) as (
-  fd: number,
-  buffers: readonly Buffer[],
-  position?: number | null,
-) => Promise<{ bytesWritten: number }>;
-
-/**
- * Writes all the buffers in order with one writev call (a write may take fewer bytes than
- * asked: the rest follows), at the file's current position, or from byte `position` when given.
- * One call, not one a part: under load each call waits for a whole turn of the event loop, and a
- * large store has a hundred parts.
- */
-export async function writeAllBuffers(fd: number, buffers: readonly Buffer[], position?: number): Promise<void> {
-  let rest = buffers.filter((buffer) => buffer.length > 0);
-  let at = position;
-  while (rest.length > 0) {
-    let { bytesWritten } = await writevFd(fd, rest, at ?? null);
-    if (bytesWritten <= 0) throw new Error('the file system took no bytes of a write');
-    if (at !== undefined) at += bytesWritten;
-    let done = 0;
-    while (done < rest.length && bytesWritten >= rest[done]!.length) bytesWritten -= rest[done++]!.length;
-    rest = rest.slice(done);
-    if (bytesWritten > 0) rest[0] = rest[0]!.subarray(bytesWritten);
-  }
-}
-const fsyncFd = promisify(fs.fsync);
 
 /** writeAtomic, returning the new version still open (for a KnownVersion). */
 export async function writeAtomicKeepingOpen(
@@ -220,18 +151,18 @@ export async function writeAtomicKeepingOpen(
   } catch {
     // New file: keep 0600.
   }
+  const data =
+    typeof text === 'string' ? Buffer.from(text) : Buffer.concat(text.map((part) => (typeof part === 'string' ? Buffer.from(part) : part)));
   const temp = tempPathFor(path);
   const fd = await openFd(temp, 'wx', mode);
   let signature: string;
   try {
-    // Text parts are encoded one by one, with turns of the event loop between them when they take long.
-    const buffers: Buffer[] = [];
-    const slicer = new WorkSlicer();
-    for (const part of typeof text === 'string' ? [text] : text) {
-      buffers.push(typeof part === 'string' ? Buffer.from(part) : part);
-      if (slicer.due()) await slicer.yield();
+    // A write may take fewer bytes than asked: the rest follows.
+    for (let at = 0; at < data.length;) {
+      const { bytesWritten: written } = await writeFd(fd, data, at, data.length - at, null);
+      if (written <= 0) throw new Error('the file system took no bytes of a write');
+      at += written;
     }
-    await writeAllBuffers(fd, buffers);
     await fsyncFd(fd);
     signature = signatureOf(await fstatFd(fd, { bigint: true }));
     // Checked and renamed back to back, with no turn of the event loop in between: a writer that
@@ -239,7 +170,7 @@ export async function writeAtomicKeepingOpen(
     lock?.assertHeld();
     fs.renameSync(temp, path);
   } catch (err) {
-    await closeFile(fd);
+    await closeOpenFile(fd);
     await fsp.unlink(temp).catch(() => undefined);
     throw err;
   }

@@ -2,7 +2,7 @@ import type { IORedisClient } from '../redis/connection';
 import { healthOf, type RedisHealth } from '../redis/health';
 import { creditsPeriod, utcMonth } from './record';
 import type { SpendRequest, SpendResult } from './types';
-import { coalesceWrites } from '../redis/coalesce';
+import { corkWritesForThisTurn } from '../redis/cork-writes';
 
 /**
  * Spends a request's units from the monthly quota and the prepaid credits of a key, both or
@@ -88,7 +88,7 @@ export class RedisSpender {
   async spend(hash: string, request: SpendRequest): Promise<SpendResult> {
     const month = utcMonth(request.nowMs);
     const [status, monthUsed, credits] = await this.health.run(() => {
-      coalesceWrites(this.client);
+      corkWritesForThisTurn(this.client);
       return this.client.daymindSpend(
         this.recordKey(hash),
         this.quotaKey(hash, month),

@@ -6,7 +6,7 @@ import { healthOf, type RedisHealth } from '../redis/health';
 import type { RedisClientLike } from '../redis/types';
 import { addUsage, applyKeyChanges, assertKeyChanges, markRevoked, newRawRecord, rotateRaw, type RawRecord } from './record';
 import { OnceReporter } from '../report-once';
-import { coalesced } from './coalesce';
+import { oneRunAtATime } from '../one-run-at-a-time';
 import { decodeRecord, encodeRecord, pairs, redisFieldsOf, writeArgs } from './redis-codec';
 import { RedisSpender } from './redis-spend';
 import { APPLY_USAGE, WRITE_RECORD } from './redis-scripts';
@@ -157,7 +157,7 @@ export class RedisKeyStore implements KeyStore {
   }
 
   /** Fetches of changes: at most one runs at a time, and at most one more waits behind it. */
-  private readonly polls = coalesced(() => this.poll());
+  private readonly polls = oneRunAtATime(() => this.poll());
 
   /**
    * Fetches changes now. While Redis is down it does not even wait for a fetch under way (one sent

@@ -1,10 +1,10 @@
 import { mkdir, readdir, unlink } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { StoreError, describeError } from '../errors';
-import { closeOpenFile, readWithSignature, statSignature, writeAtomic } from '../store/file-io';
+import { closeOpenFile, readVersion, signatureIfAny, writeAtomic, type FileVersion } from '../store/file-io';
 import { LockLost, acquireLock, type FileLock } from '../store/lock';
-import { parseChunksInSlices } from '../store/parse-in-slices';
-import { SLICE_BUDGET_MS, WorkSlicer } from '../store/slicer';
+import { parseChunksInSlices } from './json-chunks';
+import { SLICE_BUDGET_MS, WorkSlicer } from './slicer';
 import { HISTORY_RETENTION_DAYS, dayOffset, isoDay, type DayCounts, type HistoryEntry, type UsageHistory } from './history';
 
 /** Counts of one day: key hash -> [allowed, rate_limited]. */
@@ -170,30 +170,25 @@ export class FileUsageHistory implements UsageHistory {
     const path = this.pathOf(day);
     const cached = this.cache.get(day);
     let signature: string;
+    let snapshot: FileVersion | undefined;
     try {
-      signature = await statSignature(path);
+      signature = await signatureIfAny(path);
+      // Read only when it is not the version we know (a day file of 10,000 keys is about 1 MB).
+      snapshot = signature === '' || cached?.signature === signature ? undefined : readVersion(path);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        this.forget(day);
-        const empty: DayFile = new Map();
-        return empty;
-      }
       throw new StoreError('ERR_DAYMIND_STORE_UNREADABLE', path, `cannot read the usage history file ${path}: ${describeError(err)}`, {
         cause: err,
       });
     }
-    if (cached && cached.signature === signature) {
+    if (cached && signature !== '' && cached.signature === signature) {
       this.cache.delete(day);
       this.cache.set(day, cached);
       return cached.counts;
     }
-    let snapshot;
-    try {
-      snapshot = await readWithSignature(path);
-    } catch (err) {
-      throw new StoreError('ERR_DAYMIND_STORE_UNREADABLE', path, `cannot read the usage history file ${path}: ${describeError(err)}`, {
-        cause: err,
-      });
+    if (!snapshot) {
+      this.forget(day);
+      const empty: DayFile = new Map();
+      return empty;
     }
     await closeOpenFile(snapshot.handle);
     const counts = await parseDayFileInSlices(path, snapshot.bytes, slicer);

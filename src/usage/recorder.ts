@@ -3,7 +3,7 @@ import { DaymindError, describeError } from '../errors';
 import type { DaymindStats } from '../observe';
 import { OnceReporter } from '../report-once';
 import { addUsage, type RawRecord } from '../store/record';
-import { SLICE_BUDGET_MS, WorkSlicer } from '../store/slicer';
+import { SLICE_BUDGET_MS, WorkSlicer } from './slicer';
 import type { KeyRecord, KeyStore, UsageDelta } from '../store/types';
 import { utcDay } from './day';
 import type { DayCounts, HistoryEntry, UsageHistory } from './history';

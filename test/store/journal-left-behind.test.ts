@@ -1,58 +1,64 @@
 /**
- * What docs/how-it-works.md says of a usage journal left by a process that crashed (a real child
- * process, killed with SIGKILL after its append): a process that stops cleanly without appending
- * to it leaves it beside the file, whose readers still count it; the next server on the store
- * folds it once it is foldAfterMs old.
+ * What docs/how-it-works.md says of a usage journal an earlier version left (a process killed
+ * before it folded its journal into the file): a process that only reads the store counts it and
+ * leaves it beside the file; the next server on the store (its reload timer) or the next write
+ * takes it into the file and removes it.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { JsonFileKeyStore } from '../../src';
-import { childEnv, tempDir, waitFor } from '../helpers';
-
-const DIST = resolve(__dirname, '../../dist/cjs');
-const JOURNAL = { minStoreBytes: 0, foldAfterMs: 300 };
-
-/** A process that appends 5 units of every key to the journal and is killed before it can fold. */
-const CRASHING = `
-const { JsonFileKeyStore } = require(${JSON.stringify(DIST)});
-const store = new JsonFileKeyStore({ path: process.argv[1], reloadIntervalMs: 0, usageJournal: ${JSON.stringify(JOURNAL)} });
-store
-  .list()
-  .then((records) => store.applyUsage(records.map((r) => ({ key_hash: r.key_hash, units: 5, last_used: 1795550000, days: [{ day: 20261125, units: 5 }] }))))
-  .then(() => process.kill(process.pid, 'SIGKILL'));
-`;
+import { journalHeader, journalLine } from '../../src/store/leftover-journal';
+import { tempDir, waitFor } from '../helpers';
 
 const usageOnDisk = (path: string): number[] =>
   (JSON.parse(readFileSync(path, 'utf8')) as Array<{ usage_count: number }>).map((r) => r.usage_count);
 
-test('a journal a crashed process left: kept by a clean stop that never appended to it, folded by the next server', async () => {
+/** The journal an earlier version would have left for the store file as it is now: 5 units of `hash`. */
+function leaveJournal(path: string, hash: string): void {
+  const stat = statSync(path, { bigint: true });
+  const line = journalLine([{ key_hash: hash, units: 5, last_used: 1795550000, days: [{ day: 20261125, units: 5 }] }]);
+  writeFileSync(`${path}.journal`, journalHeader(`${stat.ino}:${stat.size}:${stat.mtimeNs}`, 1795550000000) + line);
+}
+
+test("an earlier version's journal: counted and kept by a process that only reads, folded by the next server", async () => {
   const path = join(tempDir(), 'api_keys.json');
   const journal = `${path}.journal`;
   const seed = new JsonFileKeyStore({ path });
   const { record } = await seed.create({ owner: 'acme' });
   await seed.close();
-
-  const crashed = spawnSync(process.execPath, ['-e', CRASHING, path], { env: childEnv(), encoding: 'utf8' });
-  expect([crashed.signal, crashed.stderr]).toEqual(['SIGKILL', '']);
-  expect(existsSync(journal)).toBe(true);
+  leaveJournal(path, record.key_hash);
   const fileAlone = readFileSync(path);
-  expect(usageOnDisk(path)).toEqual([0]);
 
-  // Starts, reads (file and journal) and stops cleanly, with no usage of its own.
-  const quiet = new JsonFileKeyStore({ path, reloadIntervalMs: 0, usageJournal: JOURNAL });
+  // Starts, reads (file and journal) and stops cleanly, with no write of its own.
+  const quiet = new JsonFileKeyStore({ path, reloadIntervalMs: 0 });
   expect(quiet.get(record.key_hash)?.usage_count).toBe(5);
   await quiet.close();
   expect(existsSync(journal)).toBe(true);
   expect(readFileSync(path)).toEqual(fileAlone);
-  const reader = new JsonFileKeyStore({ path, reloadIntervalMs: 0, usageJournal: JOURNAL });
-  expect(reader.get(record.key_hash)?.usage_count).toBe(5);
-  await reader.close();
 
-  // A server on the store folds it at its first check after the journal is foldAfterMs old.
-  const server = new JsonFileKeyStore({ path, reloadIntervalMs: 20, usageJournal: JOURNAL });
+  // A server on the store folds it at its first check.
+  const server = new JsonFileKeyStore({ path, reloadIntervalMs: 20 });
   await server.init();
   await waitFor(() => !existsSync(journal), 5000);
+  expect(server.get(record.key_hash)?.usage_count).toBe(5);
   await server.close();
   expect(usageOnDisk(path)).toEqual([5]);
+});
+
+test("an earlier version's journal is taken in by the next write, once, and one naming an older file is not", async () => {
+  const path = join(tempDir(), 'api_keys.json');
+  const store = new JsonFileKeyStore({ path, reloadIntervalMs: 0 });
+  const { record } = await store.create({ owner: 'acme' });
+  leaveJournal(path, record.key_hash);
+  const delta = { key_hash: record.key_hash, units: 1, last_used: 1795550000, days: [{ day: 20261125, units: 1 }] };
+  await store.applyUsage([delta]);
+  expect(existsSync(`${path}.journal`)).toBe(false);
+  expect(usageOnDisk(path)).toEqual([6]);
+  // A journal naming the file as it was before (its usage is in the file already) is ignored, then removed.
+  writeFileSync(`${path}.journal`, journalHeader('1:2:3', 1795550000000) + journalLine([delta]));
+  await store.applyUsage([delta]);
+  expect(store.get(record.key_hash)?.usage_count).toBe(7);
+  expect(existsSync(`${path}.journal`)).toBe(false);
+  await store.close();
+  expect(usageOnDisk(path)).toEqual([7]);
 });

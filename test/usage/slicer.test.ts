@@ -2,8 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeAtomic } from '../../src/store/file-io';
-import { serializeRecords } from '../../src/store/json-doc';
-import { WorkSlicer } from '../../src/store/slicer';
+import { WorkSlicer } from '../../src/usage/slicer';
 
 describe('WorkSlicer', () => {
   test('a slice is due once its budget is used, and yield() starts the next one', async () => {
@@ -23,21 +22,6 @@ describe('WorkSlicer', () => {
     } finally {
       jest.useRealTimers();
     }
-  });
-
-  test('serializeRecords lets the event loop run while it encodes a large document, and writes it whole', async () => {
-    const raws = Array.from({ length: 3_000 }, (_, i) => ({ owner: `owner-${i}`, usage_count: i }));
-    let turns = 0;
-    const tick = (): void => {
-      turns++;
-      if (running) setImmediate(tick);
-    };
-    let running = true;
-    setImmediate(tick);
-    const parts = await serializeRecords(raws, undefined, new WorkSlicer(0));
-    running = false;
-    expect(turns).toBeGreaterThan(100); // with a budget of 0, a turn after every record or slice
-    expect(JSON.parse(Buffer.concat(parts).toString('utf8'))).toEqual(raws);
   });
 });
 

@@ -13,7 +13,7 @@ const corked = new WeakSet<Writable>();
  * as ioredis still sends and matches the commands in order. A client without a single stream
  * (a Cluster) is left alone.
  */
-export function coalesceWrites(client: unknown): void {
+export function corkWritesForThisTurn(client: unknown): void {
   const stream = (client as { stream?: Writable }).stream;
   if (!stream || typeof stream.cork !== 'function' || corked.has(stream)) return;
   stream.cork();

@@ -1,4 +1,4 @@
-export interface Coalesced {
+export interface OneRunAtATime {
   (): Promise<void>;
   /** Resolves when no run is under way or waiting (without starting one). */
   idle(): Promise<void>;
@@ -9,7 +9,7 @@ export interface Coalesced {
  * it: a burst of calls costs two runs, and every caller's promise settles after a run that started
  * after its call.
  */
-export function coalesced(run: () => Promise<void>): Coalesced {
+export function oneRunAtATime(run: () => Promise<void>): OneRunAtATime {
   let running: Promise<void> | undefined;
   let queued: Promise<void> | undefined;
   const call = (): Promise<void> => {

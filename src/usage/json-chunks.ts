@@ -1,4 +1,3 @@
-import { assertRecord, parseRecords, type RawRecord } from './record';
 import type { WorkSlicer } from './slicer';
 
 /** About how many bytes of a document one JSON.parse call takes (a few hundred records). */
@@ -23,8 +22,7 @@ export function isFramed(bytes: Buffer, open: '[' | '{'): boolean {
 /**
  * A JSON array or object laid out as this library writes its files ("[\n" or "{\n" first, elements
  * or members separated by ",\n", "\n]\n" or "\n}\n" last), parsed a chunk at a time with the event
- * loop let in between: a 100,000-key store is about 25 MB, which JSON.parse took about 250 ms for
- * in one go here. Returns each chunk's value (an array or an object), in order.
+ * loop let in between (a usage history day file of many keys). Returns each chunk's value (an array or an object), in order.
  *
  * Chunks are cut only at ",\n". A JSON string cannot hold a raw newline, so each cut is either
  * between two members of the outer value or inside a nested value, and a cut inside a nested value
@@ -56,19 +54,4 @@ export async function parseChunksInSlices(bytes: Buffer, open: '[' | '{', slicer
     if (start > end) return undefined; // a comma before the closing line
     if (slicer.due()) await slicer.yield();
   }
-}
-
-/**
- * parseRecords() for a store that another process rewrote, without one long synchronous step
- * (see parseChunksInSlices): the same records, or the same error.
- */
-export async function parseRecordsInSlices(bytes: Buffer, slicer: WorkSlicer): Promise<RawRecord[]> {
-  const chunks = (await parseChunksInSlices(bytes, '[', slicer)) as unknown[][] | undefined;
-  if (!chunks) return parseRecords(bytes.toString('utf8'));
-  const records = chunks.flat();
-  for (let i = 0; i < records.length; i++) {
-    assertRecord(records[i], i);
-    if (slicer.due()) await slicer.yield();
-  }
-  return records as RawRecord[];
 }

@@ -1,6 +1,6 @@
 import type { Socket } from 'node:net';
 import Redis from 'ioredis';
-import { coalesceWrites } from '../../src/redis/coalesce';
+import { corkWritesForThisTurn } from '../../src/redis/cork-writes';
 import { RedisRateLimiter } from '../../src/ratelimit/redis';
 import { startRedis, type TestRedis } from './harness';
 
@@ -38,12 +38,12 @@ function countWrites(client: Redis): { count: number } {
   return writes;
 }
 
-describe('coalesceWrites', () => {
+describe('corkWritesForThisTurn', () => {
   test('commands sent in one turn of the event loop reach Redis in one write, and answer in order', async () => {
     const client = await connect();
     const writes = countWrites(client);
-    coalesceWrites(client);
-    coalesceWrites(client); // corked once per turn, however often it is called
+    corkWritesForThisTurn(client);
+    corkWritesForThisTurn(client); // corked once per turn, however often it is called
     const replies = Promise.all(Array.from({ length: 20 }, (_, i) => client.incrby('coalesce:n', i + 1)));
     expect(await replies).toEqual(Array.from({ length: 20 }, (_, i) => ((i + 1) * (i + 2)) / 2));
     expect(writes.count).toBe(1);
@@ -70,7 +70,7 @@ describe('coalesceWrites', () => {
     const client = await connect();
     jest.useFakeTimers();
     try {
-      coalesceWrites(client);
+      corkWritesForThisTurn(client);
       expect(await client.incr('coalesce:fake')).toBe(1);
     } finally {
       jest.useRealTimers();
