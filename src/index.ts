@@ -4,7 +4,8 @@ export { DaymindError, ConfigError, StoreError, type DaymindErrorCode } from './
 export { generateKey, hashKey, hasValidChecksum, displayPrefix, DEFAULT_KEY_PREFIX } from './keys';
 export type { VerifyCode, VerifyResult, VerifyOptions } from './pipeline/verify-types';
 export type { KeyStore, KeyRecord, UsageDelta, NewKeyInput, CreatedKey, RotatedKey, UsageBatch, KeyChanges } from './store/types';
-export { JsonFileKeyStore, DEFAULT_STORE_PATH, type JsonFileKeyStoreOptions, type UsageJournalOptions } from './store/json-file';
+export { JsonFileKeyStore, type JsonFileKeyStoreOptions, type UsageJournalOptions } from './store/json-file';
+export { DEFAULT_STORE_PATH } from './settings';
 export { MemoryKeyStore, type MemoryKeyStoreOptions } from './store/memory';
 export { RedisKeyStore, type RedisKeyStoreOptions } from './store/redis';
 export { RedisRateLimiter, type RedisRateLimiterOptions } from './ratelimit/redis';

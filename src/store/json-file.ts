@@ -19,10 +19,10 @@ import {
 import { LockLost, acquireLock, type FileLock } from './lock';
 import { removeTempFilesSync } from './temp-files';
 import { usageJournalProblem, type JsonFileKeyStoreOptions } from './json-file-options';
-import { applyKeyChanges, createdKey, markRevoked, newRawRecord, parseRecords, rotateRaw, toKeyRecord, type RawRecord } from './record';
+import { applyKeyChanges, createdKey, markRevoked, newRawRecord, rotateRaw, toKeyRecord, type RawRecord } from './record';
+import { parseRecords } from './record-check';
 import type { CreatedKey, KeyChanges, KeyRecord, KeyStore, NewKeyInput, RotatedKey, UsageBatch, UsageDelta } from './types';
 
-export { DEFAULT_STORE_PATH };
 export { usageJournalProblem, type JsonFileKeyStoreOptions, type UsageJournalOptions } from './json-file-options';
 
 /** How many times a write starts again after losing the lock before it gives up (see mutate). */
