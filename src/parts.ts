@@ -11,11 +11,13 @@ import type { RedisClientLike } from './redis/types';
 import { JsonFileKeyStore } from './store/json-file';
 import { migrationMessage, readMigrationNote } from './store/migrated';
 import { MemoryKeyStore } from './store/memory';
+import { PostgresKeyStore } from './store/postgres';
 import { RedisKeyStore } from './store/redis';
 import type { KeyStore } from './store/types';
 import type { UsageHistory } from './usage/history';
 import { FileUsageHistory, historyDirFor } from './usage/history-file';
 import { MemoryUsageHistory } from './usage/history-memory';
+import { PostgresUsageHistory } from './usage/history-postgres';
 import { RedisUsageHistory } from './usage/history-redis';
 
 /* The parts daymindAuth() composes, made from the resolved configuration. */
@@ -59,6 +61,7 @@ export function createHistory(config: ResolvedConfig, store: KeyStore, redis: Re
   if (config.history) return config.history;
   if (store instanceof JsonFileKeyStore) return new FileUsageHistory({ dir: historyDirFor(store.path), now: config.now });
   if (store instanceof RedisKeyStore && redis) return new RedisUsageHistory({ client: redis, prefix: config.redisPrefix });
+  if (store instanceof PostgresKeyStore) return new PostgresUsageHistory({ pool: store.pool, schema: store.schema, now: config.now });
   return new MemoryUsageHistory(config.now);
 }
 
@@ -82,6 +85,18 @@ export function createStore(config: ResolvedConfig, redis: RedisClientLike | und
       client: redis!,
       prefix: config.redisPrefix,
       failureMode: config.redisFailureMode,
+      keyPrefix: config.keyPrefix,
+      onError: config.onError,
+      now: config.now,
+    });
+  }
+  if (config.keyStore === 'postgres') {
+    const { url, schema, failureMode, timeoutMs } = config.database!;
+    return new PostgresKeyStore({
+      ...(typeof url === 'string' ? { url } : { pool: url }),
+      schema,
+      failureMode,
+      timeoutMs,
       keyPrefix: config.keyPrefix,
       onError: config.onError,
       now: config.now,
