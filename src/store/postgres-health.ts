@@ -50,7 +50,8 @@ export class PgHealth {
   }
 
   failed(err: unknown): void {
-    if (!this.up || this.closed || answeredByDatabase(err)) return;
+    // A DaymindError is the library's own (a layout it must not touch), not the database's silence.
+    if (!this.up || this.closed || answeredByDatabase(err) || err instanceof DaymindError) return;
     this.up = false;
     this.cause = err;
     for (const listener of this.listeners) listener(false, err);

@@ -10,6 +10,8 @@ import type { PgPool } from './postgres-connect';
  *   of its last settings change.
  * - `usage_batches`: ids of the usage flushes applied, so that a retried flush counts once.
  * - `quota`: units of each key's monthly quota spent, per month (`YYYYMM`).
+ * - `spends`: what each recent spend took (kept an hour), so that a spend is given back once, also
+ *   one whose reply was lost (the request was refused, but the database had spent).
  * - `history`, `history_batches`: per-key, per-day request counts and the flushes applied.
  */
 export const LAYOUT_VERSION = 1;
@@ -72,6 +74,15 @@ CREATE TABLE IF NOT EXISTS ${t('history')} (
   PRIMARY KEY (day, key_hash)
 );
 CREATE TABLE IF NOT EXISTS ${t('history_batches')} (id text PRIMARY KEY, at double precision NOT NULL);
+CREATE TABLE IF NOT EXISTS ${t('spends')} (
+  id text PRIMARY KEY,
+  key_hash text NOT NULL,
+  units bigint NOT NULL,
+  month integer NOT NULL,
+  quota boolean NOT NULL,
+  credits boolean NOT NULL,
+  at double precision NOT NULL
+);
 ${spendFunctions(schema)}
 INSERT INTO ${t('meta')} (name, value) VALUES ('layout_version', ${LAYOUT_VERSION}), ('change_version', 0)
   ON CONFLICT (name) DO NOTHING;
@@ -79,15 +90,17 @@ INSERT INTO ${t('meta')} (name, value) VALUES ('layout_version', ${LAYOUT_VERSIO
 }
 
 /**
- * Spends a request's units from the monthly quota and the prepaid credits of a key, both or
- * neither, with the key's row locked (so several instances never overshoot either). Returns the
- * status (1 spent, -1 quota, -2 credits), the month's units used and the credits (-1: not prepaid).
+ * `spend` takes a request's units from the monthly quota and the prepaid credits of a key, both or
+ * neither, with the key's row locked (so several instances never overshoot either), and notes
+ * what it took under the spend's id. Returns the status (1 spent, -1 quota, -2 credits), the
+ * month's units used and the credits (-1: not prepaid). `refund` gives back what the spend of an
+ * id took, once (false when it took nothing or was given back already).
  */
 function spendFunctions(schema: string): string {
   const t = (name: string) => tableOf(schema, name);
   return `
-CREATE OR REPLACE FUNCTION ${t('spend')}(p_hash text, p_units bigint, p_quota bigint, p_month integer, p_day integer,
-  OUT o_status integer, OUT o_used bigint, OUT o_credits bigint) LANGUAGE plpgsql AS $fn$
+CREATE OR REPLACE FUNCTION ${t('spend')}(p_id text, p_at double precision, p_hash text, p_units bigint, p_quota bigint,
+  p_month integer, p_day integer, OUT o_status integer, OUT o_used bigint, OUT o_credits bigint) LANGUAGE plpgsql AS $fn$
 DECLARE
   k record;
   v_period integer;
@@ -120,12 +133,22 @@ BEGIN
     INSERT INTO ${t('quota')} AS q (key_hash, month, used) VALUES (p_hash, p_month, o_used)
       ON CONFLICT (key_hash, month) DO UPDATE SET used = EXCLUDED.used;
   END IF;
+  IF p_quota >= 0 OR o_credits >= 0 THEN
+    INSERT INTO ${t('spends')} (id, key_hash, units, month, quota, credits, at)
+      VALUES (p_id, p_hash, p_units, p_month, p_quota >= 0, o_credits >= 0, p_at);
+  END IF;
 END
 $fn$;
-CREATE OR REPLACE FUNCTION ${t('refund')}(p_hash text, p_units bigint, p_month integer, p_quota boolean, p_credits boolean)
-  RETURNS void LANGUAGE sql AS $fn$
-  UPDATE ${t('quota')} SET used = used - p_units WHERE p_quota AND key_hash = p_hash AND month = p_month;
-  UPDATE ${t('keys')} SET credits = credits + p_units WHERE p_credits AND key_hash = p_hash AND credits IS NOT NULL;
+CREATE OR REPLACE FUNCTION ${t('refund')}(p_id text) RETURNS boolean LANGUAGE plpgsql AS $fn$
+DECLARE
+  s record;
+BEGIN
+  DELETE FROM ${t('spends')} WHERE id = p_id RETURNING * INTO s;
+  IF NOT FOUND THEN RETURN false; END IF;
+  UPDATE ${t('quota')} SET used = used - s.units WHERE s.quota AND key_hash = s.key_hash AND month = s.month;
+  UPDATE ${t('keys')} SET credits = credits + s.units WHERE s.credits AND key_hash = s.key_hash AND credits IS NOT NULL;
+  RETURN true;
+END
 $fn$;
 `;
 }

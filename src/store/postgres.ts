@@ -8,9 +8,10 @@ import { columnsOf, decodeRow, type KeyRow } from './postgres-codec';
 import { asPool, connectPostgres, inTransaction, type PgClient, type PgPool } from './postgres-connect';
 import { pgHealthOf, type PgHealth } from './postgres-health';
 import { PgListener } from './postgres-listen';
+import { PgSpender } from './postgres-spend';
 import { channelOf, ensureLayout, tableOf } from './postgres-schema';
 import { applyUsageStatement, INSERT_CHUNK, insertRecords, publishChange, updateColumns } from './postgres-writes';
-import { addUsage, applyKeyChanges, creditsPeriod, markRevoked, newRawRecord, rotateRaw, utcMonth, type RawRecord } from './record';
+import { addUsage, applyKeyChanges, markRevoked, newRawRecord, rotateRaw, utcMonth, type RawRecord } from './record';
 import type {
   CreatedKey,
   KeyChanges,
@@ -48,6 +49,8 @@ export interface PostgresKeyStoreOptions {
 
 /** Batch ids are kept a day (retries come within seconds or minutes); old ones are removed about once a minute. */
 const PRUNE_EVERY_MS = 60_000;
+/** How long what a spend took is kept for its refund: a request's life, or an outage's. */
+const SPEND_TRACE_SECONDS = 3600;
 
 /**
  * Keys and counters in PostgreSQL tables, shared by every app instance. Records are held in memory
@@ -76,6 +79,7 @@ export class PostgresKeyStore implements KeyStore {
   private lastPrune = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  private readonly spender: PgSpender;
 
   constructor(options: PostgresKeyStoreOptions) {
     if (!options.pool && !options.url) throw new DaymindError('ERR_DAYMIND_CONFIG', 'PostgresKeyStore needs a url or a pool');
@@ -90,8 +94,15 @@ export class PostgresKeyStore implements KeyStore {
     this.now = options.now ?? Date.now;
     this.problems = new OnceReporter(options.onError ?? ((err) => console.error(`[daymind-auth] ${err.message}`)));
     this.health = pgHealthOf(this.pool);
-    this.health.onChange((up) => {
-      if (up) void this.polls();
+    this.spender = new PgSpender(this.pool, this.schema, this.health);
+    this.health.onChange((up, cause) => {
+      if (up) return void this.polls();
+      const fallback = this.failClosed ? 'refusing requests (503)' : 'answering from the keys in memory';
+      this.problems.report(
+        new DaymindError('ERR_DAYMIND_UNAVAILABLE', `PostgreSQL is unavailable (${describeError(cause)}); ${fallback} until it returns`, {
+          cause,
+        }),
+      );
     });
     if (options.listen !== false) {
       this.listener = new PgListener(
@@ -246,36 +257,12 @@ export class PostgresKeyStore implements KeyStore {
     return rows[0] ? { ...decodeRow(rows[0]) } : undefined;
   }
 
-  async spend(keyHash: string, request: SpendRequest): Promise<SpendResult> {
-    const month = utcMonth(request.nowMs);
-    const result = await this.health.run(() =>
-      this.pool.query<{ o_status: number; o_used: string; o_credits: string }>(`SELECT * FROM ${this.t('spend')}($1, $2, $3, $4, $5)`, [
-        keyHash,
-        request.units,
-        request.monthlyQuota ?? -1,
-        month,
-        creditsPeriod('daily', request.nowMs),
-      ]),
-    );
-    const { o_status: status, o_used: used, o_credits: credits } = result.rows[0]!;
-    return {
-      outcome: status === 1 ? 'spent' : status === -1 ? 'quota_exceeded' : 'credits_exhausted',
-      monthUsed: Number(used),
-      credits: Number(credits) < 0 ? undefined : Number(credits),
-    };
+  spend(keyHash: string, request: SpendRequest): Promise<SpendResult> {
+    return this.spender.spend(keyHash, request);
   }
 
-  async refund(keyHash: string, request: SpendRequest, spent: SpendResult): Promise<void> {
-    if (spent.outcome !== 'spent') return;
-    await this.health.run(() =>
-      this.pool.query(`SELECT ${this.t('refund')}($1, $2, $3, $4, $5)`, [
-        keyHash,
-        request.units,
-        utcMonth(request.nowMs),
-        request.monthlyQuota != null,
-        spent.credits !== undefined,
-      ]),
-    );
+  refund(keyHash: string, request: SpendRequest, spent: SpendResult): Promise<void> {
+    return this.spender.refund(spent);
   }
 
   async list(): Promise<KeyRecord[]> {
@@ -322,6 +309,7 @@ export class PostgresKeyStore implements KeyStore {
     this.timer = undefined;
     await this.listener?.stop();
     await this.polls.idle();
+    if (this.health.healthy) await this.spender.settle().catch(() => undefined);
     if (this.owned) {
       this.health.close();
       await this.pool.end();
@@ -380,18 +368,22 @@ export class PostgresKeyStore implements KeyStore {
         this.version = Math.max(this.version, Number(row.version));
       }
       if (this.listener && !this.listener.listening) void this.listener.start();
+      await this.spender.settle();
       this.problems.clear();
       // Housekeeping that fails is tried again at the next prune.
       await this.prune().catch(() => undefined);
     } catch (err) {
-      if (err instanceof DaymindError && err.code === 'ERR_DAYMIND_CONFIG') return this.problems.report(err);
+      if (err instanceof DaymindError && err.code === 'ERR_DAYMIND_CONFIG') {
+        clearInterval(this.timer); // nothing to retry: this version must not use the tables
+        return this.problems.report(err);
+      }
       this.problems.report(
         new DaymindError('ERR_DAYMIND_UNAVAILABLE', `cannot read key changes from PostgreSQL: ${describeError(err)}`, { cause: err }),
       );
     }
   }
 
-  /** Removes batch ids older than a day, quota counters of months gone and history past its retention. */
+  /** Removes batch ids older than a day, quota counters of months gone, spends of the past and history past its retention. */
   private async prune(): Promise<void> {
     const now = this.now();
     if (now - this.lastPrune < PRUNE_EVERY_MS) return;
@@ -400,6 +392,7 @@ export class PostgresKeyStore implements KeyStore {
     await this.pool.query(`DELETE FROM ${this.t('usage_batches')} WHERE at < $1`, [dayAgo]);
     await this.pool.query(`DELETE FROM ${this.t('history_batches')} WHERE at < $1`, [dayAgo]);
     await this.pool.query(`DELETE FROM ${this.t('quota')} WHERE month < $1`, [utcMonth(now - 62 * 86_400_000)]);
+    await this.pool.query(`DELETE FROM ${this.t('spends')} WHERE at < $1`, [now / 1000 - SPEND_TRACE_SECONDS]);
     await this.pool.query(`DELETE FROM ${this.t('history')} WHERE day < $1`, [dayOffset(now, -HISTORY_RETENTION_DAYS)]);
   }
 }

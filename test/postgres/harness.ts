@@ -75,9 +75,10 @@ export function databaseForFile(before: () => Promise<void> = async () => undefi
 }
 
 /**
- * A TCP proxy in front of the PostgreSQL server that the test controls: `freeze()` stops passing
- * bytes either way (the server seems to hang: queries get no answer), `cut()` drops every
- * connection and refuses new ones (the server seems gone), `restore()` puts things right.
+ * A TCP proxy in front of the PostgreSQL server that the test controls: `freeze()` holds back the
+ * server's replies (the server seems to hang; the queries still reach it and run, so a write can
+ * be applied while its client times out), `cut()` drops every connection and refuses new ones
+ * (the server seems gone), `restore()` puts things right.
  */
 export interface TestProxy {
   port: number;
@@ -105,9 +106,8 @@ export async function startProxy(targetPort = PG_PORT): Promise<TestProxy> {
       s.on('error', end);
       s.on('close', end);
     }
-    if (frozen) for (const s of pair) s.pause();
     inbound.pipe(outbound);
-    outbound.pipe(inbound);
+    if (!frozen) outbound.pipe(inbound);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as { port: number }).port;
@@ -115,7 +115,10 @@ export async function startProxy(targetPort = PG_PORT): Promise<TestProxy> {
     port,
     freeze() {
       frozen = true;
-      for (const pair of pairs) for (const s of pair) s.pause();
+      for (const [inbound, outbound] of pairs) {
+        outbound.unpipe(inbound);
+        outbound.pause();
+      }
     },
     cut() {
       refusing = true;
@@ -123,9 +126,9 @@ export async function startProxy(targetPort = PG_PORT): Promise<TestProxy> {
       pairs.clear();
     },
     restore() {
+      if (frozen) for (const [inbound, outbound] of pairs) outbound.pipe(inbound);
       frozen = false;
       refusing = false;
-      for (const pair of pairs) for (const s of pair) s.resume();
     },
     async close() {
       for (const pair of pairs) for (const s of pair) s.destroy();
