@@ -113,7 +113,8 @@ export function createStore(config: ResolvedConfig, redis: RedisClientLike | und
   // A store moved to Redis by `daymind-keys migrate` keeps working, but not unnoticed.
   const migrated = readMigrationNote(store.path);
   if (migrated) {
-    const message = `${migrationMessage(store.path, migrated)}; this server still uses the file (set KEY_STORE=redis and REDIS_URL to use them)`;
+    const settings = migrated.to.startsWith('postgres') ? 'KEY_STORE=postgres and DATABASE_URL' : 'KEY_STORE=redis and REDIS_URL';
+    const message = `${migrationMessage(store.path, migrated)}; this server still uses the file (set ${settings} to use them)`;
     config.onError(new DaymindError('ERR_DAYMIND_CONFIG', message));
   }
   return store;

@@ -102,7 +102,8 @@ export async function migrate(
   toValue: string | undefined,
   names: { prefix: string; schema: string },
 ): Promise<void> {
-  if (fromValue === undefined || toValue === undefined) throw new UsageError('migrate needs --from FILE|URL and --to URL|FILE');
+  if (fromValue === undefined || toValue === undefined)
+    throw new UsageError('migrate needs --from FILE and --to URL, or --from URL and --to URL or a new FILE');
   const from = locate(fromValue, names);
   const to = locate(toValue, names);
   if (from.kind === 'file' && to.kind === 'file') throw new UsageError('--to: a JSON store moves to a redis:// or postgres:// URL');
