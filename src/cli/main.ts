@@ -242,7 +242,10 @@ function locateStore(
   schema: string,
 ): StoreLocation {
   const named = (['store', 'redis', 'database'] as const).filter((name) => values[name] !== undefined);
-  if (named.length > 1) throw new UsageError(`${named.map((n) => `--${n}`).join(' and ')} name different stores; give one`);
+  if (named.length > 1)
+    throw new UsageError(
+      `${named.map((n) => `--${n}`).join(' and ')} name ${named.length === 2 ? 'two' : 'three'} different stores; give one`,
+    );
   if (values.redis !== undefined) return { kind: 'redis', url: redisUrl(values.redis, '--redis'), prefix };
   if (values.database !== undefined) return { kind: 'postgres', url: databaseUrl(values.database, '--database'), schema };
   if (values.store !== undefined) {

@@ -117,7 +117,7 @@ describe('daymind-keys on a PostgreSQL store', () => {
     expect(bad.stderr).toMatch(/--database: "localhost:5432" is not a postgres:\/\/ or postgresql:\/\/ URL/);
     const both = await cli(['--database', file.db.url, '--store', 'x.json', 'list']);
     expect(both.code).toBe(2);
-    expect(both.stderr).toMatch(/--store and --database name different stores; give one/);
+    expect(both.stderr).toMatch(/--store and --database name two different stores; give one/);
     const noUrl = await cli(['list'], { KEY_STORE: 'postgres' });
     expect(noUrl.stderr).toMatch(/KEY_STORE is "postgres" but DATABASE_URL is not set/);
     const secret = await cli(['--database', 'postgres://u:hunter2@127.0.0.1:1/x', 'list']);
