@@ -31,6 +31,17 @@ export function connectPostgres(url: string, variable: string, timeoutMs: number
   });
 }
 
+/**
+ * The query timeout of background work (usage flushes, loads, table creation): a flush of
+ * thousands of keys under load may take longer than a request may wait, and makes no request wait.
+ */
+export const BACKGROUND_TIMEOUT_MS = 30_000;
+
+/** A query for pg with the background timeout. */
+export function background(text: string, values?: unknown[]): { text: string; values?: unknown[]; query_timeout: number } {
+  return { text, values, query_timeout: BACKGROUND_TIMEOUT_MS };
+}
+
 /** The pool as the implementation uses it. */
 export function asPool(pool: PgPoolLike): PgPool {
   return pool as unknown as PgPool;

@@ -1,7 +1,8 @@
+import { dayOffset, HISTORY_RETENTION_DAYS } from '../usage/history';
 import { columnValue, COUNTER_COLUMNS, extraColumn, SETTINGS_COLUMNS, usageColumns } from './postgres-codec';
-import type { PgClient } from './postgres-connect';
+import { background, type PgClient, type PgPool } from './postgres-connect';
 import { channelOf, tableOf } from './postgres-schema';
-import type { RawRecord } from './record';
+import { utcMonth, type RawRecord } from './record';
 import type { UsageDelta } from './types';
 
 /** A query as pg takes it. */
@@ -94,4 +95,18 @@ export function applyUsageStatement(schema: string, deltas: UsageDelta[], batchI
       SELECT (SELECT count(*) FROM b)::int AS fresh, coalesce((SELECT sum(units) FROM u), 0)::float8 AS counted`,
     values: [batchId, nowSeconds, c.hashes, c.units, c.lastUsed, c.day, c.dayUnits, c.month, c.monthUnits],
   };
+}
+
+/** How long what a spend took is kept for its refund: a request's life, or an outage's. */
+const SPEND_TRACE_SECONDS = 3600;
+
+/** Removes batch ids older than a day, quota counters of months gone, spends of the past and history past its retention. */
+export async function pruneOld(pool: PgPool, schema: string, now: number): Promise<void> {
+  const t = (name: string) => tableOf(schema, name);
+  const dayAgo = now / 1000 - 86_400;
+  await pool.query(background(`DELETE FROM ${t('usage_batches')} WHERE at < $1`, [dayAgo]));
+  await pool.query(background(`DELETE FROM ${t('history_batches')} WHERE at < $1`, [dayAgo]));
+  await pool.query(background(`DELETE FROM ${t('quota')} WHERE month < $1`, [utcMonth(now - 62 * 86_400_000)]));
+  await pool.query(background(`DELETE FROM ${t('spends')} WHERE at < $1`, [now / 1000 - SPEND_TRACE_SECONDS]));
+  await pool.query(background(`DELETE FROM ${t('history')} WHERE day < $1`, [dayOffset(now, -HISTORY_RETENTION_DAYS)]));
 }

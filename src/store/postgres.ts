@@ -2,16 +2,15 @@ import { DaymindError, describeError } from '../errors';
 import { DEFAULT_KEY_PREFIX } from '../keys';
 import { OnceReporter } from '../report-once';
 import { DEFAULT_DATABASE_SCHEMA, type PgPoolLike } from '../settings';
-import { dayOffset, HISTORY_RETENTION_DAYS } from '../usage/history';
 import { coalesced } from './coalesce';
 import { columnsOf, decodeRow, type KeyRow } from './postgres-codec';
-import { asPool, connectPostgres, inTransaction, type PgClient, type PgPool } from './postgres-connect';
+import { asPool, background, connectPostgres, inTransaction, type PgClient, type PgPool } from './postgres-connect';
 import { pgHealthOf, type PgHealth } from './postgres-health';
 import { PgListener } from './postgres-listen';
 import { PgSpender } from './postgres-spend';
 import { channelOf, ensureLayout, tableOf } from './postgres-schema';
-import { applyUsageStatement, INSERT_CHUNK, insertRecords, publishChange, updateColumns } from './postgres-writes';
-import { addUsage, applyKeyChanges, markRevoked, newRawRecord, rotateRaw, utcMonth, type RawRecord } from './record';
+import { applyUsageStatement, INSERT_CHUNK, insertRecords, pruneOld, publishChange, updateColumns } from './postgres-writes';
+import { addUsage, applyKeyChanges, markRevoked, newRawRecord, rotateRaw, type RawRecord } from './record';
 import type {
   CreatedKey,
   KeyChanges,
@@ -49,8 +48,8 @@ export interface PostgresKeyStoreOptions {
 
 /** Batch ids are kept a day (retries come within seconds or minutes); old ones are removed about once a minute. */
 const PRUNE_EVERY_MS = 60_000;
-/** How long what a spend took is kept for its refund: a request's life, or an outage's. */
-const SPEND_TRACE_SECONDS = 3600;
+/** Changed rows read per query. */
+const POLL_PAGE = 1000;
 
 /**
  * Keys and counters in PostgreSQL tables, shared by every app instance. Records are held in memory
@@ -198,7 +197,7 @@ export class PostgresKeyStore implements KeyStore {
       const chunk = rows.slice(i, i + INSERT_CHUNK);
       const inserted = await this.change(async (client) => {
         const statement = insertRecords(this.schema, chunk);
-        const result = await client.query<{ key_hash: string }>(statement.text, statement.values);
+        const result = await client.query<{ key_hash: string }>(background(statement.text, statement.values));
         const hashes = result.rows.map((r) => r.key_hash);
         if (hashes.length > 0) await publishChange(client, this.schema, hashes);
         return hashes.length > 0
@@ -279,7 +278,9 @@ export class PostgresKeyStore implements KeyStore {
     if (deltas.length === 0) return;
     const id = batch?.batchId ?? `${Date.now()}-${Math.random()}`;
     const statement = applyUsageStatement(this.schema, deltas, id, this.now() / 1000);
-    const result = await this.health.watch(this.pool.query<{ fresh: number; counted: number }>(statement.text, statement.values));
+    const result = await this.health.watch(
+      this.pool.query<{ fresh: number; counted: number }>(background(statement.text, statement.values)),
+    );
     const { fresh, counted } = result.rows[0]!;
     if (fresh > 0) {
       for (const delta of deltas) {
@@ -342,7 +343,7 @@ export class PostgresKeyStore implements KeyStore {
   }
 
   private async loadAll(): Promise<void> {
-    const result = await this.health.watch(this.pool.query<KeyRow>(`SELECT * FROM ${this.t('keys')}`));
+    const result = await this.health.watch(this.pool.query<KeyRow>(background(`SELECT * FROM ${this.t('keys')}`)));
     const cache = new Map<string, KeyRecord>();
     const legacy = new Set<string>();
     let version = 0;
@@ -362,16 +363,24 @@ export class PostgresKeyStore implements KeyStore {
     if (!this.health.healthy || this.closed) return;
     try {
       if (!this.loaded || !this.layoutReady) return await this.prepare();
-      const result = await this.health.watch(this.pool.query<KeyRow>(`SELECT * FROM ${this.t('keys')} WHERE version > $1`, [this.version]));
-      for (const row of result.rows) {
-        this.remember(row);
-        this.version = Math.max(this.version, Number(row.version));
+      // In pages, so that each query stays short (the request path's timeout is what finds an outage).
+      for (;;) {
+        const page = `SELECT * FROM ${this.t('keys')} WHERE version > $1 ORDER BY version LIMIT ${POLL_PAGE}`;
+        const result = await this.health.watch(this.pool.query<KeyRow>(page, [this.version]));
+        for (const row of result.rows) {
+          this.remember(row);
+          this.version = Math.max(this.version, Number(row.version));
+        }
+        if (result.rows.length < POLL_PAGE) break;
       }
       if (this.listener && !this.listener.listening) void this.listener.start();
       await this.spender.settle();
       this.problems.clear();
       // Housekeeping that fails is tried again at the next prune.
-      await this.prune().catch(() => undefined);
+      if (this.now() - this.lastPrune >= PRUNE_EVERY_MS) {
+        this.lastPrune = this.now();
+        await pruneOld(this.pool, this.schema, this.now()).catch(() => undefined);
+      }
     } catch (err) {
       if (err instanceof DaymindError && err.code === 'ERR_DAYMIND_CONFIG') {
         clearInterval(this.timer); // nothing to retry: this version must not use the tables
@@ -381,18 +390,5 @@ export class PostgresKeyStore implements KeyStore {
         new DaymindError('ERR_DAYMIND_UNAVAILABLE', `cannot read key changes from PostgreSQL: ${describeError(err)}`, { cause: err }),
       );
     }
-  }
-
-  /** Removes batch ids older than a day, quota counters of months gone, spends of the past and history past its retention. */
-  private async prune(): Promise<void> {
-    const now = this.now();
-    if (now - this.lastPrune < PRUNE_EVERY_MS) return;
-    this.lastPrune = now;
-    const dayAgo = now / 1000 - 86_400;
-    await this.pool.query(`DELETE FROM ${this.t('usage_batches')} WHERE at < $1`, [dayAgo]);
-    await this.pool.query(`DELETE FROM ${this.t('history_batches')} WHERE at < $1`, [dayAgo]);
-    await this.pool.query(`DELETE FROM ${this.t('quota')} WHERE month < $1`, [utcMonth(now - 62 * 86_400_000)]);
-    await this.pool.query(`DELETE FROM ${this.t('spends')} WHERE at < $1`, [now / 1000 - SPEND_TRACE_SECONDS]);
-    await this.pool.query(`DELETE FROM ${this.t('history')} WHERE day < $1`, [dayOffset(now, -HISTORY_RETENTION_DAYS)]);
   }
 }

@@ -1,6 +1,6 @@
 import type { PgPoolLike } from '../settings';
 import { DEFAULT_DATABASE_SCHEMA } from '../settings';
-import { asPool, type PgPool } from '../store/postgres-connect';
+import { asPool, background, type PgPool } from '../store/postgres-connect';
 import { pgHealthOf, type PgHealth } from '../store/postgres-health';
 import { tableOf } from '../store/postgres-schema';
 import type { DayCounts, HistoryEntry, UsageHistory } from './history';
@@ -48,7 +48,8 @@ export class PostgresUsageHistory implements UsageHistory {
     const history = tableOf(this.schema, 'history');
     await this.health.watch(
       this.pool.query(
-        `WITH b AS (
+        background(
+          `WITH b AS (
            INSERT INTO ${tableOf(this.schema, 'history_batches')} (id, at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING RETURNING 1
          )
          INSERT INTO ${history} AS h (day, key_hash, allowed, rate_limited)
@@ -56,14 +57,15 @@ export class PostgresUsageHistory implements UsageHistory {
            FROM unnest($3::int[], $4::text[], $5::bigint[], $6::bigint[]) AS d(day, key_hash, allowed, rate_limited)
            WHERE EXISTS (SELECT 1 FROM b)
          ON CONFLICT (day, key_hash) DO UPDATE SET allowed = h.allowed + EXCLUDED.allowed, rate_limited = h.rate_limited + EXCLUDED.rate_limited`,
-        [
-          batchId,
-          this.now() / 1000,
-          list.map((e) => e.day),
-          list.map((e) => e.key_hash),
-          list.map((e) => e.allowed),
-          list.map((e) => e.rate_limited),
-        ],
+          [
+            batchId,
+            this.now() / 1000,
+            list.map((e) => e.day),
+            list.map((e) => e.key_hash),
+            list.map((e) => e.allowed),
+            list.map((e) => e.rate_limited),
+          ],
+        ),
       ),
     );
   }
@@ -81,8 +83,7 @@ export class PostgresUsageHistory implements UsageHistory {
 
   async readDays(days: readonly number[]): Promise<Map<number, Map<string, DayCounts>>> {
     const result = await this.pool.query<{ day: number; key_hash: string; allowed: string; rate_limited: string }>(
-      `SELECT day, key_hash, allowed, rate_limited FROM ${tableOf(this.schema, 'history')} WHERE day = ANY($1::int[])`,
-      [days],
+      background(`SELECT day, key_hash, allowed, rate_limited FROM ${tableOf(this.schema, 'history')} WHERE day = ANY($1::int[])`, [days]),
     );
     const out = new Map<number, Map<string, DayCounts>>(days.map((day) => [day, new Map()]));
     for (const r of result.rows) {

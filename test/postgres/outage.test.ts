@@ -101,8 +101,35 @@ describe('PostgreSQL unreachable and back under load', () => {
       expect(count(keys.prepaid, 503)).toBeGreaterThan(0);
       const history = await file.db.pool.query(`SELECT sum(allowed)::int AS allowed FROM ${schema}.history`);
       expect(history.rows[0].allowed).toBe(count(keys.plain, 200) + count(keys.prepaid, 200));
-      expect(app.stderr()).toContain('PostgreSQL');
+      const fallback = mode === 'open' ? 'answering from the keys in memory' : 'refusing requests \\(503\\)';
+      expect(app.stderr()).toMatch(new RegExp(`onError: PostgreSQL is unavailable \\(.+\\); ${fallback} until it returns\\n`));
     },
     90_000,
   );
+
+  test('an instance started while the database is unreachable answers 503, then serves as soon as it is back', async () => {
+    const schema = 'start_down';
+    const keys = await createKeys(schema);
+    const proxy = await startProxy();
+    proxies.push(proxy);
+    proxy.cut();
+    const app = await startApp({
+      KEY_STORE: 'postgres',
+      DATABASE_URL: urlOf(file.db.name, proxy.port),
+      DATABASE_SCHEMA: schema,
+      IP_RATE_LIMIT_PER_MINUTE: 'off',
+      BILLING_MODE: 'off',
+    });
+    apps.push(app);
+    await sleep(1000);
+    const t0 = Date.now();
+    expect(await hit(app, keys.plain)).toBe(503);
+    expect(Date.now() - t0).toBeLessThan(CONNECT_TIMEOUT_MS + MARGIN_MS);
+    proxy.restore();
+    const back = await waitFor(async () => (await hit(app, keys.plain)) === 200, 5000, 50);
+    expect(back).toBeLessThan(3000);
+    expect(await app.stop()).toBe(0);
+    const rows = await file.db.pool.query(`SELECT usage_count FROM ${schema}.keys WHERE key_hash = $1`, [hashKey(keys.plain)]);
+    expect(rows.rows).toEqual([{ usage_count: '1' }]);
+  }, 30_000);
 });
