@@ -367,11 +367,18 @@ export class PostgresKeyStore implements KeyStore {
       for (;;) {
         const page = `SELECT * FROM ${this.t('keys')} WHERE version > $1 ORDER BY version LIMIT ${POLL_PAGE}`;
         const result = await this.health.watch(this.pool.query<KeyRow>(page, [this.version]));
+        let last = this.version;
         for (const row of result.rows) {
           this.remember(row);
-          this.version = Math.max(this.version, Number(row.version));
+          last = Math.max(last, Number(row.version));
         }
-        if (result.rows.length < POLL_PAGE) break;
+        if (result.rows.length < POLL_PAGE) {
+          this.version = last;
+          break;
+        }
+        // A full page may end part-way through the rows of its last version (one change writes up
+        // to INSERT_CHUNK rows, fewer than a page): that version is read again with the next page.
+        this.version = last - 1;
       }
       if (this.listener && !this.listener.listening) void this.listener.start();
       await this.spender.settle();

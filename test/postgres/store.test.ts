@@ -1,5 +1,5 @@
 import request from 'supertest';
-import { PostgresKeyStore, daymindAuth, hashKey, type UsageDelta } from '../../src';
+import { PostgresKeyStore, daymindAuth, hashKey, type PostgresKeyStoreOptions, type UsageDelta } from '../../src';
 import { appWith, waitFor, testClock, TEST_NOW } from '../helpers';
 import { databaseForFile } from './harness';
 
@@ -10,7 +10,7 @@ const file = databaseForFile(async () => {
 let schema = 0;
 
 /** A store on a fresh schema; `same` reuses the previous schema (another instance). */
-async function store(same = false, options: { now?: () => number } = {}): Promise<PostgresKeyStore> {
+async function store(same = false, options: Partial<PostgresKeyStoreOptions> = {}): Promise<PostgresKeyStore> {
   if (!same) schema++;
   const s = new PostgresKeyStore({ url: file.db.url, schema: `t${schema}`, pollIntervalMs: 200, ...options });
   stores.push(s);
@@ -72,6 +72,22 @@ describe('PostgresKeyStore', () => {
     await a.revoke(record.key_hash);
     const elapsed = await waitFor(() => b.get(record.key_hash)?.revoked === true, 1000, 10);
     expect(elapsed).toBeLessThan(1000);
+  });
+
+  test('another instance picks up thousands of keys imported at once (read in pages), none skipped', async () => {
+    const a = await store();
+    const b = await store(true, { listen: false, pollIntervalMs: 0 }); // reads only when told to
+    await a.create({ owner: 'first' }); // one change of one row: the pages no longer end between changes
+    const rows = Array.from({ length: 2600 }, (_, i) => {
+      const hash = hashKey(`dm_imported_${i}`);
+      return { raw: { owner: `o${i}`, key_prefix: 'dm_import', usage_count: i, created_at: 1 }, hash, legacy: true };
+    });
+    expect(await a.importRecords(rows)).toBe(2600);
+    expect(await a.importRecords(rows.slice(0, 10))).toBe(0);
+    await b.refresh();
+    expect(b.size()).toBe(2601);
+    expect(b.get(hashKey('dm_imported_2599'))).toMatchObject({ owner: 'o2599', usage_count: 2599 });
+    expect(b.hasUnchecksummedKeys()).toBe(true);
   });
 
   test('usage is added in one statement per flush, and a batch retried with the same id counts once', async () => {
