@@ -59,8 +59,7 @@ const POLL_PAGE = 1000;
  * credits are spent at request time with the key's row locked, exact across instances.
  */
 export class PostgresKeyStore implements KeyStore {
-  /** The pool, shared with the usage history. */
-  readonly pool: PgPool;
+  private readonly db: PgPool;
   readonly schema: string;
   private readonly owned: boolean;
   private readonly pollIntervalMs: number;
@@ -83,7 +82,7 @@ export class PostgresKeyStore implements KeyStore {
   constructor(options: PostgresKeyStoreOptions) {
     if (!options.pool && !options.url) throw new DaymindError('ERR_DAYMIND_CONFIG', 'PostgresKeyStore needs a url or a pool');
     this.owned = !options.pool;
-    this.pool = options.pool
+    this.db = options.pool
       ? asPool(options.pool)
       : connectPostgres(options.url!, 'the database setting (DATABASE_URL)', options.timeoutMs ?? 500);
     this.schema = options.schema ?? DEFAULT_DATABASE_SCHEMA;
@@ -92,25 +91,22 @@ export class PostgresKeyStore implements KeyStore {
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
     this.now = options.now ?? Date.now;
     this.problems = new OnceReporter(options.onError ?? ((err) => console.error(`[daymind-auth] ${err.message}`)));
-    this.health = pgHealthOf(this.pool);
-    this.spender = new PgSpender(this.pool, this.schema, this.health);
-    this.health.onChange((up, cause) => {
-      if (up) return void this.polls();
-      const fallback = this.failClosed ? 'refusing requests (503)' : 'answering from the keys in memory';
-      this.problems.report(
-        new DaymindError('ERR_DAYMIND_UNAVAILABLE', `PostgreSQL is unavailable (${describeError(cause)}); ${fallback} until it returns`, {
-          cause,
-        }),
-      );
-    });
-    if (options.listen !== false) {
-      this.listener = new PgListener(
-        this.pool,
-        channelOf(this.schema),
-        () => void this.polls(),
-        () => void this.polls(),
-      );
-    }
+    this.health = pgHealthOf(this.db);
+    this.spender = new PgSpender(this.db, this.schema, this.health);
+    this.health.onChange((up, cause) => (up ? void this.polls() : this.reportOutage(cause)));
+    const read = () => void this.polls();
+    if (options.listen !== false) this.listener = new PgListener(this.db, channelOf(this.schema), read, read);
+  }
+
+  private reportOutage(cause: unknown): void {
+    const fallback = this.failClosed ? 'refusing requests (503)' : 'answering from the keys in memory';
+    const message = `PostgreSQL is unavailable (${describeError(cause)}); ${fallback} until it returns`;
+    this.problems.report(new DaymindError('ERR_DAYMIND_UNAVAILABLE', message, { cause }));
+  }
+
+  /** The pool, shared with the usage history (typed structurally: pg's types are not needed to use the store). */
+  get pool(): PgPoolLike {
+    return this.db as unknown as PgPoolLike;
   }
 
   private t(name: string): string {
@@ -136,7 +132,7 @@ export class PostgresKeyStore implements KeyStore {
   /** Creates the tables when missing, loads every key and starts listening. */
   private async prepare(): Promise<void> {
     if (!this.layoutReady) {
-      await this.health.watch(ensureLayout(this.pool, this.schema));
+      await this.health.watch(ensureLayout(this.db, this.schema));
       this.layoutReady = true;
     }
     await this.listener?.start();
@@ -278,9 +274,7 @@ export class PostgresKeyStore implements KeyStore {
     if (deltas.length === 0) return;
     const id = batch?.batchId ?? `${Date.now()}-${Math.random()}`;
     const statement = applyUsageStatement(this.schema, deltas, id, this.now() / 1000);
-    const result = await this.health.watch(
-      this.pool.query<{ fresh: number; counted: number }>(background(statement.text, statement.values)),
-    );
+    const result = await this.health.watch(this.db.query<{ fresh: number; counted: number }>(background(statement.text, statement.values)));
     const { fresh, counted } = result.rows[0]!;
     if (fresh > 0) {
       for (const delta of deltas) {
@@ -313,13 +307,13 @@ export class PostgresKeyStore implements KeyStore {
     if (this.health.healthy) await this.spender.settle().catch(() => undefined);
     if (this.owned) {
       this.health.close();
-      await this.pool.end();
+      await this.db.end();
     }
   }
 
   /** Runs a change of settings in a transaction; caches the rows it returns. */
   private async change(work: (client: PgClient) => Promise<Array<KeyRow | undefined>>): Promise<KeyRow[]> {
-    const rows = (await this.health.watch(inTransaction(this.pool, work))).filter((r): r is KeyRow => r !== undefined);
+    const rows = (await this.health.watch(inTransaction(this.db, work))).filter((r): r is KeyRow => r !== undefined);
     for (const row of rows) this.remember(row);
     return rows;
   }
@@ -330,7 +324,7 @@ export class PostgresKeyStore implements KeyStore {
   }
 
   private async readRow(keyHash: string): Promise<KeyRow | undefined> {
-    return (await this.pool.query<KeyRow>(`SELECT * FROM ${this.t('keys')} WHERE key_hash = $1`, [keyHash])).rows[0];
+    return (await this.db.query<KeyRow>(`SELECT * FROM ${this.t('keys')} WHERE key_hash = $1`, [keyHash])).rows[0];
   }
 
   private async lockRow(client: PgClient, keyHash: string): Promise<KeyRow | undefined> {
@@ -343,7 +337,7 @@ export class PostgresKeyStore implements KeyStore {
   }
 
   private async loadAll(): Promise<void> {
-    const result = await this.health.watch(this.pool.query<KeyRow>(background(`SELECT * FROM ${this.t('keys')}`)));
+    const result = await this.health.watch(this.db.query<KeyRow>(background(`SELECT * FROM ${this.t('keys')}`)));
     const cache = new Map<string, KeyRecord>();
     const legacy = new Set<string>();
     let version = 0;
@@ -366,7 +360,7 @@ export class PostgresKeyStore implements KeyStore {
       // In pages, so that each query stays short (the request path's timeout is what finds an outage).
       for (;;) {
         const page = `SELECT * FROM ${this.t('keys')} WHERE version > $1 ORDER BY version LIMIT ${POLL_PAGE}`;
-        const result = await this.health.watch(this.pool.query<KeyRow>(page, [this.version]));
+        const result = await this.health.watch(this.db.query<KeyRow>(page, [this.version]));
         let last = this.version;
         for (const row of result.rows) {
           this.remember(row);
@@ -386,7 +380,7 @@ export class PostgresKeyStore implements KeyStore {
       // Housekeeping that fails is tried again at the next prune.
       if (this.now() - this.lastPrune >= PRUNE_EVERY_MS) {
         this.lastPrune = this.now();
-        await pruneOld(this.pool, this.schema, this.now()).catch(() => undefined);
+        await pruneOld(this.db, this.schema, this.now()).catch(() => undefined);
       }
     } catch (err) {
       if (err instanceof DaymindError && err.code === 'ERR_DAYMIND_CONFIG') {
