@@ -66,7 +66,11 @@ ${notes}
   laid out one record a line, as the store writes it: a deployment's file after its first write).
   \`redis\`: \`keyStore: 'redis'\`
   and Redis limiters against a private \`redis-server\` (\`--save '' --appendonly no\`, on core 0 with
-  the server; skipped when \`redis-server\` is not installed). \`erl\`: express-rate-limit alone
+  the server; skipped when \`redis-server\` is not installed). \`postgres\`: \`keyStore: 'postgres'\`
+  with one key and memory limiters, on a database of the run's own on the machine's PostgreSQL server
+  (127.0.0.1:5432, user postgres; skipped when it does not answer), a fresh schema each run; the
+  PostgreSQL flush figures: 10,000 keys imported into that store, one request counted for each,
+  then the flush of that usage (one statement) under load, measured as the JSON store's flush. \`erl\`: express-rate-limit alone
   (\`limit: 1e9\`, \`standardHeaders: 'draft-8'\`). \`erl_apikey\`: express-rate-limit plus a
   hand-rolled key check (a \`Map\` look-up of the Bearer token, 401 otherwise). \`handrolled\` (full
   runs only, to keep \`--quick\` under a minute): the least a hand-rolled equivalent of the default

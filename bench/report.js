@@ -12,6 +12,7 @@ const SCENARIO_NOTES = {
   keys10: 'the same, 10 keys in the store',
   keys10k: 'the same, 10,000 keys in the store',
   redis: 'daymindAuth, Redis store + Redis limiters',
+  postgres: 'daymindAuth, PostgreSQL store (1 key) + memory limiters',
   erl: 'express-rate-limit alone (memory)',
   erl_apikey: 'express-rate-limit + a Map look-up of the Bearer key',
   handrolled: 'hand-rolled minimum: Map look-up of the Bearer key, counters, the two RateLimit fields',
@@ -261,6 +262,19 @@ function tables(results) {
     [
       'flush: batch written in (under load)',
       sc.flush_ms == null ? 'n/a' : sc.flush_finished === false ? `> ${fmt(sc.flush_ms, 0)} ms (unfinished)` : `${fmt(sc.flush_ms, 0)} ms`,
+    ],
+    ['PostgreSQL flush: keys in the batch', fmtInt(sc.pg_flush_batch_keys ?? sc.pg_flush_counted_keys)],
+    [
+      'PostgreSQL flush: max event-loop stall (no flush)',
+      sc.pg_flush_max_stall_ms == null ? 'n/a' : `${fmt(sc.pg_flush_max_stall_ms, 1)} ms (${fmt(sc.pg_flush_baseline_max_stall_ms, 1)} ms)`,
+    ],
+    [
+      'PostgreSQL flush: batch written in (under load)',
+      sc.pg_flush_ms == null
+        ? 'n/a'
+        : sc.pg_flush_finished === false
+          ? `> ${fmt(sc.pg_flush_ms, 0)} ms (unfinished)`
+          : `${fmt(sc.pg_flush_ms, 0)} ms`,
     ],
     [
       `re-read of the ${storeSize} another process wrote: max stall`,

@@ -234,6 +234,10 @@ async function main() {
   if (spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status !== 0)
     notes.push('redis scenario skipped: redis-server is not on PATH');
   else redis = await attempt('starting redis-server (redis scenario skipped)', notes, () => startRedis(tmp));
+  const { createBenchDatabase, pgFlushStall } = require('./postgres');
+  const pg = await attempt('creating a PostgreSQL database on 127.0.0.1:5432 (postgres scenarios skipped)', notes, () =>
+    createBenchDatabase(),
+  );
   // handrolled (the least a hand-rolled equivalent does) only in full runs: it keeps --quick under a minute.
   if (BASELINE_REF) {
     progress(`building the baseline ${BASELINE_REF}`);
@@ -248,6 +252,7 @@ async function main() {
     'keys10',
     'keys10k',
     ...(redis ? ['redis'] : []),
+    ...(pg ? ['postgres'] : []),
     'erl',
     'erl_apikey',
   ];
@@ -262,6 +267,8 @@ async function main() {
       keys10: () => fromStore(keys10Store),
       keys10k: () => fromStore(bigStore),
       redis: () => ({ redisUrl: redis.url }),
+      // A schema of its own each run: every run starts from an empty store, as the others do.
+      postgres: () => ({ databaseUrl: pg.url, schema: `run${runs}` }),
     }[name]?.() ?? { key: defaultStore.keys[0] };
     return { config, runDir };
   };
@@ -338,6 +345,28 @@ async function main() {
   if (stall.load && (stall.load.non2xx || stall.load.errors))
     notes.push(`flush stall run: ${stall.load.non2xx} non-2xx, ${stall.load.errors} errors`);
 
+  let pgFlush = {};
+  if (pg) {
+    progress('PostgreSQL store: flush of 10,000 keys under load');
+    pgFlush =
+      (await attempt('PostgreSQL flush', notes, () =>
+        pgFlushStall({
+          load,
+          url: pg.url,
+          schema: 'flush',
+          keysFile: flushKeysFile,
+          connections: PLAN.connections,
+          baselineMs: PLAN.stallBaselineMs,
+          leadMs: PLAN.stallLeadMs,
+          timeoutMs: PLAN.stallTimeoutMs,
+        }),
+      )) ?? {};
+    if (pgFlush.flushFinished === false)
+      notes.push(`the PostgreSQL flush was not written within ${PLAN.stallTimeoutMs / 1000} s under load`);
+    if (pgFlush.load && (pgFlush.load.non2xx || pgFlush.load.errors))
+      notes.push(`PostgreSQL flush run: ${pgFlush.load.non2xx} non-2xx, ${pgFlush.load.errors} errors`);
+  }
+
   // Billing at scale: the app on core 0, the Stripe-like server on core 1 (the load generator idles).
   // A quick run bills 1,000 keys over a 20 s window; a full run 1,000 and 10,000 keys over the
   // default 1-minute window (about 1 and 2 minutes).
@@ -359,6 +388,7 @@ async function main() {
 
   await stop(load);
   if (redis) await stop(redis.child);
+  if (pg) await attempt('dropping the PostgreSQL database', notes, () => pg.drop());
 
   const results = report.summarize({
     meta: info,
@@ -383,6 +413,13 @@ async function main() {
       reload_seen: stall.reloadSeen,
       reload_other_write_ms: dec(stall.otherWriteMs),
       flush_load: stall.load,
+      pg_flush_counted_keys: pgFlush.countedKeys,
+      pg_flush_batch_keys: pgFlush.flushBatchKeys,
+      pg_flush_max_stall_ms: dec(pgFlush.flushMaxStallMs),
+      pg_flush_baseline_max_stall_ms: dec(pgFlush.baselineMaxStallMs),
+      pg_flush_ms: dec(pgFlush.flushMs),
+      pg_flush_finished: pgFlush.flushFinished,
+      pg_flush_load: pgFlush.load,
     },
     notes,
   });

@@ -89,9 +89,41 @@ async function setup() {
       const { key } = await auth.store.create({ owner: 'bench' });
       return { middleware: [auth], key, auth };
     }
+    case 'postgres':
+    case 'flush_pg': {
+      const flushIntervalMs = scenario === 'flush_pg' ? 3_600_000 : undefined;
+      const auth = daymind({ keyStore: 'postgres', databaseUrl: config.databaseUrl, databaseSchema: config.schema, flushIntervalMs });
+      await auth.ready;
+      const { key } = await auth.store.create({ owner: 'bench' });
+      if (scenario === 'flush_pg') await importKeys(auth.store);
+      return { middleware: [auth], key, auth };
+    }
     default:
       throw new Error(`unknown scenario "${scenario}"`);
   }
+}
+
+/** flush_pg: the keys of the keys file put in the PostgreSQL store directly (as migrate does), much faster than create(). */
+async function importKeys(store) {
+  const { hashKey, displayPrefix } = require('./lib');
+  const keys = JSON.parse(fs.readFileSync(config.keysFile, 'utf8'));
+  const now = Date.now() / 1000;
+  await store.importRecords(
+    keys.map((key, i) => ({
+      raw: {
+        owner: `bench-owner-${i}`,
+        created_at: now,
+        usage_count: 0,
+        requests_today: 0,
+        requests_day: 0,
+        last_used: null,
+        revoked: false,
+        key_prefix: displayPrefix(key),
+      },
+      hash: hashKey(key),
+      legacy: false,
+    })),
+  );
 }
 
 /**
@@ -181,7 +213,7 @@ async function main() {
   const app = express();
   for (const m of middleware) app.use(m);
   app.get('/hello', (req, res) => res.json({ hello: 'world' }));
-  const countedKeys = scenario === 'flush10k' ? await countUsage(auth) : undefined;
+  const countedKeys = scenario === 'flush10k' || scenario === 'flush_pg' ? await countUsage(auth) : undefined;
   const server = http.createServer(app);
   server.listen(0, '127.0.0.1', () => process.send({ type: 'ready', port: server.address().port, key, countedKeys }));
   process.on('message', (msg) => {

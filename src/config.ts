@@ -9,7 +9,7 @@ import type { NextFunction, Request, Response } from 'express';
 import type { Refusal } from './responses';
 import { parsePlans, readPlansFile, type Plan, type PlansInput } from './plans';
 import { usageJournalProblem, type UsageJournalOptions } from './store/json-file';
-import { readSetting, SETTINGS, type Setting } from './settings';
+import { readSetting, SETTINGS, type PgPoolLike, type Setting } from './settings';
 import { resolveBilling, type PaddleSettings } from './billing/settings';
 
 /** Options of {@link daymindAuth}. Every option wins over its environment variable. */
@@ -54,10 +54,24 @@ export interface DaymindOptions {
    */
   redis?: string | RedisClientLike;
   /**
-   * Which key store to build: `file` (the JSON file, default), `redis` (needs `redis`), or
-   * `memory` (what `keys` implies). Env `KEY_STORE`.
+   * Which key store to build: `file` (the JSON file, default), `redis` (needs `redis`), `postgres`
+   * (needs `databaseUrl`), or `memory` (what `keys` implies). Env `KEY_STORE`.
    */
-  keyStore?: 'file' | 'redis' | 'memory';
+  keyStore?: 'file' | 'redis' | 'memory' | 'postgres';
+  /**
+   * PostgreSQL for `keyStore: 'postgres'`: a `postgres://` URL, or a pg Pool (left open). Env
+   * `DATABASE_URL`. Needs the optional peer dependency pg. See docs/scaling.md.
+   */
+  databaseUrl?: string | PgPoolLike;
+  /** The schema of daymind-auth's tables, created on first start. Env `DATABASE_SCHEMA`; default `daymind`. */
+  databaseSchema?: string;
+  /**
+   * While PostgreSQL is unreachable: `open` (default) answers from the key records held in memory
+   * and writes usage when it returns; `closed` answers 503. Env `DATABASE_FAILURE_MODE`.
+   */
+  databaseFailureMode?: 'open' | 'closed';
+  /** Longest wait for one PostgreSQL query of a pool made from a URL, in ms. Default 500. */
+  databaseTimeoutMs?: number;
   /**
    * While Redis is unreachable: `open` (default) counts limits in process memory and answers from
    * cached key records; `closed` answers 503. Env `REDIS_FAILURE_MODE`.
@@ -162,7 +176,8 @@ export interface ResolvedConfig {
   usageJournal: UsageJournalOptions | false | undefined;
   rateLimiter: RateLimiterAdapter | undefined;
   redis: string | RedisClientLike | undefined;
-  keyStore: 'file' | 'redis' | 'memory' | 'custom';
+  keyStore: 'file' | 'redis' | 'memory' | 'postgres' | 'custom';
+  database: { url: string | PgPoolLike; schema: string; failureMode: 'open' | 'closed'; timeoutMs: number } | undefined;
   redisFailureMode: 'open' | 'closed';
   redisPrefix: string;
   redisCommandTimeoutMs: number;
@@ -243,7 +258,13 @@ function resolveKeySource(options: DaymindOptions, env: Env): { keys?: string[];
   return { storePath: setting(SETTINGS.storePath, undefined, env) };
 }
 
-function resolveKeyStoreKind(options: DaymindOptions, env: Env, hasKeys: boolean, hasRedis: boolean): ResolvedConfig['keyStore'] {
+function resolveKeyStoreKind(
+  options: DaymindOptions,
+  env: Env,
+  hasKeys: boolean,
+  hasRedis: boolean,
+  hasDatabase: boolean,
+): ResolvedConfig['keyStore'] {
   if (options.store) return 'custom';
   const fromOption = options.keyStore !== undefined;
   const name = fromOption ? 'keyStore' : 'KEY_STORE';
@@ -251,6 +272,9 @@ function resolveKeyStoreKind(options: DaymindOptions, env: Env, hasKeys: boolean
   if (kind === 'redis' && !hasRedis)
     throw new ConfigError(name, 'is "redis", but no Redis is configured: set REDIS_URL (or the redis option)');
   if (kind === 'redis' && hasKeys) throw new ConfigError(name, 'is "redis", which cannot be combined with API_KEYS / keys');
+  if (kind === 'postgres' && !hasDatabase)
+    throw new ConfigError(name, 'is "postgres", but no database is configured: set DATABASE_URL (or the databaseUrl option)');
+  if (kind === 'postgres' && hasKeys) throw new ConfigError(name, 'is "postgres", which cannot be combined with API_KEYS / keys');
   if (kind === 'memory' && !hasKeys) throw new ConfigError(name, 'is "memory", which needs the keys to hold (API_KEYS or the keys option)');
   if (kind === 'file' && hasKeys && (fromOption || env.KEY_STORE))
     throw new ConfigError(name, 'is "file", which cannot be combined with API_KEYS / keys');
@@ -271,7 +295,8 @@ export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
   }
 
   const { keys, storePath } = resolveKeySource(options, env);
-  const keyStore = resolveKeyStoreKind(options, env, keys !== undefined, redis !== undefined);
+  const databaseUrl = setting(SETTINGS.databaseUrl, options.databaseUrl ?? undefined, env);
+  const keyStore = resolveKeyStoreKind(options, env, keys !== undefined, redis !== undefined, databaseUrl !== undefined);
 
   const queryParam = options.queryParam ?? false;
   if (queryParam !== false && (typeof queryParam !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(queryParam))) {
@@ -295,6 +320,15 @@ export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
     redisFailureMode: setting(SETTINGS.redisFailureMode, options.redisFailureMode, env),
     redisPrefix: setting(SETTINGS.redisPrefix, options.redisPrefix, env),
     redisCommandTimeoutMs: setting(SETTINGS.redisCommandTimeoutMs, options.redisCommandTimeoutMs, env),
+    database:
+      keyStore === 'postgres'
+        ? {
+            url: databaseUrl!,
+            schema: setting(SETTINGS.databaseSchema, options.databaseSchema, env),
+            failureMode: setting(SETTINGS.databaseFailureMode, options.databaseFailureMode, env),
+            timeoutMs: setting(SETTINGS.databaseTimeoutMs, options.databaseTimeoutMs, env),
+          }
+        : undefined,
     ...resolveBilling(options, env, keyStore, storePath),
     history: resolveHistory(options.history),
     now: resolveClock(options.now),

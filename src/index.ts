@@ -8,6 +8,9 @@ export { JsonFileKeyStore, type JsonFileKeyStoreOptions, type UsageJournalOption
 export { DEFAULT_STORE_PATH } from './settings';
 export { MemoryKeyStore, type MemoryKeyStoreOptions } from './store/memory';
 export { RedisKeyStore, type RedisKeyStoreOptions } from './store/redis';
+export { PostgresKeyStore, type PostgresKeyStoreOptions } from './store/postgres';
+export { PostgresUsageHistory, type PostgresUsageHistoryOptions } from './usage/history-postgres';
+export type { PgPoolLike } from './settings';
 export { RedisRateLimiter, type RedisRateLimiterOptions } from './ratelimit/redis';
 export type { RedisClientLike } from './redis/types';
 export type { ConsumeRequest, RateLimiterAdapter, RateLimitWindow, RateLimitResult } from './ratelimit/types';

@@ -12,12 +12,14 @@ import type { RedisClientLike } from './redis/types';
 import { JsonFileKeyStore } from './store/json-file';
 import { migrationMessage, readMigrationNote } from './store/migrated';
 import { MemoryKeyStore } from './store/memory';
+import { PostgresKeyStore } from './store/postgres';
 import { RedisKeyStore } from './store/redis';
 import type { Plan } from './plans';
 import type { KeyRecord, KeyStore } from './store/types';
 import type { UsageHistory } from './usage/history';
 import { FileUsageHistory, historyDirFor } from './usage/history-file';
 import { MemoryUsageHistory } from './usage/history-memory';
+import { PostgresUsageHistory } from './usage/history-postgres';
 import { RedisUsageHistory } from './usage/history-redis';
 
 /* The parts daymindAuth() composes, made from the resolved configuration. */
@@ -92,6 +94,7 @@ export function createHistory(config: ResolvedConfig, store: KeyStore, redis: Re
   if (config.history) return config.history;
   if (store instanceof JsonFileKeyStore) return new FileUsageHistory({ dir: historyDirFor(store.path), now: config.now });
   if (store instanceof RedisKeyStore && redis) return new RedisUsageHistory({ client: redis, prefix: config.redisPrefix });
+  if (store instanceof PostgresKeyStore) return new PostgresUsageHistory({ pool: store.pool, schema: store.schema, now: config.now });
   return new MemoryUsageHistory(config.now);
 }
 
@@ -120,6 +123,18 @@ export function createStore(config: ResolvedConfig, redis: RedisClientLike | und
       now: config.now,
     });
   }
+  if (config.keyStore === 'postgres') {
+    const { url, schema, failureMode, timeoutMs } = config.database!;
+    return new PostgresKeyStore({
+      ...(typeof url === 'string' ? { url } : { pool: url }),
+      schema,
+      failureMode,
+      timeoutMs,
+      keyPrefix: config.keyPrefix,
+      onError: config.onError,
+      now: config.now,
+    });
+  }
   const store = new JsonFileKeyStore({
     path: config.storePath,
     reloadIntervalMs: config.reloadIntervalMs,
@@ -131,7 +146,8 @@ export function createStore(config: ResolvedConfig, redis: RedisClientLike | und
   // A store moved to Redis by `daymind-keys migrate` keeps working, but not unnoticed.
   const migrated = readMigrationNote(store.path);
   if (migrated) {
-    const message = `${migrationMessage(store.path, migrated)}; this server still uses the file (set KEY_STORE=redis and REDIS_URL to use them)`;
+    const settings = migrated.to.startsWith('postgres') ? 'KEY_STORE=postgres and DATABASE_URL' : 'KEY_STORE=redis and REDIS_URL';
+    const message = `${migrationMessage(store.path, migrated)}; this server still uses the file (set ${settings} to use them)`;
     config.onError(new DaymindError('ERR_DAYMIND_CONFIG', message));
   }
   return store;

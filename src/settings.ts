@@ -125,6 +125,41 @@ function redisOption(value: unknown): string | RedisClientLike {
   return client as RedisClientLike;
 }
 
+/** The PostgreSQL schema of daymind-auth's tables when nothing says otherwise. */
+export const DEFAULT_DATABASE_SCHEMA = 'daymind';
+export const DATABASE_SCHEMA_PROBLEM = 'must be 1 to 48 lower-case letters, digits or _, starting with a letter';
+
+export function isDatabaseSchema(value: unknown): value is string {
+  return typeof value === 'string' && /^[a-z][a-z0-9_]{0,47}$/.test(value);
+}
+
+/** A `postgres://` or `postgresql://` URL. */
+export function isDatabaseUrl(value: unknown): value is string {
+  return typeof value === 'string' && /^postgres(ql)?:\/\/\S+$/.test(value);
+}
+
+/** What daymind-auth needs to know of a pg Pool passed in (structural: pg need not be installed for the types). */
+export interface PgPoolLike {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  query(...args: any[]): Promise<unknown>;
+  connect(): Promise<unknown>;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  on(event: string, listener: (...args: any[]) => void): unknown;
+  end(): Promise<void>;
+}
+
+function databaseOption(value: unknown): string | PgPoolLike {
+  if (typeof value === 'string') {
+    if (!isDatabaseUrl(value)) problem(`must be a postgres:// or postgresql:// URL, got ${JSON.stringify(value)}`);
+    return value;
+  }
+  const pool = value as Partial<PgPoolLike> | null;
+  if (typeof pool !== 'object' || pool === null || typeof pool.query !== 'function' || typeof pool.connect !== 'function') {
+    problem('must be a postgres:// URL or a pg Pool');
+  }
+  return pool as PgPoolLike;
+}
+
 /** The settings, by option name. */
 export const SETTINGS = {
   storePath: setting<string>({
@@ -150,11 +185,11 @@ export const SETTINGS = {
   reloadIntervalMs: setting<number>({ option: 'reloadIntervalMs', default: 500, parse: (value) => wholeNumber(value, 60_000) }),
   redis: setting<string | RedisClientLike | undefined>({ option: 'redis', env: 'REDIS_URL', default: undefined, parse: redisOption }),
   /** Its default follows from the other settings: `memory` with keys held in memory, else `file`. */
-  keyStore: setting<'file' | 'redis' | 'memory' | undefined>({
+  keyStore: setting<'file' | 'redis' | 'memory' | 'postgres' | undefined>({
     option: 'keyStore',
     env: 'KEY_STORE',
     default: undefined,
-    parse: (value) => oneOf(value, ['file', 'redis', 'memory'] as const),
+    parse: (value) => oneOf(value, ['file', 'redis', 'memory', 'postgres'] as const),
   }),
   redisFailureMode: setting<'open' | 'closed'>({
     option: 'redisFailureMode',
@@ -169,6 +204,27 @@ export const SETTINGS = {
     parse: (value) => (isRedisPrefix(value) ? value : problem(REDIS_PREFIX_PROBLEM)),
   }),
   redisCommandTimeoutMs: setting<number>({ option: 'redisCommandTimeoutMs', default: 500, parse: (value) => wholeNumber(value, 60_000) }),
+  // PostgreSQL key store (KEY_STORE=postgres).
+  /** A `postgres://` URL, or a pg Pool (left open by daymind-auth). */
+  databaseUrl: setting<string | PgPoolLike | undefined>({
+    option: 'databaseUrl',
+    env: 'DATABASE_URL',
+    default: undefined,
+    parse: databaseOption,
+  }),
+  databaseSchema: setting<string>({
+    option: 'databaseSchema',
+    env: 'DATABASE_SCHEMA',
+    default: DEFAULT_DATABASE_SCHEMA,
+    parse: (value) => (isDatabaseSchema(value) ? value : problem(DATABASE_SCHEMA_PROBLEM)),
+  }),
+  databaseFailureMode: setting<'open' | 'closed'>({
+    option: 'databaseFailureMode',
+    env: 'DATABASE_FAILURE_MODE',
+    default: 'open',
+    parse: (value) => oneOf(value, ['open', 'closed'] as const),
+  }),
+  databaseTimeoutMs: setting<number>({ option: 'databaseTimeoutMs', default: 500, parse: (value) => wholeNumber(value, 60_000) }),
   /** The variable says `off` where the option says `false`; its default follows from the key store. */
   billing: setting<BillingProvider | 'local' | 'stripe' | 'paddle' | false | undefined>({
     option: 'billing',

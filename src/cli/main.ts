@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DaymindError } from '../errors';
-import { defaultLedgerDir, isRedisUrl, readSetting, SETTINGS, type Setting } from '../settings';
+import { defaultLedgerDir, isDatabaseUrl, isRedisUrl, readSetting, SETTINGS, type Setting } from '../settings';
 import { migrationMessage, readMigrationNote } from '../store/migrated';
 import { billingStatus } from './billing';
 import * as commands from './commands';
@@ -27,6 +27,7 @@ export interface CliIO {
 const OPTIONS = {
   store: { type: 'string' },
   redis: { type: 'string' },
+  database: { type: 'string' },
   from: { type: 'string' },
   to: { type: 'string' },
   'env-file': { type: 'string' },
@@ -74,7 +75,7 @@ const COMMANDS: Record<string, { options: string[]; args: string[] }> = {
   usage: { options: ['owner'], args: [] },
   migrate: { options: ['from', 'to'], args: [] },
 };
-const GLOBAL = ['store', 'redis', 'env-file', 'json', 'help'];
+const GLOBAL = ['store', 'redis', 'database', 'env-file', 'json', 'help'];
 
 /** Runs the tool; returns the exit code. Never throws. */
 export async function main(argv: string[], io: CliIO): Promise<number> {
@@ -131,7 +132,8 @@ async function run(argv: string[], io: CliIO): Promise<number> {
   const fileEnv = values['env-file'] !== undefined ? readEnvFile(values['env-file']) : {};
   const setting = (name: string): string | undefined => fileEnv[name] || io.env[name] || undefined;
   const prefix = fromEnv(SETTINGS.redisPrefix, setting);
-  const location = command === 'migrate' || command === 'plans' ? undefined : locateStore(values, setting, prefix);
+  const schema = fromEnv(SETTINGS.databaseSchema, setting);
+  const location = command === 'migrate' || command === 'plans' ? undefined : locateStore(values, setting, prefix, schema);
 
   const now = io.now ?? Date.now;
   const ctx: commands.CommandContext = {
@@ -181,7 +183,7 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       await billingStatus(ctx, ledgerDirOf(values['ledger-dir'], setting, location!));
       break;
     case 'migrate':
-      await migrate(ctx, values.from, values.to, prefix);
+      await migrate(ctx, values.from, values.to, { prefix, schema });
       break;
   }
   return 0;
@@ -225,6 +227,11 @@ function ledgerDirOf(flag: string | undefined, setting: (name: string) => string
   return flag ?? setting(SETTINGS.ledgerDir.env!) ?? defaultLedgerDir(location.kind === 'file' ? resolve(location.path) : undefined);
 }
 
+function databaseUrl(value: string, name: string): string {
+  if (!isDatabaseUrl(value)) throw new UsageError(`${name}: "${value}" is not a postgres:// or postgresql:// URL`);
+  return value;
+}
+
 function redisUrl(value: string, name: string): string {
   if (!isRedisUrl(value)) throw new UsageError(`${name}: "${value}" is not a redis:// or rediss:// URL`);
   return value;
@@ -236,16 +243,26 @@ function redisUrl(value: string, name: string): string {
  * API_KEY_STORE_PATH, else data/api_keys.json.
  */
 function locateStore(
-  values: { store?: string; redis?: string },
+  values: { store?: string; redis?: string; database?: string },
   setting: (name: string) => string | undefined,
   prefix: string,
+  schema: string,
 ): StoreLocation {
-  if (values.store !== undefined && values.redis !== undefined)
-    throw new UsageError('--store and --redis name two different stores; give one');
+  const named = (['store', 'redis', 'database'] as const).filter((name) => values[name] !== undefined);
+  if (named.length > 1)
+    throw new UsageError(
+      `${named.map((n) => `--${n}`).join(' and ')} name ${named.length === 2 ? 'two' : 'three'} different stores; give one`,
+    );
   if (values.redis !== undefined) return { kind: 'redis', url: redisUrl(values.redis, '--redis'), prefix };
+  if (values.database !== undefined) return { kind: 'postgres', url: databaseUrl(values.database, '--database'), schema };
   if (values.store !== undefined) {
     if (values.store.trim() === '') throw new UsageError('--store: the path is empty');
     return { kind: 'file', path: values.store };
+  }
+  if (setting(SETTINGS.keyStore.env!) === 'postgres') {
+    const url = setting(SETTINGS.databaseUrl.env!);
+    if (!url) throw new UsageError('KEY_STORE is "postgres" but DATABASE_URL is not set');
+    return { kind: 'postgres', url: databaseUrl(url, 'DATABASE_URL'), schema };
   }
   if (setting(SETTINGS.keyStore.env!) === 'redis') {
     const url = setting(SETTINGS.redis.env!);

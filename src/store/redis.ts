@@ -156,6 +156,11 @@ export class RedisKeyStore implements KeyStore {
     return this.legacy.size > 0;
   }
 
+  /** Whether a key was copied in from a store that held it in plain text (older deployments). */
+  isUnchecksummed(keyHash: string): boolean {
+    return this.legacy.has(keyHash);
+  }
+
   /** Fetches of changes: at most one runs at a time, and at most one more waits behind it. */
   private readonly polls = oneRunAtATime(() => this.poll());
 
