@@ -2,7 +2,7 @@ import { DaymindError, describeError } from '../errors';
 import { DEFAULT_KEY_PREFIX } from '../keys';
 import { OnceReporter } from '../report-once';
 import { DEFAULT_DATABASE_SCHEMA, type PgPoolLike } from '../settings';
-import { coalesced } from './coalesce';
+import { oneRunAtATime } from '../one-run-at-a-time';
 import { columnsOf, decodeRow, type KeyRow } from './postgres-codec';
 import { asPool, background, connectPostgres, inTransaction, type PgClient, type PgPool } from './postgres-connect';
 import { pgHealthOf, type PgHealth } from './postgres-health';
@@ -167,7 +167,7 @@ export class PostgresKeyStore implements KeyStore {
   }
 
   /** Reads of changes: at most one runs at a time, and at most one more waits behind it. */
-  private readonly polls = coalesced(() => this.poll());
+  private readonly polls = oneRunAtATime(() => this.poll());
 
   /** Reads changes now; while the database is down, answers at once (the records in memory are all there is). */
   refresh(): Promise<void> {
