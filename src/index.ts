@@ -29,3 +29,5 @@ export { BillingRejection, BillingRetryLater, type DeadLetter } from './billing/
 export { LocalLedgerProvider, readLedger, type LedgerEntry } from './billing/ledger';
 export { StripeBillingProvider, type StripeBillingOptions } from './billing/stripe';
 export type { DaymindRequestInfo } from './request-info';
+export { verifyWebhook, signWebhook, newWebhookSecret, WebhookVerificationError, type VerifyWebhookOptions } from './alerts/signature';
+export type { AlertEvent, AlertData, AlertType, AlertListener, WebhookEndpoint } from './alerts/types';

@@ -21,6 +21,8 @@ import { PlansFileWatcher } from './plans-reload';
 import { billingStatsOf, createBilling, createHistory, createRedis, createStore } from './parts';
 import { setRequestInfo } from './request-info';
 import { checkRequest } from './verify-request';
+import { alertStatsOf, createAlerts, rateLimitListener } from './alerts/create';
+import type { AlertListener } from './alerts/types';
 
 /** The middleware returned by {@link daymindAuth}, with the parts it composes. */
 export interface DaymindAuth extends RequestHandler {
@@ -57,6 +59,14 @@ export interface DaymindAuth extends RequestHandler {
    * Returns a function that removes it. Metrics use this; a listener must be quick.
    */
   observe(listener: RequestListener): () => void;
+  /**
+   * Calls `listener` with each usage alert (quota, credits, rate limit, expiry, revocation) this
+   * process detected first; every alert reaches the listeners of exactly one process. Returns a
+   * function that removes it. See docs/alerts.md.
+   */
+  observeAlerts(listener: AlertListener): () => void;
+  /** Checks the keys for alerts and delivers the webhooks' outbox now (no-op without alerts). */
+  deliverAlerts(): Promise<void>;
   /** The state of the background parts (keys loaded, last flush, billing outbox, Redis). */
   stats(): Promise<DaymindStats>;
   /** Stops background work and writes pending usage. Call it on shutdown. */
@@ -98,6 +108,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
   const plansWatcher = config.plansFile
     ? new PlansFileWatcher(config.plansFile, plans, config.reloadIntervalMs, config.onError)
     : undefined;
+  const alerts = createAlerts(config, store, recorder, plans, redis?.client);
   const verifier = new Verifier({
     store,
     limiter,
@@ -116,6 +127,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     isReady = true;
     recorder.start();
     billing?.start();
+    alerts?.start();
   });
   ready.catch((err) =>
     config.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `key store failed to start: ${describeError(err)}`, { cause: err })),
@@ -125,6 +137,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
   interface Decision {
     outcome: RequestOutcome;
     owner: string | undefined;
+    keyHash?: string;
   }
   const IP_LIMITED: Decision = { outcome: 'ip_rate_limited', owner: undefined };
 
@@ -194,7 +207,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
 
   function decide(req: Request, res: Response, ipResult: RateLimitResult | undefined, result: VerifyResult, at: number): Decision {
     setRateLimitHeaders(res, ipResult, result.limits, legacyAt());
-    const decision: Decision = { outcome: outcomeOf(result.code), owner: result.record?.owner };
+    const decision: Decision = { outcome: outcomeOf(result.code), owner: result.record?.owner, keyHash: result.record?.key_hash };
     switch (result.code) {
       case 'VALID': {
         const record = result.record!;
@@ -223,9 +236,14 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     return decision;
   }
 
-  const listeners: RequestListener[] = [];
+  const listeners: RequestListener[] = alerts ? [rateLimitListener(alerts)] : [];
   function emit(started: number, decision: Decision): void {
-    const event: RequestEvent = { outcome: decision.outcome, durationSeconds: (performance.now() - started) / 1000, owner: decision.owner };
+    const event: RequestEvent = {
+      outcome: decision.outcome,
+      durationSeconds: (performance.now() - started) / 1000,
+      owner: decision.owner,
+      keyHash: decision.keyHash,
+    };
     for (const listener of listeners) {
       try {
         listener(event);
@@ -351,10 +369,15 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
       keysLoaded: store.size?.() ?? null,
       ...recorder.flushStats(),
       ...billingStatsOf(billing && (await billing.stats())),
+      ...alertStatsOf(alerts),
       redisConnected: redis ? redis.client.status === 'ready' && healthOf(redis.client).healthy : null,
     }),
     deliverBilling: async () => {
       await billing?.deliver();
+    },
+    observeAlerts: (listener: AlertListener) => alerts?.observe(listener) ?? (() => undefined),
+    deliverAlerts: async () => {
+      await alerts?.run();
     },
     close: () =>
       (closing ??= (async () => {
@@ -363,6 +386,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
           await recorder.close();
         } finally {
           await recorder.history?.close?.();
+          await alerts?.close();
           await billing?.close();
           await store.close();
           await limiter.close?.();

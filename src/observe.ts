@@ -35,6 +35,8 @@ export interface RequestEvent {
   durationSeconds: number;
   /** The key's owner, when a key was found. */
   owner: string | undefined;
+  /** The key's hash, when a key was found. */
+  keyHash?: string;
 }
 
 export type RequestListener = (event: RequestEvent) => void;
@@ -60,6 +62,12 @@ export interface DaymindStats {
   billingOldestPendingSeconds: number | null;
   /** Size in bytes of the billing outbox file (null without billing). */
   billingOutboxBytes: number | null;
+  /** Usage alerts this process claimed since start (null without alerts). */
+  alertsEmitted: number | null;
+  /** Webhook deliveries of alerts that reached a receiver since start (null without alerts). */
+  alertsDelivered: number | null;
+  /** Webhook deliveries of alerts that failed since start and are retried (null without alerts). */
+  alertsFailed: number | null;
   /** Whether Redis is in use: connected, and answering since its last timeout (null without Redis). */
   redisConnected: boolean | null;
 }
