@@ -112,6 +112,14 @@ describe('alerts by webhook', () => {
       data: { key_prefix: record.key_prefix, owner: 'acme', threshold: 100, used: 10, limit: 10 },
     });
     expect(seen.map((e) => e.id)).toEqual(receiver.taken.map((e) => e.id));
+    // docs/alerts.md shows the first one: the same fields, the same kinds of values.
+    const doc = readFileSync(join(__dirname, '../../docs/alerts.md'), 'utf8');
+    const shown = JSON.parse(/```json\n([\s\S]*?)```/.exec(doc)![1]!) as AlertEvent;
+    const shape = (v: unknown): unknown =>
+      v !== null && typeof v === 'object' ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, shape(x)])) : typeof v;
+    expect(shape(shown)).toEqual(shape(receiver.taken[0]));
+    expect(shown.id).toMatch(/^evt_[0-9a-f]{32}$/);
+    expect(receiver.taken[0]!.id).toMatch(/^evt_[0-9a-f]{32}$/);
     const stats = await auth.stats();
     expect([stats.alertsEmitted, stats.alertsDelivered, stats.alertsFailed]).toEqual([2, 2, 0]);
     // The claims are beside the store, in its own file.
