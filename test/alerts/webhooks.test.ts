@@ -1,8 +1,10 @@
 import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import express from 'express';
+import { Registry } from 'prom-client';
 import request from 'supertest';
-import { ConfigError, daymindAuth, newWebhookSecret, verifyWebhook, type AlertEvent, type DaymindAuth } from '../../src';
+import { ConfigError, daymindAuth, metricsHandler, newWebhookSecret, verifyWebhook, type AlertEvent, type DaymindAuth } from '../../src';
 import { appWith, closeAll, sleep, tempDir, testClock, TEST_NOW } from '../helpers';
 import { startReceiver, tally, type TestReceiver } from './receiver';
 
@@ -122,6 +124,11 @@ describe('alerts by webhook', () => {
     expect(receiver.taken[0]!.id).toMatch(/^evt_[0-9a-f]{32}$/);
     const stats = await auth.stats();
     expect([stats.alertsEmitted, stats.alertsDelivered, stats.alertsFailed]).toEqual([2, 2, 0]);
+    const app = express().get('/metrics', metricsHandler(auth, { registry: new Registry() }));
+    const scraped = (await request(app).get('/metrics').expect(200)).text;
+    expect(scraped).toContain('\ndaymind_alert_events_emitted_total 2\n');
+    expect(scraped).toContain('\ndaymind_alert_webhooks_delivered_total 2\n');
+    expect(scraped).toContain('\ndaymind_alert_webhooks_failed_total 0\n');
     // The claims are beside the store, in its own file.
     const lines = readFileSync(`${storePath}.alerts`, 'utf8').trim().split('\n');
     expect(lines.filter((l) => l.startsWith('{"claim"'))).toHaveLength(2);
@@ -134,7 +141,7 @@ describe('alerts by webhook', () => {
     await hit(auth, key, 10);
     await auth.deliverAlerts();
     expect(receiver.refused).toBe(1); // it backs off after the first failure: the second alert waits
-    for (let i = 0; i < 5; i++) await auth.deliverAlerts();
+    for (let i = 0; i < 2; i++) await auth.deliverAlerts();
     expect(receiver.refused).toBe(1); // still backing off (0.5 s)
     await sleep(600);
     await auth.deliverAlerts();
