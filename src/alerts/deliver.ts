@@ -71,7 +71,11 @@ export class WebhookSender {
       }
       this.backoff.delete(endpoint.url);
       this.counts.delivered++;
-      await this.log.delivered([event.id], endpoint.url);
+      await this.log.delivered(
+        [event.id],
+        endpoint.url,
+        this.endpoints.map((e) => e.url),
+      );
     }
   }
 }

@@ -60,7 +60,7 @@ export class FileAlertLog implements AlertLog {
     return [...this.claims.values()].filter((c) => urls.some((url) => !c.deliveredTo.has(url)));
   }
 
-  async delivered(ids: string[], url: string): Promise<void> {
+  async delivered(ids: string[], url: string, _urls: readonly string[]): Promise<void> {
     if (ids.length === 0) return;
     await this.locked((lock) => appendLines(this.path, [JSON.stringify({ delivered: ids, url })], lock));
     for (const id of ids) this.claims.get(id)?.deliveredTo.add(url);

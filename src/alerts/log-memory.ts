@@ -19,7 +19,7 @@ export class MemoryAlertLog implements AlertLog {
     return [...this.claims.values()].filter((c) => urls.some((url) => !c.deliveredTo.has(url)));
   }
 
-  async delivered(ids: string[], url: string): Promise<void> {
+  async delivered(ids: string[], url: string, _urls: readonly string[]): Promise<void> {
     for (const id of ids) this.claims.get(id)?.deliveredTo.add(url);
   }
 

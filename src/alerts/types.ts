@@ -88,8 +88,8 @@ export interface AlertLog {
   claim(events: AlertEvent[]): Promise<AlertEvent[]>;
   /** The claimed alerts not yet delivered to every url in `urls`, oldest first. */
   pending(urls: readonly string[]): Promise<PendingAlert[]>;
-  /** Records that alerts reached `url`. */
-  delivered(ids: string[], url: string): Promise<void>;
+  /** Records that alerts reached `url` (of the receivers `urls`: one that reached them all may leave the outbox). */
+  delivered(ids: string[], url: string, urls: readonly string[]): Promise<void>;
   /**
    * Runs `run` when no other process is delivering (one deliverer at a time, so that a receiver
    * gets an alert once); undefined when another one is.

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import { RedisKeyStore, newWebhookSecret } from '../../src';
-import { childEnv, closeAll, TEST_NOW } from '../helpers';
+import { childEnv, closeAll, TEST_NOW, waitFor } from '../helpers';
 import { redisForFile } from '../redis/harness';
 import { startReceiver, tally } from './receiver';
 
@@ -53,3 +53,38 @@ test('two processes on one Redis store crossing the quota: one webhook per thres
   expect(await client.hlen(`{${prefix}}:alerts:outbox`)).toBe(0);
   await client.quit();
 });
+
+test('a process killed between the crossing and the delivery on Redis: the next one delivers, once', async () => {
+  const receiver = await startReceiver(SECRET, () => TEST_NOW);
+  open.push(receiver);
+  receiver.failing = true;
+  const prefix = 'alertskill';
+  const client = new Redis(testRedis.server.url);
+  const store = new RedisKeyStore({ client, prefix, pollIntervalMs: 0 });
+  await store.init();
+  const { key } = await store.create({ owner: 'acme', plan: 'small' });
+  await store.close();
+  const job = { redis: testRedis.server.url, prefix, key, plans: PLANS, webhook: receiver.url, secret: SECRET, nowMs: TEST_NOW };
+  const child = spawn(process.execPath, [WORKER, JSON.stringify({ ...job, requests: 20, hang: true })], { env: childEnv() });
+  const line = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) resolve(out);
+    });
+    child.on('exit', (code) => reject(new Error(`worker exited ${code}`)));
+  });
+  expect(JSON.parse(line)).toMatchObject({ statuses: { '200': 20 }, emitted: 2 });
+  expect(receiver.taken).toEqual([]);
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  expect(await client.hlen(`{${prefix}}:alerts:outbox`)).toBe(2);
+  receiver.failing = false;
+  // No delivery lease is left (one left by a process killed while delivering lapses within 10 s).
+  await waitFor(async () => (await client.exists(`{${prefix}}:alerts:delivering`)) === 0, 15_000, 200);
+  const next = await run({ ...job, requests: 0 });
+  expect(next.emitted).toBe(0);
+  expect(tally(receiver.taken)).toEqual({ 'quota.threshold:80': 1, 'quota.threshold:100': 1 });
+  expect(await client.hlen(`{${prefix}}:alerts:outbox`)).toBe(0);
+  await client.quit();
+}, 60_000);
