@@ -377,7 +377,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     },
     observeAlerts: (listener: AlertListener) => alerts?.observe(listener) ?? (() => undefined),
     deliverAlerts: async () => {
-      await alerts?.run();
+      await alerts?.runNow();
     },
     close: () =>
       (closing ??= (async () => {

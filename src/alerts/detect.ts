@@ -74,3 +74,29 @@ export function detectAlerts(state: KeyState, thresholds: AlertThresholds, nowMs
   }
   return events;
 }
+
+/**
+ * Whether an alert could be detected again at `nowMs` (its period is not over): its claim must be
+ * kept to stop it from being sent twice. A claim of a period that is over can be dropped once
+ * delivered.
+ */
+export function stillDetectable(event: AlertEvent, atMs: number): boolean {
+  // A day's margin: another process whose clock is a little behind may still be in the period.
+  const nowMs = atMs - 86_400_000;
+  const { period } = event.data;
+  const nowSeconds = nowMs / 1000;
+  switch (event.type) {
+    case 'quota.threshold':
+      return period >= utcMonth(nowMs);
+    case 'credits.low':
+    case 'credits.exhausted':
+      // Without refill the period never ends; a daily or monthly one ends with its day or month.
+      return period === 0 || period >= (period > 999_999 ? utcDay(nowMs) : utcMonth(nowMs));
+    case 'rate_limit.first_refusal':
+      return period >= utcDay(nowMs);
+    case 'key.expiring':
+      return period > nowSeconds;
+    default:
+      return period >= nowSeconds - LOOKBACK_SECONDS;
+  }
+}

@@ -1,10 +1,14 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { appendLines } from '../billing/jsonl';
 import { describeError } from '../errors';
 import { LockLost, acquireLock, type FileLock } from '../store/lock';
+import { stillDetectable } from './detect';
 import type { AlertEvent, AlertLog, PendingAlert } from './types';
+
+/** Bytes the file must have, at least, before it is compacted (and twice its size after the last compaction). */
+export const COMPACT_MIN_BYTES = 1024 * 1024;
 
 /** The alerts file of a JSON key store: beside it. */
 export const alertsPathFor = (storePath: string): string => `${storePath}.alerts`;
@@ -20,16 +24,25 @@ interface Claimed {
  * made under the file's lock after reading what the others appended, so an id is claimed once;
  * `{"delivered": [ids], "url": url}` records deliveries. A damaged line is reported (naming the
  * file and line) and skipped, never rewritten.
+ *
+ * Once it has grown past COMPACT_MIN_BYTES and twice its last compacted size, tidy() rewrites it
+ * under the lock (a temporary `<file>.compact`, fsynced, renamed over it) without the alerts
+ * delivered everywhere whose period is over; a file with a damaged line is left as it is. The
+ * other processes see the new file (another inode) and read it afresh.
  */
 export class FileAlertLog implements AlertLog {
   private readonly claims = new Map<string, Claimed>();
   private offset = 0;
   private line = 0;
+  /** The inode of the file read, and its size after its last compaction. */
+  private ino: number | undefined;
+  private base = 0;
   private readonly reported = new Set<number>();
 
   constructor(
     readonly path: string,
     private readonly onError: (err: Error) => void,
+    private readonly compactMinBytes = COMPACT_MIN_BYTES,
   ) {
     mkdirSync(dirname(path), { recursive: true });
   }
@@ -81,6 +94,32 @@ export class FileAlertLog implements AlertLog {
     }
   }
 
+  async tidy(urls: readonly string[], nowMs: number): Promise<void> {
+    if (this.offset < Math.max(this.compactMinBytes, 2 * this.base) || this.reported.size > 0) return;
+    await this.locked(async (lock) => {
+      await this.refresh();
+      // A damaged line, or a last line cut short by a crash, is never dropped by a rewrite.
+      if (this.reported.size > 0 || statSync(this.path).size !== this.offset) return;
+      const kept = [...this.claims.values()].filter((c) => !urls.every((url) => c.deliveredTo.has(url)) || stillDetectable(c.event, nowMs));
+      const lines = kept.map((c) => JSON.stringify({ claim: c.event }));
+      const byUrl = new Map<string, string[]>();
+      for (const c of kept) for (const url of c.deliveredTo) byUrl.set(url, [...(byUrl.get(url) ?? []), c.event.id]);
+      for (const [url, ids] of byUrl) lines.push(JSON.stringify({ delivered: ids, url }));
+      const temp = `${this.path}.compact`;
+      const handle = await fsp.open(temp, 'w', 0o600);
+      try {
+        await handle.writeFile(lines.map((l) => `${l}\n`).join(''));
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      lock.assertHeld();
+      await fsp.rename(temp, this.path);
+      await this.refresh();
+      this.base = this.offset;
+    });
+  }
+
   async close(): Promise<void> {}
 
   /** Runs `run` under the file's lock, again when the lock was lost before it wrote. */
@@ -111,7 +150,15 @@ export class FileAlertLog implements AlertLog {
       throw err;
     }
     try {
-      const { size } = await handle.stat();
+      const { size, ino } = await handle.stat();
+      if (ino !== this.ino || size < this.offset) {
+        // A new file (compacted by a process): read it afresh.
+        this.claims.clear();
+        this.reported.clear();
+        this.offset = this.line = 0;
+        this.base = this.ino === undefined ? 0 : size;
+        this.ino = ino;
+      }
       if (size <= this.offset) return;
       const buffer = Buffer.alloc(size - this.offset);
       const { bytesRead } = await handle.read(buffer, 0, buffer.length, this.offset);

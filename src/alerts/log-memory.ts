@@ -1,3 +1,4 @@
+import { stillDetectable } from './detect';
 import type { AlertEvent, AlertLog, PendingAlert } from './types';
 
 /** Alerts claimed in this process only (keys held in memory, custom stores): once per process, not across restarts. */
@@ -30,6 +31,12 @@ export class MemoryAlertLog implements AlertLog {
       return await run();
     } finally {
       this.delivering = false;
+    }
+  }
+
+  async tidy(urls: readonly string[], nowMs: number): Promise<void> {
+    for (const [id, c] of this.claims) {
+      if (urls.every((url) => c.deliveredTo.has(url)) && !stillDetectable(c.event, nowMs)) this.claims.delete(id);
     }
   }
 

@@ -107,5 +107,8 @@ export class RedisAlertLog implements AlertLog {
     }
   }
 
+  /** Nothing to do: claims expire by themselves, and delivered alerts leave the outbox. */
+  async tidy(): Promise<void> {}
+
   async close(): Promise<void> {}
 }

@@ -95,5 +95,10 @@ export interface AlertLog {
    * gets an alert once); undefined when another one is.
    */
   whileDelivering<T>(run: () => Promise<T>): Promise<T | undefined>;
+  /**
+   * Drops what is no longer needed, when it pays: alerts delivered to every url in `urls` whose
+   * period is over (they cannot be detected again).
+   */
+  tidy(urls: readonly string[], nowMs: number): Promise<void>;
   close(): Promise<void>;
 }

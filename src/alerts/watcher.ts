@@ -83,6 +83,10 @@ export class AlertWatcher {
       }
       try {
         await this.sender.deliver();
+        await this.options.log.tidy(
+          this.options.settings.webhooks.map((w) => w.url),
+          this.options.now(),
+        );
       } catch (err) {
         this.options.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `webhook delivery: ${describeError(err)}`, { cause: err }));
       }
@@ -90,6 +94,12 @@ export class AlertWatcher {
       this.running = undefined;
     });
     return this.running;
+  }
+
+  /** A run that starts now: after the one in progress, which may have read the keys before the latest usage. */
+  async runNow(): Promise<void> {
+    await this.running;
+    await this.run();
   }
 
   /** Stops the timer; a last run claims and delivers what is due. */
