@@ -11,6 +11,7 @@ import { parsePlans, readPlansFile, type Plan, type PlansInput } from './plans';
 import { usageJournalProblem, type UsageJournalOptions } from './store/json-file';
 import { readSetting, SETTINGS, type PgPoolLike, type Setting } from './settings';
 import { resolveBilling, type PaddleSettings } from './billing/settings';
+import { resolveAlerts, type AlertSettings } from './alerts/settings';
 
 /** Options of {@link daymindAuth}. Every option wins over its environment variable. */
 export interface DaymindOptions {
@@ -159,6 +160,24 @@ export interface DaymindOptions {
   legacyHeaders?: boolean;
   /** Called with errors met in the background (store, flush). Default: one line on stderr. */
   onError?: (err: Error) => void;
+  /**
+   * Webhook receivers of usage alerts (quota, credits, rate limits, expiry, revocation), signed the
+   * Standard Webhooks way: URLs, or `{ url, secret }`. Env `DAYMIND_WEBHOOK_URL` (comma-separated).
+   * See docs/alerts.md.
+   */
+  webhooks?: string | string[] | Array<{ url: string; secret?: string }>;
+  /** The webhooks' signing secret, `whsec_` and base64. Env `DAYMIND_WEBHOOK_SECRET`; required with webhooks. */
+  webhookSecret?: string;
+  /** Usage alerts on or off. Env `DAYMIND_ALERTS` (`on`/`off`); default: on when webhooks are configured. */
+  alerts?: boolean;
+  /** Percentages of the monthly quota that raise an alert. Env `DAYMIND_ALERT_QUOTA_PERCENTS`; default 80,100. */
+  alertQuotaPercents?: number[];
+  /** Prepaid credits below which an alert is raised. Env `DAYMIND_ALERT_CREDITS_BELOW`; default 100. */
+  alertCreditsBelow?: number;
+  /** Days before a key's expiry when an alert is raised. Env `DAYMIND_ALERT_EXPIRING_DAYS`; default 7. */
+  alertExpiringDays?: number;
+  /** How often keys are checked for alerts and the webhooks' outbox delivered, in ms. Default 5000. */
+  alertIntervalMs?: number;
   /** Environment to read instead of `process.env` (tests, embedding). */
   env?: Record<string, string | undefined>;
 }
@@ -202,6 +221,8 @@ export interface ResolvedConfig {
   handler: ((req: Request, res: Response, next: NextFunction, refusal: Refusal) => void) | undefined;
   legacyHeaders: boolean;
   onError: (err: Error) => void;
+  /** Usage alerts; undefined when off. */
+  alerts: AlertSettings | undefined;
 }
 
 /** A few defaults, exported as before; every setting and its default is in src/settings.ts. */
@@ -340,6 +361,7 @@ export function resolveConfig(options: DaymindOptions = {}): ResolvedConfig {
     handler: optionalFunction<(req: Request, res: Response, next: NextFunction, refusal: Refusal) => void>('handler', options.handler),
     legacyHeaders: optionalBoolean('legacyHeaders', options.legacyHeaders),
     onError: safeOnError(options.onError),
+    alerts: resolveAlerts(options, env),
   };
 }
 

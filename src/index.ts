@@ -34,3 +34,5 @@ export { LocalLedgerProvider, readLedger, type LedgerEntry } from './billing/led
 export { StripeBillingProvider, type StripeBillingOptions } from './billing/stripe';
 export { PaddleBillingProvider, paddleAccount, type PaddleBillingOptions } from './billing/paddle';
 export type { DaymindRequestInfo } from './request-info';
+export { verifyWebhook, signWebhook, newWebhookSecret, WebhookVerificationError, type VerifyWebhookOptions } from './alerts/signature';
+export type { AlertEvent, AlertData, AlertType, AlertListener, WebhookEndpoint } from './alerts/types';

@@ -198,6 +198,31 @@ function register(prom: PromClient, registry: Registry, auth: DaymindAuth, setti
     );
     gauge('billing_outbox_bytes', 'Size of the billing outbox file.', (s) => s.billingOutboxBytes);
   }
+  if (auth.config.alerts) {
+    const counter = (name: string, help: string, read: (s: DaymindStats) => number | null) =>
+      new prom.Counter({
+        name: p + name,
+        help,
+        registers,
+        async collect() {
+          const s = await stats();
+          if (!s) return;
+          this.reset();
+          this.inc(read(s) ?? 0);
+        },
+      });
+    counter(
+      'alert_events_emitted_total',
+      'Usage alerts this process detected first and claimed (each alert is claimed once).',
+      (s) => s.alertsEmitted,
+    );
+    counter('alert_webhooks_delivered_total', 'Webhook deliveries of usage alerts that a receiver took (2xx).', (s) => s.alertsDelivered);
+    counter(
+      'alert_webhooks_failed_total',
+      'Webhook deliveries of usage alerts that failed; the alert stays in the outbox and is retried.',
+      (s) => s.alertsFailed,
+    );
+  }
   if (auth.config.redis !== undefined)
     gauge('redis_connected', 'Whether the Redis connection is ready (1) or not (0).', (s) =>
       s.redisConnected === null ? null : Number(s.redisConnected),
@@ -225,6 +250,9 @@ const METRIC_NAMES = [
   'billing_oldest_pending_seconds',
   'billing_outbox_bytes',
   'redis_connected',
+  'alert_events_emitted_total',
+  'alert_webhooks_delivered_total',
+  'alert_webhooks_failed_total',
 ];
 
 /**

@@ -21,11 +21,14 @@ import { Observers, outcomeOf, type DaymindStats, type RequestListener, type Req
 import { PlansFileWatcher } from './plans-reload';
 import { billingStatsOf, createBilling, createHistory, createRedis, createStore } from './parts';
 import { requestInfo } from './request-info';
+import { alertStatsOf, createAlerts, rateLimitListener } from './alerts/create';
+import type { AlertListener } from './alerts/types';
 
 /** What the middleware decided for a request: it goes on when the outcome is `allowed`. */
 interface Decision {
   outcome: RequestOutcome;
   owner: string | undefined;
+  keyHash?: string;
 }
 
 /** The middleware returned by {@link daymindAuth}, with the parts it composes. */
@@ -63,6 +66,14 @@ export interface DaymindAuth extends RequestHandler {
    * Returns a function that removes it. Metrics use this; a listener must be quick.
    */
   observe(listener: RequestListener): () => void;
+  /**
+   * Calls `listener` with each usage alert (quota, credits, rate limit, expiry, revocation) this
+   * process detected first; every alert reaches the listeners of exactly one process. Returns a
+   * function that removes it. See docs/alerts.md.
+   */
+  observeAlerts(listener: AlertListener): () => void;
+  /** Checks the keys for alerts and delivers the webhooks' outbox now (no-op without alerts). */
+  deliverAlerts(): Promise<void>;
   /** The state of the background parts (keys loaded, last flush, billing outbox, Redis). */
   stats(): Promise<DaymindStats>;
   /** Stops background work and writes pending usage. Call it on shutdown. */
@@ -104,6 +115,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     createHistory(config, store, redis?.client),
     config.now,
   );
+  const alerts = createAlerts(config, store, recorder, plans, redis?.client);
   const verifier = new Verifier({
     store,
     limiter,
@@ -118,6 +130,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
   const ready = Promise.resolve(store.init?.()).then(() => {
     recorder.start();
     billing?.start();
+    alerts?.start();
   });
   ready.catch((err) =>
     config.onError(new DaymindError('ERR_DAYMIND_UNAVAILABLE', `key store failed to start: ${describeError(err)}`, { cause: err })),
@@ -131,6 +144,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     now: config.now,
   };
   const observers = new Observers(config.onError);
+  if (alerts) observers.add(rateLimitListener(alerts));
   const held = new HeldUsage({ verifier, billable: config.billable, onError: config.onError, now: config.now });
 
   /**
@@ -149,7 +163,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
       req.daymind = requestInfo(result);
       if (held.defers) held.hold(req, res, result, ip, at);
     } else if (result.code === 'MISSING') usageRouters.missingKey(req);
-    return { outcome: outcomeOf(result.code), owner: result.record?.owner };
+    return { outcome: outcomeOf(result.code), owner: result.record?.owner, keyHash: result.record?.key_hash };
   }
 
   /** The middleware, at the `cost` option's units or `costOverride` (a route guard used alone). */
@@ -169,7 +183,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     decided
       .then(
         (decision) => {
-          observers.emit(decision.outcome, decision.owner, started);
+          observers.emit(decision.outcome, decision.owner, started, decision.keyHash);
           if (decision.outcome === 'allowed') next();
         },
         (err: unknown) => fail(err, res, started),
@@ -223,7 +237,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
     now: config.now,
     legacyHeaders: config.legacyHeaders,
     authenticate: (req, res, next, cost) => run(req, res, next, cost),
-    emit: (outcome, owner) => observers.emit(outcome, owner, performance.now()),
+    emit: (outcome, owner, keyHash) => observers.emit(outcome, owner, performance.now(), keyHash),
   });
   const middleware = ((req: Request, res: Response, next: NextFunction): void => {
     if (!usageRouters.serve(req, res, next, () => run(req, res, next, undefined))) run(req, res, next, undefined);
@@ -247,10 +261,15 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
       keysLoaded: store.size?.() ?? null,
       ...recorder.flushStats(),
       ...billingStatsOf(billing && (await billing.stats())),
+      ...alertStatsOf(alerts),
       redisConnected: redis ? redis.client.status === 'ready' && healthOf(redis.client).healthy : null,
     }),
     deliverBilling: async () => {
       await billing?.deliver();
+    },
+    observeAlerts: (listener: AlertListener) => alerts?.observe(listener) ?? (() => undefined),
+    deliverAlerts: async () => {
+      await alerts?.runNow();
     },
     close: () =>
       (closing ??= (async () => {
@@ -259,6 +278,7 @@ export function daymindAuth(options: DaymindOptions = {}): DaymindAuth {
           await recorder.close();
         } finally {
           await recorder.history?.close?.();
+          await alerts?.close();
           await billing?.close();
           await store.close();
           await limiter.close?.();

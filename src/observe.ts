@@ -36,6 +36,8 @@ export interface RequestEvent {
   durationSeconds: number;
   /** The key's owner, when a key was found. */
   owner: string | undefined;
+  /** The key's hash, when a key was found. */
+  keyHash?: string;
 }
 
 export type RequestListener = (event: RequestEvent) => void;
@@ -61,6 +63,12 @@ export interface DaymindStats {
   billingOldestPendingSeconds: number | null;
   /** Size in bytes of the billing outbox file (null without billing). */
   billingOutboxBytes: number | null;
+  /** Usage alerts this process claimed since start (null without alerts). */
+  alertsEmitted: number | null;
+  /** Webhook deliveries of alerts that reached a receiver since start (null without alerts). */
+  alertsDelivered: number | null;
+  /** Webhook deliveries of alerts that failed since start and are retried (null without alerts). */
+  alertsFailed: number | null;
   /** Whether Redis is in use: connected, and answering since its last timeout (null without Redis). */
   redisConnected: boolean | null;
 }
@@ -110,9 +118,9 @@ export class Observers {
   }
 
   /** Tells every listener of a request decided since `started` (performance.now()). A listener that throws is reported. */
-  emit(outcome: RequestOutcome, owner: string | undefined, started: number): void {
+  emit(outcome: RequestOutcome, owner: string | undefined, started: number, keyHash?: string): void {
     if (this.listeners.length === 0) return;
-    const event: RequestEvent = { outcome, durationSeconds: (performance.now() - started) / 1000, owner };
+    const event: RequestEvent = { outcome, durationSeconds: (performance.now() - started) / 1000, owner, keyHash };
     for (const listener of this.listeners) {
       try {
         listener(event);

@@ -4,6 +4,7 @@ import { PADDLE_PRICE_ID } from './billing/paddle-client';
 import { windowSeconds } from './billing/windows';
 import type { RedisClientLike } from './redis/types';
 import type { BillingProvider } from './billing/types';
+import { secretBytes } from './alerts/signature';
 
 /**
  * The settings, in one place: each one's option name, environment variable, default and parser.
@@ -338,7 +339,122 @@ export const SETTINGS = {
     default: undefined,
     parse: (value) => (typeof value === 'string' ? value.trim() || undefined : undefined),
   }),
+  // Usage alerts (webhooks) and email summaries: see docs/alerts.md.
+  /** Webhook receivers: comma-separated http(s) URLs (the option also takes `{ url, secret }` objects). */
+  webhooks: setting<WebhookInput[] | undefined>({
+    option: 'webhooks',
+    env: 'DAYMIND_WEBHOOK_URL',
+    default: undefined,
+    parse: (value) =>
+      webhookList(
+        typeof value === 'string'
+          ? value
+              .split(',')
+              .map((u) => u.trim())
+              .filter((u) => u !== '')
+          : value,
+      ),
+  }),
+  /** The Standard Webhooks signing secret, `whsec_` and base64; required with webhooks. */
+  webhookSecret: setting<string | undefined>({
+    option: 'webhookSecret',
+    env: 'DAYMIND_WEBHOOK_SECRET',
+    default: undefined,
+    parse: (value) => (typeof value === 'string' && secretBytes(value.trim()) ? value.trim() : problem(WEBHOOK_SECRET_FORM)),
+  }),
+  /** Alerts on or off; on by default when webhooks are configured. */
+  alerts: setting<boolean | undefined>({
+    option: 'alerts',
+    env: 'DAYMIND_ALERTS',
+    default: undefined,
+    parse: (value) => oneOf(value, ['on', 'off'] as const) === 'on',
+    parseOption: (value) => (typeof value === 'boolean' ? value : problem(`must be true or false, got ${JSON.stringify(value)}`)),
+  }),
+  alertQuotaPercents: setting<number[]>({
+    option: 'alertQuotaPercents',
+    env: 'DAYMIND_ALERT_QUOTA_PERCENTS',
+    default: [80, 100],
+    parse: (value) => {
+      const list = typeof value === 'string' ? value.split(',').map((p) => p.trim()) : value;
+      if (!Array.isArray(list) || list.length === 0) problem('must list percentages, e.g. 80,100');
+      return [...new Set(list.map((p) => wholeNumber(p, 1000)))].sort((a, b) => a - b);
+    },
+  }),
+  alertCreditsBelow: setting<number>({
+    option: 'alertCreditsBelow',
+    env: 'DAYMIND_ALERT_CREDITS_BELOW',
+    default: 100,
+    parse: (value) => wholeNumber(value),
+  }),
+  alertExpiringDays: setting<number>({
+    option: 'alertExpiringDays',
+    env: 'DAYMIND_ALERT_EXPIRING_DAYS',
+    default: 7,
+    parse: (value) => wholeNumber(value, 365),
+  }),
+  alertIntervalMs: setting<number>({ option: 'alertIntervalMs', default: 5000, parse: (value) => wholeNumber(value, 3_600_000) }),
+  /** The SMTP server of `daymind-keys report --email`, e.g. `smtp://user:pass@host:587`. */
+  smtpUrl: setting<string | undefined>({
+    option: 'smtpUrl',
+    env: 'SMTP_URL',
+    default: undefined,
+    parse: (value) => smtpUrl(value),
+  }),
+  smtpFrom: setting<string | undefined>({
+    option: 'smtpFrom',
+    env: 'SMTP_FROM',
+    default: undefined,
+    parse: (value) =>
+      typeof value === 'string' && /^[^\s@<>]+@[^\s@<>]+$|^[^<>]*<[^\s@<>]+@[^\s@<>]+>$/.test(value.trim())
+        ? value.trim()
+        : problem(`must be an email address, e.g. "Billing <billing@example.com>", got ${JSON.stringify(value)}`),
+  }),
 };
+
+/** A webhook receiver as the `webhooks` option gives it (a URL alone takes the `webhookSecret`). */
+export interface WebhookInput {
+  url: string;
+  secret?: string;
+}
+
+export const WEBHOOK_SECRET_FORM = 'must be a Standard Webhooks secret: "whsec_" followed by base64 of 24 to 64 bytes';
+
+function webhookUrl(value: unknown): string {
+  let url: URL | undefined;
+  try {
+    url = typeof value === 'string' ? new URL(value) : undefined;
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) problem(`must be http(s) URLs, got ${JSON.stringify(value)}`);
+  return value as string;
+}
+
+function webhookList(value: unknown): WebhookInput[] {
+  const list = typeof value === 'string' || (typeof value === 'object' && value !== null && !Array.isArray(value)) ? [value] : value;
+  if (!Array.isArray(list) || list.length === 0) problem('must give at least one http(s) URL');
+  return list.map((entry: unknown) => {
+    if (typeof entry === 'string') return { url: webhookUrl(entry) };
+    const e = entry as Partial<WebhookInput> | null;
+    if (typeof e !== 'object' || e === null) problem('must be http(s) URLs or { url, secret } objects');
+    if (e.secret !== undefined && (typeof e.secret !== 'string' || !secretBytes(e.secret)))
+      problem(`secret of ${String(e.url)} ${WEBHOOK_SECRET_FORM}`);
+    return e.secret === undefined ? { url: webhookUrl(e.url) } : { url: webhookUrl(e.url), secret: e.secret };
+  });
+}
+
+function smtpUrl(value: unknown): string {
+  let url: URL | undefined;
+  try {
+    url = typeof value === 'string' ? new URL(value) : undefined;
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'smtp:' && url.protocol !== 'smtps:') || url.hostname === '') {
+    problem(`must be an smtp:// or smtps:// URL such as smtp://user:pass@mail.example.com:587, got ${JSON.stringify(value)}`);
+  }
+  return value as string;
+}
 
 /**
  * A setting's value and the name it came by: the option when given, else the variable when set

@@ -16,8 +16,8 @@ function promtool(text: string): { status: number | null; output: string } {
 
 const open: DaymindAuth[] = [];
 
-async function scrape(options: Parameters<typeof metricsHandler>[1]): Promise<string> {
-  const auth = daymindAuth({ env: {}, storePath: join(tempDir(), 'api_keys.json'), onError: () => undefined });
+async function scrape(options: Parameters<typeof metricsHandler>[1], authOptions: Parameters<typeof daymindAuth>[0] = {}): Promise<string> {
+  const auth = daymindAuth({ env: {}, storePath: join(tempDir(), 'api_keys.json'), onError: () => undefined, ...authOptions });
   open.push(auth);
   const { key } = await auth.store.create({ owner: 'acme' });
   const app = express();
@@ -37,6 +37,14 @@ describe('the metrics pass Prometheus linting', () => {
     expect(execFileSync('promtool', ['--version'], { encoding: 'utf8' })).toMatch(/promtool/);
     const text = await scrape({ registry: new Registry(), ...options });
     expect(text).toContain('daymind_requests_total{');
+    expect(promtool(text)).toEqual({ status: 0, output: '' });
+  });
+
+  test('with usage alerts on, the alert counters pass too', async () => {
+    const text = await scrape({ registry: new Registry() }, { alerts: true });
+    expect(text).toContain('# TYPE daymind_alert_events_emitted_total counter\ndaymind_alert_events_emitted_total 0\n');
+    expect(text).toContain('daymind_alert_webhooks_delivered_total 0\n');
+    expect(text).toContain('daymind_alert_webhooks_failed_total 0\n');
     expect(promtool(text)).toEqual({ status: 0, output: '' });
   });
 

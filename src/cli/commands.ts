@@ -50,6 +50,9 @@ export type CommandOptions = {
   refill?: string;
   add?: string;
   set?: string;
+  /** create/set: the key's email address (meta.email); report: `all` to email the summaries. */
+  email?: string;
+  'dry-run'?: string;
 };
 
 /** The status for people: a rotating key with the time it has left (`rotating, 59 min left`). */
@@ -174,6 +177,15 @@ function parseMeta(pairs: string[] | undefined): Record<string, string> | undefi
   return meta;
 }
 
+/** The --meta pairs with --email ADDRESS as `email=ADDRESS` (`--email none` removes it). */
+function metaPairs(options: CommandOptions): string[] | undefined {
+  if (options.email === undefined) return options.meta;
+  const email = options.email === 'none' ? '' : options.email.trim();
+  if (email !== '' && !/^[^\s@<>,;]+@[^\s@<>,;]+\.[^\s@<>,;]+$/.test(email))
+    throw new UsageError(`--email: "${options.email}" is not an email address`);
+  return [...(options.meta ?? []), `email=${email}`];
+}
+
 function mergedMeta(current: Record<string, unknown> | undefined, pairs: Record<string, string>): Record<string, unknown> | null {
   const meta: Record<string, unknown> = { ...current };
   for (const [key, value] of Object.entries(pairs)) {
@@ -220,8 +232,11 @@ export async function create(ctx: CommandContext, owner: string, options: Comman
   const limit = parseRateLimit(options['rate-limit']);
   if (limit !== undefined) input.rate_limit_per_minute = limit;
   if (options.expires !== undefined) input.expires_at = parseExpiry(options.expires, '--expires', ctx.now);
-  const meta = parseMeta(options.meta);
-  if (meta) input.meta = meta;
+  const meta = parseMeta(metaPairs(options));
+  if (meta) {
+    if (meta.email === '') delete meta.email;
+    if (Object.keys(meta).length > 0) input.meta = meta;
+  }
   if (options['stripe-customer'] !== undefined) input.stripe_customer_id = parseCustomer(options['stripe-customer']);
   if (options['paddle-subscription'] !== undefined) input.paddle_subscription_id = parseSubscription(options['paddle-subscription']);
   Object.assign(input, planChanges(ctx, options, false));
@@ -366,10 +381,10 @@ export async function set(ctx: CommandContext, name: string, options: CommandOpt
   const subscription = options['paddle-subscription'];
   if (subscription !== undefined) changes.paddle_subscription_id = subscription === 'none' ? null : parseSubscription(subscription);
   if (options.owner !== undefined) changes.owner = checkOwner(options.owner, '--owner: ');
-  const meta = parseMeta(options.meta);
+  const meta = parseMeta(metaPairs(options));
   if (Object.keys(changes).length === 0 && !meta)
     throw new UsageError(
-      'set needs at least one of --owner, --meta, --rate-limit, --expires, --stripe-customer, --paddle-subscription, --plan, --scopes',
+      'set needs at least one of --owner, --meta, --email, --rate-limit, --expires, --stripe-customer, --paddle-subscription, --plan, --scopes',
     );
   // --meta k=v sets k and --meta k= removes it, keeping the key's other pairs.
   const record = await updateKey(ctx, name, (target) => (meta ? { ...changes, meta: mergedMeta(target.meta, meta) } : changes));

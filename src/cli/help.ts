@@ -50,6 +50,7 @@ shown again). A running server accepts it on its first request.
   --expires DURATION|DATE the key is refused from then on: 30d, 12h, 2w, 1h30m, or 2027-01-31
                           (UTC midnight) or 2027-01-31T12:00:00Z
   --meta k=v              free-form data kept with the key; repeat for more pairs
+  --email ADDRESS         where report --email sends the owner's monthly summary (meta.email)
   --stripe-customer cus_… the Stripe customer billed for the key's usage (BILLING_MODE=stripe)
   --paddle-subscription sub_…
                           the Paddle subscription charged for the key's usage (BILLING_MODE=paddle)
@@ -69,6 +70,7 @@ Changes a key's settings; running servers pick the change up within a second.
   --owner OWNER            who the key belongs to
   --meta k=v               sets k in the key's free-form data, keeping its other pairs; k= (no
                            value) removes k; repeat for more pairs
+  --email ADDRESS|none     where report --email sends the owner's summary (meta.email), or none
 
   --rate-limit N|default   this key's limit in requests per minute, or back to the server's
   --expires DURATION|DATE  as for create, or never
@@ -136,6 +138,7 @@ Usage totals per owner and per key: all-time usage_count and requests today (UTC
 running server counted in the last second may not be written yet.
 `,
   report: `Usage: daymind-keys report [--month YYYY-MM] [--owner OWNER] [--html FILE] [--ledger-dir DIR] [--json]
+       daymind-keys report --email [--dry-run DIR] [--month YYYY-MM] [--owner OWNER] [--ledger-dir DIR]
 
 One month's usage report: per owner, units in the month (from the usage ledger, equal to
 export's quantity), rate-limited requests (from the per-day history, where the store keeps one),
@@ -147,6 +150,10 @@ and units per UTC day. A table on stdout; --json prints the same data as JSON.
   --html FILE   write the report as one self-contained HTML file (no script, no network:
                 it opens from a mail attachment), replaced whole or not at all; prints its path
   --ledger-dir  where the ledger is: default DAYMIND_LEDGER_DIR, else the key store's directory
+  --email       mail each owner its month (units, requests, each key's quota and credits left,
+                units per day as a chart; plain text and HTML, no remote images) at the
+                addresses of its keys (create/set --email), through SMTP_URL from SMTP_FROM
+  --dry-run DIR with --email: write the messages to DIR as .eml files instead of sending them
 `,
   migrate: `Usage: daymind-keys migrate --from FILE --to redis://HOST:PORT [--json]
 

@@ -51,23 +51,25 @@ const OPTIONS = {
   refill: { type: 'string' },
   add: { type: 'string' },
   set: { type: 'string' },
+  email: { type: 'string' },
+  'dry-run': { type: 'string' },
 } as const;
 
 /** Options each command takes besides the global ones, and how many arguments. */
 const COMMANDS: Record<string, { options: string[]; args: string[] }> = {
   list: { options: ['owner'], args: [] },
   create: {
-    options: ['rate-limit', 'expires', 'meta', 'stripe-customer', 'paddle-subscription', 'plan', 'scopes', 'credits', 'refill'],
+    options: ['rate-limit', 'expires', 'meta', 'email', 'stripe-customer', 'paddle-subscription', 'plan', 'scopes', 'credits', 'refill'],
     args: ['OWNER'],
   },
   set: {
-    options: ['owner', 'meta', 'rate-limit', 'expires', 'stripe-customer', 'paddle-subscription', 'plan', 'scopes'],
+    options: ['owner', 'meta', 'email', 'rate-limit', 'expires', 'stripe-customer', 'paddle-subscription', 'plan', 'scopes'],
     args: ['KEY|PREFIX'],
   },
   credits: { options: ['add', 'set', 'refill'], args: ['KEY|PREFIX'] },
   plans: { options: [], args: [] },
   export: { options: ['format', 'month', 'owner', 'price', 'ledger-dir'], args: [] },
-  report: { options: ['month', 'owner', 'html', 'ledger-dir'], args: [] },
+  report: { options: ['month', 'owner', 'html', 'ledger-dir', 'email', 'dry-run'], args: [] },
   billing: { options: ['ledger-dir'], args: [] },
   revoke: { options: [], args: ['KEY|PREFIX'] },
   show: { options: [], args: ['KEY|PREFIX'] },
@@ -98,7 +100,7 @@ export async function main(argv: string[], io: CliIO): Promise<number> {
 async function run(argv: string[], io: CliIO): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: joinNegativeNumbers(argv), options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: reportEmailFlag(joinNegativeNumbers(argv)), options: OPTIONS, allowPositionals: true, strict: true });
   } catch (err) {
     throw new UsageError((err as Error).message.split('\n')[0]!);
   }
@@ -174,7 +176,10 @@ async function run(argv: string[], io: CliIO): Promise<number> {
       planCommands.plans(ctx);
       break;
     case 'report':
-      await report(ctx, options, ledgerDirOf(values['ledger-dir'], setting, location!));
+      await report(ctx, options, ledgerDirOf(values['ledger-dir'], setting, location!), () => ({
+        smtpUrl: fromEnv(SETTINGS.smtpUrl, setting),
+        from: fromEnv(SETTINGS.smtpFrom, setting),
+      }));
       break;
     case 'export':
       await exportLedger(ctx, options, ledgerDirOf(values['ledger-dir'], setting, location!));
@@ -211,6 +216,12 @@ const NUMERIC = ['--add', '--set', '--credits'];
 function joinNegativeNumbers(argv: string[]): string[] {
   const negative = (i: number) => NUMERIC.includes(argv[i]!) && /^-\d+$/.test(argv[i + 1] ?? '');
   return argv.flatMap((arg, i) => (negative(i) ? [`${arg}=${argv[i + 1]}`] : i > 0 && negative(i - 1) ? [] : [arg]));
+}
+
+/** `report --email` is a flag (create and set take `--email ADDRESS`): it becomes `--email=all`. */
+function reportEmailFlag(argv: string[]): string[] {
+  if (!argv.includes('report')) return argv;
+  return argv.map((arg) => (arg === '--email' ? '--email=all' : arg));
 }
 
 /**

@@ -6,7 +6,9 @@ import { writeAtomic } from '../store/file-io';
 import { JsonFileKeyStore } from '../store/json-file';
 import { HISTORY_RETENTION_DAYS, dayOffset, isoDay, type UsageHistory } from '../usage/history';
 import { FileUsageHistory, historyDirFor } from '../usage/history-file';
-import { print, withStore, type CommandContext, type CommandOptions } from './commands';
+import { print, statusText, withStore, type CommandContext, type CommandOptions } from './commands';
+import type { KeyRecord } from '../store/types';
+import { composeSummary, deliverSummaries, ownerAddresses, type SummaryMail } from './report-email';
 import { ledgerMonths, parseMonth, readLedgerEntries } from './ledger-commands';
 import { CommandError, UsageError } from './errors';
 import type { AdminStore } from './open-store';
@@ -18,11 +20,17 @@ import { renderTable } from './table';
  * `report`: one month's usage per owner, the top keys and units per day, from the usage ledger,
  * the key store and the per-day history; as a table, JSON, or a self-contained HTML file.
  */
-export async function report(ctx: CommandContext, options: CommandOptions, ledgerDir: string): Promise<void> {
+export async function report(
+  ctx: CommandContext,
+  options: CommandOptions,
+  ledgerDir: string,
+  smtp: () => { smtpUrl: string | undefined; from: string | undefined } = () => ({ smtpUrl: undefined, from: undefined }),
+): Promise<void> {
   const current = ledgerMonth(ctx.now / 1000);
   const month = parseMonth(options.month) ?? current;
   if (month > current) throw new UsageError(`--month: "${month}" is in the future`);
   const htmlPath = options.html === undefined ? undefined : htmlTarget(options.html);
+  const email = options.email === undefined && options['dry-run'] === undefined ? undefined : emailTarget(options, smtp());
 
   if (!ledgerMonths(ledgerDir).includes(month)) ctx.note(`the ledger in ${ledgerDir} has no file for ${month}: no units that month\n`);
   let entries = await readLedgerEntries(ctx, ledgerDir, [month]);
@@ -38,6 +46,11 @@ export async function report(ctx: CommandContext, options: CommandOptions, ledge
       throw new CommandError(`no keys belong to "${options.owner}" and the ledger has no usage of it in ${month}`);
   }
   const data = buildReport({ month, nowMs: ctx.now, owner: options.owner, records, entries, history });
+  if (email) {
+    const lines = await emailSummaries(ctx, email, { month, records, entries, history });
+    if (ctx.json) return print(ctx, { sent: lines.map((l) => l.split('\t')) });
+    return ctx.out(lines.map((l) => `${l}\n`).join(''));
+  }
 
   if (htmlPath !== undefined) {
     await writeHtml(htmlPath, renderHtml(data));
@@ -46,6 +59,49 @@ export async function report(ctx: CommandContext, options: CommandOptions, ledge
   }
   if (ctx.json) return print(ctx, data);
   ctx.out(renderText(data));
+}
+
+interface EmailTarget {
+  from: string;
+  target: { smtpUrl: string } | { dryRunDir: string };
+}
+
+/** The --email settings, checked before any work is done. */
+function emailTarget(options: CommandOptions, smtp: { smtpUrl: string | undefined; from: string | undefined }): EmailTarget {
+  if (options.email !== 'all') throw new UsageError('--dry-run goes with --email (report --email --dry-run DIR)');
+  if (options.html !== undefined) throw new UsageError('--email and --html are two different outputs; give one');
+  const dir = options['dry-run'];
+  if (dir !== undefined) {
+    if (dir.trim() === '') throw new UsageError('--dry-run: the directory is empty');
+    return { from: smtp.from ?? 'daymind-keys <daymind-keys@localhost>', target: { dryRunDir: dir } };
+  }
+  if (smtp.smtpUrl === undefined) throw new UsageError('report --email needs SMTP_URL (or --dry-run DIR to write the messages to files)');
+  if (smtp.from === undefined) throw new UsageError('report --email needs SMTP_FROM, the From address of the summaries');
+  return { from: smtp.from, target: { smtpUrl: smtp.smtpUrl } };
+}
+
+/** Each owner's summary to the addresses of its keys (meta.email); owners without one are named on stderr. */
+async function emailSummaries(ctx: CommandContext, email: EmailTarget, input: Omit<ReportInput, 'nowMs'>): Promise<string[]> {
+  const byOwner = new Map<string, KeyRecord[]>();
+  for (const r of input.records) byOwner.set(r.owner, [...(byOwner.get(r.owner) ?? []), r]);
+  const plans = ctx.plans.forView(ctx.note);
+  const mails: SummaryMail[] = [];
+  const without: string[] = [];
+  for (const [owner, records] of [...byOwner].sort(([a], [b]) => a.localeCompare(b))) {
+    const to = ownerAddresses(records);
+    if (to.length === 0) {
+      without.push(owner);
+      continue;
+    }
+    const entries = input.entries.filter((e) => e.owner === owner);
+    const data = buildReport({ ...input, nowMs: ctx.now, owner, records, entries });
+    mails.push(composeSummary(data, records, to, ctx.now, plans, (r) => statusText(r, ctx.now)));
+  }
+  if (without.length > 0)
+    ctx.note(`daymind-keys: no email address (create/set --email) for ${without.join(', ')}: no summary sent to them\n`);
+  if (mails.length === 0)
+    throw new CommandError('no key of these owners has an email address (set one with daymind-keys set KEY --email ADDRESS)');
+  return deliverSummaries(mails, input.month, email.from, email.target);
 }
 
 /** The --html file as an absolute path, checked before any work is done. */

@@ -18,7 +18,7 @@ export interface GuardParts {
   /** The auth middleware, for a request that has not been through it, at `cost` units. */
   authenticate(req: Request, res: Response, next: NextFunction, cost: number): void;
   /** Tells request listeners (metrics) of an outcome decided after the key check. */
-  emit(outcome: RequestOutcome, owner: string | undefined): void;
+  emit(outcome: RequestOutcome, owner: string | undefined, keyHash: string): void;
 }
 
 /**
@@ -62,7 +62,7 @@ export class Guards {
     const check: RequestHandler = (req, res, next) => {
       if (req.daymind!.record.scopes?.includes(scope)) return next();
       this.parts.held.refuse(req);
-      this.parts.emit('insufficient_scope', req.daymind!.owner);
+      this.parts.emit('insufficient_scope', req.daymind!.owner, req.daymind!.keyHash);
       sendInsufficientScope(res, scope);
     };
     return (req, res, next) => {
@@ -87,7 +87,7 @@ export class Guards {
       const held = req.daymind!.cost;
       sendCreditsExhausted(res, (result.credits ?? 0) + held, result.cost + held);
     } else sendUnavailable(res);
-    this.parts.emit(outcomeOf(result.code), req.daymind!.owner);
+    this.parts.emit(outcomeOf(result.code), req.daymind!.owner, req.daymind!.keyHash);
   }
 
   private fail(state: HeldRequest, res: Response, err: unknown): void {

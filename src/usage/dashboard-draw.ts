@@ -4,6 +4,11 @@
  * script's function, whose names (ui, count, seconds, ...) it uses; the same rules hold: text goes
  * in with textContent and setAttribute only, no template literals.
  */
+import { SETTINGS } from '../settings';
+
+/** Prepaid credits the page calls low for a key without refill: the alerts' default threshold. */
+const LOW_CREDITS = SETTINGS.alertCreditsBelow.default;
+
 export const DASHBOARD_DRAW = String.raw`
   function add(parent, tag, className, text) {
     const node = document.createElement(tag);
@@ -71,6 +76,25 @@ export const DASHBOARD_DRAW = String.raw`
     }
     if (usage.credits === 0) return 'Requests with this key are refused right now: it has no prepaid credits left.';
     return '';
+  }
+
+  /**
+   * A warning before the key runs out: 80% of its monthly quota used, or prepaid credits low
+   * (under a fifth of their refill, or under ${LOW_CREDITS} without one). Empty when neither holds,
+   * and once the key is refused (limitedText says so then).
+   */
+  function bannerText(usage) {
+    const parts = [];
+    const quota = usage.monthly_quota;
+    if (quota && quota.limit > 0 && quota.used * 100 >= 80 * quota.limit && quota.remaining > 0) {
+      const share = Math.floor((quota.used * 100) / quota.limit);
+      parts.push('has used ' + share + '% of its monthly quota (' + count.format(quota.used) + ' of ' + count.format(quota.limit) + ')');
+    }
+    const credits = usage.credits;
+    const refill = usage.credits_refill;
+    const low = refill ? credits * 5 < refill.amount : credits < ${LOW_CREDITS};
+    if (typeof credits === 'number' && credits > 0 && low) parts.push('has ' + count.format(credits) + ' prepaid credits left');
+    return parts.length ? 'This key ' + parts.join(' and ') + '.' : '';
   }
 
   function renderTable(days) {

@@ -72,6 +72,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     <div id="limits" class="cards limits" data-testid="limits"></div>
     <p id="limited-note" class="warning" data-testid="limited-note" hidden></p>
     <p id="revoke-warning" class="warning" data-testid="revoke-warning" hidden></p>
+    <p id="usage-banner" class="warning" data-testid="usage-banner" hidden></p>
     <section class="panel chart-panel" aria-labelledby="chart-heading">
       <h3 id="chart-heading">Last 30 days</h3>
       <ul class="legend" id="legend" data-testid="legend">

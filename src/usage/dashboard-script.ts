@@ -47,6 +47,7 @@ export const DASHBOARD_SCRIPT = String.raw`(() => {
     revokeAtLine: $('revoke-at-line'),
     limitedNote: $('limited-note'),
     revokeWarning: $('revoke-warning'),
+    banner: $('usage-banner'),
     historyNote: $('history-note'),
     chart: $('chart'),
     legend: $('legend'),
@@ -294,6 +295,8 @@ export const DASHBOARD_SCRIPT = String.raw`(() => {
     const limited = limitedText(usage);
     ui.limitedNote.textContent = limited;
     ui.limitedNote.hidden = !limited;
+    ui.banner.textContent = bannerText(usage);
+    ui.banner.hidden = !ui.banner.textContent;
 
     const days = history && Array.isArray(history.days) ? history.days : null;
     ui.historyNote.textContent = historyNote;
