@@ -1,11 +1,11 @@
 import type { RequestHandler } from 'express';
 import type { Counter, Registry } from 'prom-client';
 import { ConfigError, DaymindError, describeError } from './errors';
-import type { DaymindAuth } from './middleware';
-import { REQUEST_OUTCOMES, type DaymindStats, type RequestOutcome } from './observe';
-import { OnceReporter } from './report-once';
-import { loadPeer } from './peer';
-import { sendJsonError } from './responses';
+import type { DaymindAuth } from './http/middleware';
+import { REQUEST_OUTCOMES, type DaymindStats, type RequestOutcome } from './http/observe';
+import { OnceReporter } from './internal/report-once';
+import { loadPeer } from './internal/peer';
+import { sendJsonError } from './http/responses';
 
 /**
  * The parts of a prom-client `Registry` used here. Declared structurally so that the published

@@ -1,5 +1,5 @@
 import type { Request } from 'express';
-import { extractKey } from '../src/extract';
+import { extractKey } from '../src/http/extract-key';
 
 const keyOf = (headers: Record<string, string>, query?: Record<string, string>, queryParam: string | false = false) =>
   extractKey({ headers, query } as unknown as Request, queryParam);

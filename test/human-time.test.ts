@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import express from 'express';
 import request from 'supertest';
 import { daymindAuth } from '../src';
-import { perWindow, waitText } from '../src/human-time';
+import { perWindow, waitText } from '../src/internal/human-time';
 import { tempDir } from './helpers';
 
 describe('durations in messages', () => {

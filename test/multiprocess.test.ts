@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import request from 'supertest';
 import * as lockfile from 'proper-lockfile';
 import { daymindAuth, hashKey } from '../src';
-import { journalHeader, journalLine } from '../src/store/leftover-journal';
+import { journalHeader, journalLine } from '../src/store/json/leftover-journal';
 import { appWith, seedStoreCopy, SEED_KEYS, waitFor } from './helpers';
 
 const run = promisify(execFile);

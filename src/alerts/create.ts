@@ -1,9 +1,9 @@
-import type { ResolvedConfig } from '../config';
-import type { DaymindStats, RequestEvent } from '../observe';
-import type { Plan } from '../plans';
+import type { ResolvedConfig } from '../config/config';
+import type { DaymindStats, RequestEvent } from '../http/observe';
+import type { Plan } from '../limits/plans';
 import type { RedisClientLike } from '../redis/types';
-import { JsonFileKeyStore } from '../store/json-file';
-import { RedisKeyStore } from '../store/redis';
+import { JsonFileKeyStore } from '../store/json/json-file-store';
+import { RedisKeyStore } from '../store/redis/redis-store';
 import type { KeyStore } from '../store/types';
 import type { UsageRecorder } from '../usage/recorder';
 import { FileAlertLog, alertsPathFor } from './log-file';

@@ -3,7 +3,7 @@ import * as fsp from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { appendLines } from '../billing/jsonl';
 import { describeError } from '../errors';
-import { LockLost, acquireLock, type FileLock } from '../store/lock';
+import { LockLost, acquireLock, type FileLock } from '../internal/fs/lock';
 import { stillDetectable } from './detect';
 import type { AlertEvent, AlertLog, PendingAlert } from './types';
 

@@ -1,6 +1,6 @@
-import { setting, type DaymindOptions } from '../config';
+import { setting, type DaymindOptions } from '../config/config';
 import { ConfigError } from '../errors';
-import { readSetting, SETTINGS, WEBHOOK_SECRET_FORM } from '../settings';
+import { readSetting, SETTINGS, WEBHOOK_SECRET_FORM } from '../config/settings';
 import type { AlertThresholds, WebhookEndpoint } from './types';
 
 /** The alerts as configured; undefined when they are off. */

@@ -1,7 +1,7 @@
 import { DaymindError, describeError } from '../errors';
-import type { Plan } from '../plans';
+import type { Plan } from '../limits/plans';
 import { creditsAt, utcMonth } from '../store/record';
-import { WorkSlicer } from '../usage/slicer';
+import { WorkSlicer } from '../internal/slicer';
 import type { KeyRecord, KeyStore } from '../store/types';
 import { utcDay } from '../usage/day';
 import type { UsageRecorder } from '../usage/recorder';

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { DaymindError, describeError } from '../errors';
-import { OnceReporter } from '../report-once';
-import { oneRunAtATime } from '../one-run-at-a-time';
-import { acquireLock, type FileLock } from '../store/lock';
+import { OnceReporter } from '../internal/report-once';
+import { oneRunAtATime } from '../internal/one-run-at-a-time';
+import { acquireLock, type FileLock } from '../internal/fs/lock';
 import type { KeyRecord, UsageDelta } from '../store/types';
 import { appendLines } from './jsonl';
 import type { LocalLedgerProvider } from './ledger';

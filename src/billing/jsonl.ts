@@ -1,5 +1,5 @@
 import * as fsp from 'node:fs/promises';
-import type { FileLock } from '../store/lock';
+import type { FileLock } from '../internal/fs/lock';
 
 /**
  * Appends lines to a file and fsyncs it before resolving. The callers hold a lock on the file. An

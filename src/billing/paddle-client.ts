@@ -1,4 +1,4 @@
-import { loadPeer } from '../peer';
+import { loadPeer } from '../internal/peer';
 
 /** How a Paddle price id looks: `pri_` and 26 lowercase letters or digits. */
 export const PADDLE_PRICE_ID = /^pri_[a-z0-9]{26}$/;

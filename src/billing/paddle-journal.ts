@@ -1,6 +1,6 @@
 import { statSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import { writeAtomic } from '../store/file-io';
+import { writeAtomic } from '../internal/fs/file-io';
 import { appendLines } from './jsonl';
 
 /** A charge recorded before it is sent to Paddle. */

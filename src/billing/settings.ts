@@ -1,7 +1,7 @@
-import { setting, type DaymindOptions, type ResolvedConfig } from '../config';
+import { setting, type DaymindOptions, type ResolvedConfig } from '../config/config';
 import { ConfigError } from '../errors';
-import { defaultLedgerDir, PADDLE_REQUIRED, SETTINGS, STRIPE_KEY_REQUIRED } from '../settings';
-import { JsonFileKeyStore } from '../store/json-file';
+import { defaultLedgerDir, PADDLE_REQUIRED, SETTINGS, STRIPE_KEY_REQUIRED } from '../config/settings';
+import { JsonFileKeyStore } from '../store/json/json-file-store';
 
 type BillingSettings = Pick<
   ResolvedConfig,

@@ -1,5 +1,5 @@
 import { DaymindError, describeError } from '../errors';
-import { loadPeer } from '../peer';
+import { loadPeer } from '../internal/peer';
 import type { LocalLedgerProvider } from './ledger';
 import { BillingRejection, BillingRetryLater } from './rejection';
 import type { BillingProvider, UsageReport } from './types';

@@ -1,4 +1,4 @@
-import { waitText } from '../human-time';
+import { waitText } from '../internal/human-time';
 import { PADDLE_SUBSCRIPTION_ID } from '../billing/paddle-client';
 import { assertOwner, keyStatus } from '../store/record';
 import type { AdminStore } from './open-store';

@@ -2,8 +2,8 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DaymindError } from '../errors';
-import { defaultLedgerDir, isDatabaseUrl, isRedisUrl, readSetting, SETTINGS, type Setting } from '../settings';
-import { migrationMessage, readMigrationNote } from '../store/migrated';
+import { defaultLedgerDir, isDatabaseUrl, isRedisUrl, readSetting, SETTINGS, type Setting } from '../config/settings';
+import { migrationMessage, readMigrationNote } from '../store/json/migrated';
 import { billingStatus } from './billing';
 import * as commands from './commands';
 import { exportLedger } from './ledger-commands';
@@ -225,7 +225,7 @@ function reportEmailFlag(argv: string[]): string[] {
 }
 
 /**
- * A setting of src/settings.ts from the --env-file or the environment (not empty), else its
+ * A setting of src/config/settings.ts from the --env-file or the environment (not empty), else its
  * default; a bad value is a UsageError naming the variable.
  */
 function fromEnv<T>(row: Setting<T>, setting: (name: string) => string | undefined): T {

@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, linkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { JsonFileKeyStore } from '../store/json-file';
-import { writeMigrationNote } from '../store/migrated';
-import { PostgresKeyStore } from '../store/postgres';
+import { JsonFileKeyStore } from '../store/json/json-file-store';
+import { writeMigrationNote } from '../store/json/migrated';
+import { PostgresKeyStore } from '../store/postgres/postgres-store';
 import type { RawRecord } from '../store/record';
-import { RedisKeyStore } from '../store/redis';
+import { RedisKeyStore } from '../store/redis/redis-store';
 import type { KeyRecord } from '../store/types';
-import { isDatabaseUrl, isRedisUrl } from '../settings';
+import { isDatabaseUrl, isRedisUrl } from '../config/settings';
 import { print, type CommandContext } from './commands';
 import { CommandError, UsageError } from './errors';
 import { openAdminStore, redactUrl, type StoreLocation } from './open-store';

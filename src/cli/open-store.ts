@@ -1,9 +1,9 @@
 import { describeError } from '../errors';
 import { connectRedis, whenReady } from '../redis/connection';
-import { JsonFileKeyStore } from '../store/json-file';
-import { PostgresKeyStore } from '../store/postgres';
-import { redactDatabaseUrl } from '../store/postgres-connect';
-import { RedisKeyStore } from '../store/redis';
+import { JsonFileKeyStore } from '../store/json/json-file-store';
+import { PostgresKeyStore } from '../store/postgres/postgres-store';
+import { redactDatabaseUrl } from '../store/postgres/connect';
+import { RedisKeyStore } from '../store/redis/redis-store';
 import { PostgresUsageHistory } from '../usage/history-postgres';
 import type { UsageHistory } from '../usage/history';
 import { RedisUsageHistory } from '../usage/history-redis';

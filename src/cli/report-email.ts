@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describeError } from '../errors';
-import { loadPeer } from '../peer';
+import { loadPeer } from '../internal/peer';
 import { creditsAt, monthUsage } from '../store/record';
 import type { KeyRecord } from '../store/types';
 import { todayCount } from './commands';

@@ -2,9 +2,9 @@ import type { Response } from 'express';
 import type { IpLimit } from '../pipeline/ip-limit';
 import type { Verifier } from '../pipeline/verifier';
 import type { VerifyResult } from '../pipeline/verify-types';
-import { setRateLimitHeaders } from '../ratelimit/headers';
-import type { RateLimitResult } from '../ratelimit/types';
-import { sendRateLimited, sendRefusal } from '../responses';
+import { setRateLimitHeaders } from './ratelimit-headers';
+import type { RateLimitResult } from '../limits/types';
+import { sendRateLimited, sendRefusal } from './responses';
 import type { UsageRecorder } from '../usage/recorder';
 
 export interface RequestCheckParts {

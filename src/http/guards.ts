@@ -1,11 +1,11 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { ConfigError, DaymindError, describeError } from '../errors';
-import { outcomeOf, type RequestOutcome } from '../observe';
+import { outcomeOf, type RequestOutcome } from './observe';
 import type { Verifier } from '../pipeline/verifier';
 import type { VerifyResult } from '../pipeline/verify-types';
-import { setRateLimitHeaders } from '../ratelimit/headers';
-import { sendCreditsExhausted, sendInsufficientScope, sendQuotaExceeded, sendRateLimited, sendUnavailable } from '../responses';
-import { SCOPE } from '../settings';
+import { setRateLimitHeaders } from './ratelimit-headers';
+import { sendCreditsExhausted, sendInsufficientScope, sendQuotaExceeded, sendRateLimited, sendUnavailable } from './responses';
+import { SCOPE } from '../config/settings';
 import type { HeldRequest, HeldUsage } from './held-usage';
 
 export interface GuardParts {

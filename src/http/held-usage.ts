@@ -2,7 +2,7 @@ import type { Request, Response } from 'express';
 import { DaymindError, describeError } from '../errors';
 import type { Verifier } from '../pipeline/verifier';
 import type { VerifyResult } from '../pipeline/verify-types';
-import type { RateLimitResult } from '../ratelimit/types';
+import type { RateLimitResult } from '../limits/types';
 
 /** What one allowed request holds in flight until its response ends. */
 export interface HeldRequest {

@@ -1,7 +1,7 @@
 import type { KeyStore } from '../store/types';
 import type { UsageRecorder } from '../usage/recorder';
 import type { Failures } from './failures';
-import type { Plan } from '../plans';
+import type { Plan } from '../limits/plans';
 import type { Spending } from './quota-and-credits';
 import type { VerifyResult } from './verify-types';
 

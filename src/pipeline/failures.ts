@@ -1,5 +1,5 @@
 import { DaymindError, describeError } from '../errors';
-import { OnceReporter } from '../report-once';
+import { OnceReporter } from '../internal/report-once';
 
 /** Failures of the quota and credits stage: a request that did not spend says nothing of their end. */
 const SPENDING = new Set(['quota and credits check failed', 'giving back quota and credits failed']);

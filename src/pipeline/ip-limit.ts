@@ -1,5 +1,5 @@
-import { ipLimitKey } from '../ratelimit/ip';
-import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from '../ratelimit/types';
+import { ipLimitKey } from '../limits/ip';
+import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from '../limits/types';
 
 /** The IP limit stage: one unit of the client's per-minute window (its IPv4 address, or its IPv6 /64). */
 export class IpLimit {

@@ -1,7 +1,7 @@
 import { DaymindError } from '../errors';
-import type { Plan } from '../plans';
-import type { RateLimitWindow } from '../ratelimit/types';
-import { OnceReporter } from '../report-once';
+import type { Plan } from '../limits/plans';
+import type { RateLimitWindow } from '../limits/types';
+import { OnceReporter } from '../internal/report-once';
 import type { KeyRecord } from '../store/types';
 
 /**

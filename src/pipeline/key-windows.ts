@@ -1,4 +1,4 @@
-import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from '../ratelimit/types';
+import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from '../limits/types';
 
 /**
  * The key's limits stage: spends `cost` on each of the key's windows in order, up to the first

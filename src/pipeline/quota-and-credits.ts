@@ -1,5 +1,5 @@
-import type { Plan } from '../plans';
-import type { RateLimitResult } from '../ratelimit/types';
+import type { Plan } from '../limits/plans';
+import type { RateLimitResult } from '../limits/types';
 import { creditsAt, monthUsage, utcMonth } from '../store/record';
 import type { KeyRecord, KeyStore, SpendResult } from '../store/types';
 import type { UsageRecorder } from '../usage/recorder';

@@ -1,6 +1,6 @@
-import type { Plan } from '../plans';
-import { peekEach } from '../ratelimit/peek-each';
-import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from '../ratelimit/types';
+import type { Plan } from '../limits/plans';
+import { peekEach } from '../limits/peek-each';
+import type { RateLimitResult, RateLimitWindow, RateLimiterAdapter } from '../limits/types';
 import type { KeyRecord, KeyStore } from '../store/types';
 import type { UsageRecorder } from '../usage/recorder';
 import { UsageCounting } from './count-usage';

@@ -1,4 +1,4 @@
-import type { RateLimitResult } from '../ratelimit/types';
+import type { RateLimitResult } from '../limits/types';
 import type { KeyRecord } from '../store/types';
 import type { Spending } from './quota-and-credits';
 

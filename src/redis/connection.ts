@@ -1,6 +1,6 @@
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import { DaymindError, describeError } from '../errors';
-import { loadPeer } from '../peer';
+import { loadPeer } from '../internal/peer';
 import { healthOf } from './health';
 import type { RedisClientLike } from './types';
 

@@ -1,6 +1,6 @@
 import type { NextFunction, Request, Response, Router } from 'express';
 import { ConfigError } from '../errors';
-import { OnceReporter } from '../report-once';
+import { OnceReporter } from '../internal/report-once';
 import { createUsageRouter, type UsageRouterOptions, type UsageRouterParts } from './router';
 
 /** The data routes of a usage router, under its mount point (Express matches them case-insensitively, with or without a final slash). */

@@ -1,10 +1,10 @@
 import { mkdir, readdir, unlink } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { StoreError, describeError } from '../errors';
-import { closeOpenFile, readVersion, signatureIfAny, writeAtomic, type FileVersion } from '../store/file-io';
-import { LockLost, acquireLock, type FileLock } from '../store/lock';
+import { closeOpenFile, readVersion, signatureIfAny, writeAtomic, type FileVersion } from '../internal/fs/file-io';
+import { LockLost, acquireLock, type FileLock } from '../internal/fs/lock';
 import { parseChunksInSlices } from './json-chunks';
-import { SLICE_BUDGET_MS, WorkSlicer } from './slicer';
+import { SLICE_BUDGET_MS, WorkSlicer } from '../internal/slicer';
 import { HISTORY_RETENTION_DAYS, dayOffset, isoDay, type DayCounts, type HistoryEntry, type UsageHistory } from './history';
 
 /** Counts of one day: key hash -> [allowed, rate_limited]. */

@@ -1,8 +1,8 @@
-import type { PgPoolLike } from '../settings';
-import { DEFAULT_DATABASE_SCHEMA } from '../settings';
-import { asPool, background, type PgPool } from '../store/postgres-connect';
-import { pgHealthOf, type PgHealth } from '../store/postgres-health';
-import { tableOf } from '../store/postgres-schema';
+import type { PgPoolLike } from '../config/settings';
+import { DEFAULT_DATABASE_SCHEMA } from '../config/settings';
+import { asPool, background, type PgPool } from '../store/postgres/connect';
+import { pgHealthOf, type PgHealth } from '../store/postgres/health';
+import { tableOf } from '../store/postgres/schema';
 import type { DayCounts, HistoryEntry, UsageHistory } from './history';
 
 export interface PostgresUsageHistoryOptions {

@@ -1,4 +1,4 @@
-import type { WorkSlicer } from './slicer';
+import type { WorkSlicer } from '../internal/slicer';
 
 /** About how many bytes of a document one JSON.parse call takes (a few hundred records). */
 const CHUNK_BYTES = 64 * 1024;

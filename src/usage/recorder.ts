@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { DaymindError, describeError } from '../errors';
-import type { DaymindStats } from '../observe';
-import { OnceReporter } from '../report-once';
+import type { DaymindStats } from '../http/observe';
+import { OnceReporter } from '../internal/report-once';
 import { addUsage, type RawRecord } from '../store/record';
-import { SLICE_BUDGET_MS, WorkSlicer } from './slicer';
+import { SLICE_BUDGET_MS, WorkSlicer } from '../internal/slicer';
 import type { KeyRecord, KeyStore, UsageDelta } from '../store/types';
 import { utcDay } from './day';
 import type { DayCounts, HistoryEntry, UsageHistory } from './history';

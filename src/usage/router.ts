@@ -1,9 +1,9 @@
 import { Router, type NextFunction, type Request, type RequestHandler, type Response } from 'express';
 import { DaymindError, describeError } from '../errors';
-import { sendBadRequest, sendJsonError, sendUnavailable } from '../responses';
+import { sendBadRequest, sendJsonError, sendUnavailable } from '../http/responses';
 import type { KeyStore } from '../store/types';
 import type { VerifyResult } from '../pipeline/verify-types';
-import { DASHBOARD_CSP, dashboardAssets } from './dashboard';
+import { DASHBOARD_CSP, dashboardAssets } from './page/dashboard';
 import { isoDay, lastDays } from './history';
 import type { UsageRecorder } from './recorder';
 import { usageBody } from './usage-body';

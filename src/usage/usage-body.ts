@@ -1,4 +1,4 @@
-import { resetSeconds } from '../ratelimit/headers';
+import { resetSeconds } from '../http/ratelimit-headers';
 import type { KeyRecord } from '../store/types';
 import type { VerifyResult } from '../pipeline/verify-types';
 import type { LiveUsage } from './recorder';

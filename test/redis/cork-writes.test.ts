@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import Redis from 'ioredis';
 import { corkWritesForThisTurn } from '../../src/redis/cork-writes';
-import { RedisRateLimiter } from '../../src/ratelimit/redis';
+import { RedisRateLimiter } from '../../src/limits/redis';
 import { startRedis, type TestRedis } from './harness';
 
 let redis: TestRedis;

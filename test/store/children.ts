@@ -45,7 +45,7 @@ export async function killNow(child: Child): Promise<void> {
   await child.exited;
 }
 
-/** The names of the temporary files in `dir` written by process `pid` (see src/store/temp-files.ts). */
+/** The names of the temporary files in `dir` written by process `pid` (see src/internal/fs/temp-files.ts). */
 export function tempFilesOf(dir: string, pid?: number): string[] {
   return readdirSync(dir).filter((name) => name.endsWith('.tmp') && (pid === undefined || name.includes(`.${pid}.`)));
 }

@@ -1,8 +1,8 @@
 import { existsSync, lstatSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { JsonFileKeyStore } from '../../src/store/json-file';
-import { MACHINE } from '../../src/store/owner';
-import { ABANDONED_MS } from '../../src/store/temp-files';
+import { JsonFileKeyStore } from '../../src/store/json/json-file-store';
+import { MACHINE } from '../../src/internal/fs/owner';
+import { ABANDONED_MS } from '../../src/internal/fs/temp-files';
 import { FileUsageHistory, historyDirFor } from '../../src/usage/history-file';
 import { CLI, cli } from '../cli/run';
 import { TEST_NOW, tempDir, waitFor } from '../helpers';

@@ -7,7 +7,7 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { JsonFileKeyStore } from '../../src';
-import { journalHeader, journalLine } from '../../src/store/leftover-journal';
+import { journalHeader, journalLine } from '../../src/store/json/leftover-journal';
 import { tempDir, waitFor } from '../helpers';
 
 const usageOnDisk = (path: string): number[] =>

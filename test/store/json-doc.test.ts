@@ -1,4 +1,4 @@
-import { StoreDoc, buildState, installEdits, serializeRecords } from '../../src/store/json-doc';
+import { StoreDoc, buildState, installEdits, serializeRecords } from '../../src/store/json/doc';
 import { hashKey } from '../../src';
 
 const context = { hashCache: new Map<string, string>(), keyPrefix: 'dm_' };

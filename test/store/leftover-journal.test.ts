@@ -2,7 +2,7 @@ import { appendFileSync, existsSync, readFileSync, statSync, writeFileSync } fro
 import { join } from 'node:path';
 import { JsonFileKeyStore, StoreError, hashKey } from '../../src';
 import type { UsageDelta } from '../../src';
-import { journalHeader, journalLine, parseJournal } from '../../src/store/leftover-journal';
+import { journalHeader, journalLine, parseJournal } from '../../src/store/json/leftover-journal';
 import { tempDir, waitFor } from '../helpers';
 
 const delta = (key_hash: string, units: number, day = 20261125, last_used = 1795550000): UsageDelta => ({

@@ -1,12 +1,12 @@
 import { lutimesSync, mkdirSync, readlinkSync, symlinkSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import * as lockfile from 'proper-lockfile';
-import { JsonFileKeyStore } from '../../src/store/json-file';
-import { FOREIGN_STALE_MS, STALE_MS, acquireLock } from '../../src/store/lock';
+import { JsonFileKeyStore } from '../../src/store/json/json-file-store';
+import { FOREIGN_STALE_MS, STALE_MS, acquireLock } from '../../src/internal/fs/lock';
 import { sleep, tempDir, waitFor } from '../helpers';
 import { fixture, freezeWhen, killNow, startNode, storeOfKeys, tempFilesOf, type Child } from './children';
 
-// The lock of a file (`<file>.lock`, src/store/lock.ts) against real processes that die
+// The lock of a file (`<file>.lock`, src/internal/fs/lock.ts) against real processes that die
 // (SIGKILL) or freeze (SIGSTOP) while holding it.
 
 /** A child holding the lock on `path` (hold-lock.js), once it says so. */

@@ -14,7 +14,7 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from 'playwright-core';
 import { generateKey, hashKey } from '../../src/keys';
-import { JsonFileKeyStore } from '../../src/store/json-file';
+import { JsonFileKeyStore } from '../../src/store/json/json-file-store';
 import type { KeyRecord } from '../../src/store/types';
 import { dayOffset, type HistoryEntry } from '../../src/usage/history';
 import { FileUsageHistory, historyDirFor } from '../../src/usage/history-file';

@@ -1,8 +1,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeAtomic } from '../../src/store/file-io';
-import { WorkSlicer } from '../../src/usage/slicer';
+import { writeAtomic } from '../../src/internal/fs/file-io';
+import { WorkSlicer } from '../../src/internal/slicer';
 
 describe('WorkSlicer', () => {
   test('a slice is due once its budget is used, and yield() starts the next one', async () => {
