@@ -4,12 +4,12 @@
 // 10,000-key store figures, and reports (bench/report.js). Missed targets never fail the run.
 const fs = require('node:fs');
 const http = require('node:http');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { spawnSync } = require('node:child_process');
-const { buildBaseline } = require('./baseline');
-const { NODE_OPTIONS, canPin, spawnPinned, nodeChild, nextMessage, ask, payload, stop, killAll } = require('./proc');
+const { buildBaseline, snapshotLibrary } = require('./library');
+const { startRedis } = require('./redis');
+const { NODE_OPTIONS, canPin, nodeChild, nextMessage, ask, payload, stop, killAll } = require('./proc');
 
 const ROOT = path.resolve(__dirname, '..');
 const QUICK = process.argv.includes('--quick');
@@ -55,23 +55,6 @@ function cleanup() {
   tmp = snapshot = baseline = undefined;
 }
 
-/**
- * Copies dist/cjs for the whole run (children load it through bench/lib.js), so that every
- * scenario measures the same build even when dist/ is rebuilt meanwhile. The copy sits under
- * node_modules/.cache so that the library still finds its dependencies.
- */
-function snapshotLibrary() {
-  const dist = path.join(ROOT, 'dist', 'cjs');
-  if (!fs.existsSync(path.join(dist, 'index.js'))) {
-    throw new Error('dist/cjs is missing: run `npm run build` first (or `npm run bench`, which builds)');
-  }
-  const cache = path.join(ROOT, 'node_modules', '.cache');
-  fs.mkdirSync(cache, { recursive: true });
-  snapshot = fs.mkdtempSync(path.join(cache, 'daymind-bench-'));
-  fs.cpSync(dist, path.join(snapshot, 'cjs'), { recursive: true });
-  process.env.DAYMIND_BENCH_LIB = path.join(snapshot, 'cjs');
-  require('./lib');
-}
 process.on('exit', cleanup);
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(signal, () => {
@@ -103,43 +86,6 @@ function meta() {
     childNodeOptions: NODE_OPTIONS(),
     plan: PLAN,
   };
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
-
-function redisPing(port) {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1', () => socket.write('PING\r\n'));
-    socket.setTimeout(500, () => socket.destroy());
-    socket.on('data', (data) => {
-      socket.destroy();
-      resolve(data.toString().startsWith('+PONG'));
-    });
-    socket.on('error', () => resolve(false));
-    socket.on('close', () => resolve(false));
-  });
-}
-
-/** A private redis-server on a free port (core 0, with the servers). */
-async function startRedis(dir) {
-  const port = await freePort();
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
-  const child = spawnPinned(0, 'redis-server', args);
-  for (let i = 0; i < 50; i++) {
-    if (child.exitCode !== null) break;
-    if (await redisPing(port)) return { child, url: `redis://127.0.0.1:${port}` };
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  await stop(child);
-  throw new Error(`redis-server did not answer on port ${port}`);
 }
 
 /** One request before the load: 200 and the expected body, else the scenario is broken. */
@@ -203,7 +149,7 @@ async function attempt(what, notes, fn) {
 }
 
 async function main() {
-  snapshotLibrary();
+  snapshot = snapshotLibrary();
   const { writeStore, writeStoreAsWritten, copyStore } = require('./fixtures');
   const { storeLoad, flushStall } = require('./scale');
   const { billingScenario } = require('./billing');

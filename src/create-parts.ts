@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { ResolvedConfig } from './config/config';
+import type { ResolvedConfig } from './config/options';
 import { DaymindError } from './errors';
 import type { DaymindStats } from './http/observe';
 import { BillingDispatcher, type BillingStats } from './billing/dispatcher';

@@ -1,4 +1,4 @@
-import type { ResolvedConfig } from '../config/config';
+import type { ResolvedConfig } from '../config/options';
 import type { DaymindStats, RequestEvent } from '../http/observe';
 import type { Plan } from '../limits/plans';
 import type { RedisClientLike } from '../redis/types';

@@ -1,6 +1,8 @@
-import { setting, type DaymindOptions } from '../config/config';
+import { setting } from '../config/config';
+import type { DaymindOptions } from '../config/options';
 import { ConfigError } from '../errors';
-import { readSetting, SETTINGS, WEBHOOK_SECRET_FORM } from '../config/settings';
+import { readSetting, SETTINGS } from '../config/settings';
+import { WEBHOOK_SECRET_FORM } from '../config/setting-values';
 import type { AlertThresholds, WebhookEndpoint } from './types';
 
 /** The alerts as configured; undefined when they are off. */

@@ -1,6 +1,8 @@
-import { setting, type DaymindOptions, type ResolvedConfig } from '../config/config';
+import { setting } from '../config/config';
+import type { DaymindOptions, ResolvedConfig } from '../config/options';
 import { ConfigError } from '../errors';
-import { defaultLedgerDir, PADDLE_REQUIRED, SETTINGS, STRIPE_KEY_REQUIRED } from '../config/settings';
+import { SETTINGS } from '../config/settings';
+import { defaultLedgerDir, PADDLE_REQUIRED, STRIPE_KEY_REQUIRED } from '../config/setting-values';
 import { JsonFileKeyStore } from '../store/json/json-file-store';
 
 type BillingSettings = Pick<

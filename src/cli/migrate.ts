@@ -7,7 +7,7 @@ import { PostgresKeyStore } from '../store/postgres/postgres-store';
 import type { RawRecord } from '../store/record';
 import { RedisKeyStore } from '../store/redis/redis-store';
 import type { KeyRecord } from '../store/types';
-import { isDatabaseUrl, isRedisUrl } from '../config/settings';
+import { isDatabaseUrl, isRedisUrl } from '../config/setting-values';
 import { print, type CommandContext } from './commands';
 import { CommandError, UsageError } from './errors';
 import { openAdminStore, redactUrl, type StoreLocation } from './open-store';

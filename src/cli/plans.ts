@@ -1,7 +1,7 @@
 import { describeError } from '../errors';
 import { readPlansFile, type Plan } from '../limits/plans';
 import { creditsAt, monthUsage } from '../store/record';
-import { SCOPE } from '../config/settings';
+import { SCOPE } from '../config/setting-values';
 import type { CreditsRefill, KeyRecord } from '../store/types';
 import { CommandError, UsageError } from './errors';
 import { renderTable } from './table';

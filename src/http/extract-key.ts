@@ -1,6 +1,8 @@
 import type { Request } from 'express';
 
 const BEARER = /^Bearer[ \t]+(\S+)[ \t]*$/i;
+/** The usual form, `Bearer <key>` with one space: tested, then sliced (no match array). */
+const PLAIN_BEARER = /^Bearer \S+$/i;
 
 /**
  * The key a request carries: `Authorization: Bearer <key>`, else `X-API-Key`, else (only when
@@ -11,6 +13,7 @@ export function extractKey(req: Request, queryParam: string | false): string | u
   const { headers } = req;
   const authorization = headers.authorization;
   if (authorization) {
+    if (PLAIN_BEARER.test(authorization)) return authorization.slice(7);
     const match = BEARER.exec(authorization);
     if (match) return match[1];
   }

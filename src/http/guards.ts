@@ -5,7 +5,7 @@ import type { Verifier } from '../pipeline/verifier';
 import type { VerifyResult } from '../pipeline/verify-types';
 import { setRateLimitHeaders } from './ratelimit-headers';
 import { sendCreditsExhausted, sendInsufficientScope, sendQuotaExceeded, sendRateLimited, sendUnavailable } from './responses';
-import { SCOPE } from '../config/settings';
+import { SCOPE } from '../config/setting-values';
 import type { HeldRequest, HeldUsage } from './held-usage';
 
 export interface GuardParts {

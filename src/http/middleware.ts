@@ -1,5 +1,6 @@
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
-import { resolveConfig, type DaymindOptions, type ResolvedConfig } from '../config/config';
+import { resolveConfig } from '../config/config';
+import type { DaymindOptions, ResolvedConfig } from '../config/options';
 import { DaymindError, describeError } from '../errors';
 import { extractKey } from './extract-key';
 import { checkRequest, requestChecks, type RequestCheckParts } from './check-request';

@@ -38,7 +38,7 @@ export function setRateLimitHeaders(
 ): void {
   const all = first ? [first, ...results] : results;
   if (all.length === 0) return;
-  res.setHeader('RateLimit-Policy', rateLimitPolicyHeader(all));
+  res.setHeader('RateLimit-Policy', policyHeader(all));
   res.setHeader('RateLimit', rateLimitHeader(all));
   if (legacyAtMs !== undefined) setLegacyHeaders(res, all, legacyAtMs);
 }
@@ -55,4 +55,20 @@ function setLegacyHeaders(res: HeaderSink, all: readonly RateLimitResult[], atMs
   res.setHeader('X-RateLimit-Limit', String(tightest.limit));
   res.setHeader('X-RateLimit-Remaining', String(tightest.remaining));
   res.setHeader('X-RateLimit-Reset', String(Math.ceil(atMs / 1000) + resetSeconds(tightest)));
+}
+
+/** The last RateLimit-Policy value and the results it was built from: nearly every request repeats it. */
+let lastPolicy: { results: readonly RateLimitResult[]; header: string } = { results: [], header: '' };
+
+/** RateLimit-Policy for `all`: the last value again when the policies are the same. */
+function policyHeader(all: readonly RateLimitResult[]): string {
+  if (!samePolicies(all, lastPolicy.results)) lastPolicy = { results: all, header: rateLimitPolicyHeader(all) };
+  return lastPolicy.header;
+}
+
+function samePolicies(a: readonly RateLimitResult[], b: readonly RateLimitResult[]): boolean {
+  return (
+    a.length === b.length &&
+    a.every((r, i) => r.policy === b[i]!.policy && r.limit === b[i]!.limit && r.windowSeconds === b[i]!.windowSeconds)
+  );
 }

@@ -2,7 +2,7 @@ import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { corkWritesForThisTurn } from '../redis/cork-writes';
 import { healthOf, type RedisHealth } from '../redis/health';
 import type { RedisClientLike } from '../redis/types';
-import { DEFAULT_REDIS_PREFIX } from '../config/settings';
+import { DEFAULT_REDIS_PREFIX } from '../config/setting-values';
 import { consumeEach } from './consume-each';
 import { MemoryRateLimiter } from './memory';
 import { RlfRateLimiter, rlfOptions, windowResult } from './rlf-adapter';

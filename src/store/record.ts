@@ -2,7 +2,7 @@ import { DaymindError } from '../errors';
 import { generateKey, hashKey, displayPrefix, DEFAULT_KEY_PREFIX } from '../keys';
 import { utcDay } from '../usage/day';
 import { PADDLE_SUBSCRIPTION_ID } from '../billing/paddle-client';
-import { SCOPE } from '../config/settings';
+import { SCOPE } from '../config/setting-values';
 import type { CreatedKey, KeyChanges, KeyRecord, NewKeyInput, RotatedKey, UsageDelta } from './types';
 
 /**

@@ -1,5 +1,5 @@
-import type { PgPoolLike } from '../config/settings';
-import { DEFAULT_DATABASE_SCHEMA } from '../config/settings';
+import type { PgPoolLike } from '../config/setting-values';
+import { DEFAULT_DATABASE_SCHEMA } from '../config/setting-values';
 import { asPool, background, type PgPool } from '../store/postgres/connect';
 import { pgHealthOf, type PgHealth } from '../store/postgres/health';
 import { tableOf } from '../store/postgres/schema';

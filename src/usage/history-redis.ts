@@ -1,6 +1,6 @@
 import { healthOf, type RedisHealth } from '../redis/health';
 import type { RedisClientLike } from '../redis/types';
-import { DEFAULT_REDIS_PREFIX } from '../config/settings';
+import { DEFAULT_REDIS_PREFIX } from '../config/setting-values';
 import { HISTORY_RETENTION_DAYS, type DayCounts, type HistoryEntry, type UsageHistory } from './history';
 
 /**

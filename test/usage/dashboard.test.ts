@@ -9,16 +9,14 @@
  * while the browser (127.0.0.1 or ::1) has its own, nearly untouched, per-IP allowance.
  */
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from 'playwright-core';
-import { generateKey, hashKey } from '../../src/keys';
+import { generateKey } from '../../src/keys';
 import { JsonFileKeyStore } from '../../src/store/json/json-file-store';
-import type { KeyRecord } from '../../src/store/types';
-import { dayOffset, type HistoryEntry } from '../../src/usage/history';
-import { FileUsageHistory, historyDirFor } from '../../src/usage/history-file';
+import type { HistoryEntry } from '../../src/usage/history';
 import { CLEAR_OF_MIDNIGHT_TIMEOUT_MS, chromiumOptions, clearOfMidnight, startExampleServer, tempDir } from '../helpers';
+import { dayNumbers, digits, field, seedPastUsage, submitKey } from './page-helpers';
 
 /** The test's screenshot goes to a temp dir; docs/dashboard.png is made by `npm run screenshots`. */
 const SCREENSHOT = join(tempDir(), 'dashboard.png');
@@ -80,28 +78,6 @@ async function createKeys(path: string): Promise<void> {
   }
 }
 
-/**
- * Gives the key 29 days of history before today (weekdays busier than weekends, a few days with
- * 429s) and a record that agrees: created 40 days ago, its usage count the sum of those days.
- */
-async function seedPastUsage(store: string, key: string): Promise<HistoryEntry[]> {
-  const keyHash = hashKey(key);
-  const now = Date.now();
-  const entries: HistoryEntry[] = [];
-  for (let ago = 29; ago >= 1; ago--) {
-    const weekday = new Date(now - ago * 86_400_000).getUTCDay();
-    const allowed = (weekday === 0 || weekday === 6 ? 180 : 520) + Math.round(120 * Math.sin(ago / 4)) + ((ago * 37) % 90);
-    const rate_limited = ago % 6 === 2 ? 15 + ((ago * 13) % 40) : 0;
-    entries.push({ key_hash: keyHash, day: dayOffset(now, -ago), allowed, rate_limited });
-  }
-  await new FileUsageHistory({ dir: historyDirFor(store) }).add(entries);
-  const records = JSON.parse(readFileSync(store, 'utf8')) as KeyRecord[];
-  const record = records.find((r) => r.key_hash === keyHash)!;
-  Object.assign(record, { created_at: Math.floor(now / 1000) - 40 * 86_400, usage_count: entries.reduce((n, e) => n + e.allowed, 0) });
-  writeFileSync(store, JSON.stringify(records, null, 2));
-  return entries;
-}
-
 /** GET /v1/hello with the key, sent from `localAddress`; resolves to the status. */
 function hello(key: string, localAddress: string): Promise<number> {
   return new Promise((done, fail) => {
@@ -136,33 +112,6 @@ async function openPage(options: BrowserContextOptions = {}): Promise<{ context:
 
 const pathOf = (url: string): string => new URL(url).pathname + new URL(url).search;
 const isData = (url: string): boolean => /\/v1\/usage(\/history)?(\?|$)/.test(new URL(url).pathname + new URL(url).search);
-
-/** Pastes the key, submits, and returns the page's own /v1/usage response (status and body). */
-async function submitKey(page: Page, key: string): Promise<{ status: number; body: unknown }> {
-  await page.fill('#key-input', key);
-  const response = page.waitForResponse((r) => new URL(r.url()).pathname === '/v1/usage');
-  await page.click('#key-submit');
-  const res = await response;
-  return { status: res.status(), body: await res.json() };
-}
-
-async function field(page: Page, selector: string): Promise<{ value: string | null; text: string }> {
-  const node = page.locator(selector).first();
-  return { value: await node.getAttribute('data-value'), text: (await node.textContent()) ?? '' };
-}
-
-/** Each `days` element's data-day, then the data-value of each of its `cells`, as numbers. */
-function dayNumbers(page: Page, days: string, cells: string): Promise<unknown[][]> {
-  return page
-    .locator(days)
-    .evaluateAll(
-      (nodes, sel) =>
-        nodes.map((n) => [n.getAttribute('data-day'), ...[...n.querySelectorAll(sel)].map((c) => Number(c.getAttribute('data-value')))]),
-      cells,
-    );
-}
-
-const digits = (text: string): string => text.replace(/[^0-9]/g, '');
 
 describe('GET /v1/usage/dashboard in Chromium', () => {
   beforeAll(async () => {

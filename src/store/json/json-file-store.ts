@@ -2,7 +2,7 @@ import { closeSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { DaymindError, StoreError, describeError, type DaymindErrorCode } from '../../errors';
 import { DEFAULT_KEY_PREFIX } from '../../keys';
-import { DEFAULT_STORE_PATH } from '../../config/settings';
+import { DEFAULT_STORE_PATH } from '../../config/setting-values';
 import { OnceReporter } from '../../internal/report-once';
 import { oneRunAtATime } from '../../internal/one-run-at-a-time';
 import { StoreDoc, buildState, installEdits, serializeRecords, type StateContext, type StoreState } from './doc';

@@ -1,6 +1,6 @@
 import type { Pool, PoolClient } from 'pg';
 import { loadPeer } from '../../internal/peer';
-import type { PgPoolLike } from '../../config/settings';
+import type { PgPoolLike } from '../../config/setting-values';
 
 /** The pg types, for the implementation only. */
 export type PgPool = Pool;

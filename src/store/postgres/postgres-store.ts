@@ -1,7 +1,7 @@
 import { DaymindError, describeError } from '../../errors';
 import { DEFAULT_KEY_PREFIX } from '../../keys';
 import { OnceReporter } from '../../internal/report-once';
-import { DEFAULT_DATABASE_SCHEMA, type PgPoolLike } from '../../config/settings';
+import { DEFAULT_DATABASE_SCHEMA, type PgPoolLike } from '../../config/setting-values';
 import { oneRunAtATime } from '../../internal/one-run-at-a-time';
 import { columnsOf, decodeRow, type KeyRow } from './codec';
 import { asPool, background, connectPostgres, inTransaction, type PgClient, type PgPool } from './connect';

@@ -1,9 +1,8 @@
 import { DaymindError, describeError } from '../../errors';
 import { DEFAULT_KEY_PREFIX } from '../../keys';
-import { DEFAULT_REDIS_PREFIX } from '../../config/settings';
+import { DEFAULT_REDIS_PREFIX } from '../../config/setting-values';
 import { whenReady, type IORedisClient } from '../../redis/connection';
 import { healthOf, type RedisHealth } from '../../redis/health';
-import type { RedisClientLike } from '../../redis/types';
 import { addUsage, applyKeyChanges, assertKeyChanges, markRevoked, newRawRecord, rotateRaw, type RawRecord } from '../record';
 import { OnceReporter } from '../../internal/report-once';
 import { oneRunAtATime } from '../../internal/one-run-at-a-time';
@@ -23,26 +22,7 @@ import type {
   UsageDelta,
 } from '../types';
 
-export interface RedisKeyStoreOptions {
-  /** An ioredis client or Cluster. The store does not close it. */
-  client: RedisClientLike;
-  /** Namespace of the store's keys in Redis (all in one hash slot, `{daymind}:...`). Default `daymind`. */
-  prefix?: string;
-  /** How often changes made by other instances are fetched, in ms. Default 250. */
-  pollIntervalMs?: number;
-  /**
-   * While Redis is unreachable or not answering: `open` (default) keeps answering from the records
-   * cached in memory; `closed` refuses look-ups, so requests get 503.
-   */
-  failureMode?: 'open' | 'closed';
-  /** Prefix of generated keys. Default `dm_`. */
-  keyPrefix?: string;
-  /** How long `init()` waits for Redis before it goes on and keeps retrying in the background. Default 2000 ms. */
-  readyTimeoutMs?: number;
-  onError?: (err: Error) => void;
-  /** The clock, in ms since the epoch, for every time the store stamps or compares. Default `Date.now`. */
-  now?: () => number;
-}
+import type { RedisKeyStoreOptions } from './options';
 
 type Commands = IORedisClient & {
   daymindWriteRecord(...args: Array<string | number>): Promise<number>;
