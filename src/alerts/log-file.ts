@@ -2,8 +2,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { appendLines } from '../billing/jsonl';
-import { describeError } from '../errors';
-import { LockLost, acquireLock, type FileLock } from '../internal/fs/lock';
+import { acquireLock, underLock, type FileLock } from '../internal/fs/lock';
 import { stillDetectable } from './detect';
 import type { AlertEvent, AlertLog, PendingAlert } from './types';
 
@@ -122,22 +121,9 @@ export class FileAlertLog implements AlertLog {
 
   async close(): Promise<void> {}
 
-  /** Runs `run` under the file's lock, again when the lock was lost before it wrote. */
-  private async locked<T>(run: (lock: FileLock) => Promise<T>): Promise<T> {
-    try {
-      for (let attempt = 1; ; attempt++) {
-        const lock = await acquireLock(this.path);
-        try {
-          return await run(lock);
-        } catch (err) {
-          if (!(err instanceof LockLost) || attempt === 3) throw err;
-        } finally {
-          await lock.release();
-        }
-      }
-    } catch (err) {
-      throw new Error(`cannot write the alerts file ${this.path}: ${describeError(err)}`, { cause: err });
-    }
+  /** Runs `run` under the file's lock (see underLock). */
+  private locked<T>(run: (lock: FileLock) => Promise<T>): Promise<T> {
+    return underLock(this.path, 'the alerts file', run);
   }
 
   /** Reads the whole lines appended since the last read. */

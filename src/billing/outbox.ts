@@ -1,9 +1,8 @@
 import { mkdirSync, statSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { describeError } from '../errors';
 import { writeAtomic } from '../internal/fs/file-io';
-import { LockLost, acquireLock, type FileLock } from '../internal/fs/lock';
+import { underLock, type FileLock } from '../internal/fs/lock';
 import { appendBytes, appendLines } from './jsonl';
 import { OutboxState, type DamagedLine } from './outbox-state';
 import type { UsageReport } from './types';
@@ -53,26 +52,9 @@ export class Outbox {
     return this.known?.offset ?? 0;
   }
 
-  /**
-   * Runs `run` under the outbox's lock; again from the lock when the lock was lost before `run`
-   * wrote (the process was held up past the lock's lease: see lock.ts), up to three times.
-   */
-  private async locked<T>(run: (lock: FileLock) => Promise<T>): Promise<T> {
-    try {
-      for (let attempt = 1; ; attempt++) {
-        const lock = await acquireLock(this.path);
-        try {
-          return await run(lock);
-        } catch (err) {
-          if (!(err instanceof LockLost) || attempt === 3) throw err;
-        } finally {
-          await lock.release();
-        }
-      }
-    } catch (err) {
-      // Named here: a full disk's ENOSPC alone does not say which file.
-      throw new Error(`cannot write the billing outbox ${this.path}: ${describeError(err)}`, { cause: err });
-    }
+  /** Runs `run` under the file's lock (see underLock). */
+  private locked<T>(run: (lock: FileLock) => Promise<T>): Promise<T> {
+    return underLock(this.path, 'the billing outbox', run);
   }
 
   /** Appends parts of applied usage. */

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 // Node's own, not the globals: fake timers in a user's tests must not stop a refresh or a wait.
 import { clearInterval, setInterval, setTimeout } from 'node:timers';
 import { MACHINE, isPid, isRunning } from './owner';
+import { describeError } from '../../errors';
 
 /**
  * The cross-process lock on a file: `<path>.lock`, a symbolic link created exclusively whose
@@ -255,5 +256,27 @@ function removeStale(lockPath: string, holder: Holder): void {
     if (ownerAt(lockPath) === holder.owner) fs.unlinkSync(lockPath);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+/**
+ * Runs `run` under the lock of `path`; again from the lock when the lock was lost before `run`
+ * wrote (the process was held up past the lock's lease), up to three times. A failure is thrown
+ * naming `what` and the file: a full disk's ENOSPC alone does not say which file.
+ */
+export async function underLock<T>(path: string, what: string, run: (lock: FileLock) => Promise<T>): Promise<T> {
+  try {
+    for (let attempt = 1; ; attempt++) {
+      const lock = await acquireLock(path);
+      try {
+        return await run(lock);
+      } catch (err) {
+        if (!(err instanceof LockLost) || attempt === 3) throw err;
+      } finally {
+        await lock.release();
+      }
+    }
+  } catch (err) {
+    throw new Error(`cannot write ${what} ${path}: ${describeError(err)}`, { cause: err });
   }
 }

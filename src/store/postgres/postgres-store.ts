@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { DaymindError, describeError } from '../../errors';
 import { DEFAULT_KEY_PREFIX } from '../../keys';
 import { OnceReporter } from '../../internal/report-once';
@@ -272,7 +273,7 @@ export class PostgresKeyStore implements KeyStore {
 
   async applyUsage(deltas: UsageDelta[], batch?: UsageBatch): Promise<void> {
     if (deltas.length === 0) return;
-    const id = batch?.batchId ?? `${Date.now()}-${Math.random()}`;
+    const id = batch?.batchId ?? randomUUID();
     const statement = applyUsageStatement(this.schema, deltas, id, this.now() / 1000);
     const result = await this.health.watch(this.db.query<{ fresh: number; counted: number }>(background(statement.text, statement.values)));
     const { fresh, counted } = result.rows[0]!;
