@@ -3,7 +3,6 @@ import { corkWritesForThisTurn } from '../redis/cork-writes';
 import { healthOf, type RedisHealth } from '../redis/health';
 import type { RedisClientLike } from '../redis/types';
 import { DEFAULT_REDIS_PREFIX } from '../config/setting-values';
-import { ConsumeBatches, type CounterConsume, type CounterState } from './consume-batches';
 import { consumeEach } from './consume-each';
 import { MemoryRateLimiter } from './memory';
 import { RlfRateLimiter, rlfOptions, windowResult } from './rlf-adapter';
@@ -45,27 +44,6 @@ end
 return out
 `;
 
-/**
- * The same consume on independent counters (the windows of several requests, batched): every
- * counter is spent, none stops the others. KEYS: the counters. ARGV: per key, its cost and window
- * seconds. Returns the count and PTTL of each key. A key given twice is spent twice, in order.
- */
-const CONSUME_EACH = `
-local out = {}
-for i = 1, #KEYS do
-  local seconds = ARGV[2 * i]
-  redis.call('set', KEYS[i], 0, 'EX', seconds, 'NX')
-  out[#out + 1] = redis.call('incrby', KEYS[i], ARGV[2 * i - 1])
-  local ttl = redis.call('pttl', KEYS[i])
-  if ttl == -1 then
-    redis.call('expire', KEYS[i], seconds)
-    ttl = 1000 * seconds
-  end
-  out[#out + 1] = ttl
-end
-return out
-`;
-
 /** Gives back units to a window's counter while it lasts: a counter gone (its window ended) is left alone. KEYS: the counter. ARGV: units. */
 const GIVE_BACK = `
 if redis.call('exists', KEYS[1]) == 1 then return redis.call('decrby', KEYS[1], ARGV[1]) end
@@ -76,17 +54,13 @@ interface Commands extends RedisClientLike {
   readonly isCluster?: boolean;
   defineCommand?(name: string, definition: { lua: string; numberOfKeys?: number }): void;
   daymindConsumeAll?(numberOfKeys: number, ...args: Array<string | number>): Promise<number[]>;
-  daymindConsumeEach?(numberOfKeys: number, ...args: Array<string | number>): Promise<number[]>;
   daymindGiveBack?(key: string, units: number): Promise<number>;
 }
 
 /**
  * rate-limiter-flexible's Redis limiter: one counter per window and subject in Redis, exact across
- * every instance, on the same counters as rate-limiter-flexible's. A key's windows (a plan's
- * minute, hour and day) are spent with one script call; and the consumes of concurrent requests
- * (their IP windows, their keys' single windows) asked for in one turn of the event loop go out
- * together at its end, as one script call: under load a request costs Redis a fraction of a call
- * for each of its steps, not a round trip.
+ * every instance. A key's windows (a plan's minute, hour and day) are spent with one script call,
+ * on the same counters as rate-limiter-flexible's: one round trip instead of one a window.
  *
  * While the client's health (shared with the key store) says Redis is down, nothing is sent: the
  * windows are counted in an in-process MemoryRateLimiter (fail open) or the consume rejects (fail
@@ -100,8 +74,6 @@ export class RedisRateLimiter extends RlfRateLimiter {
   private readonly health: RedisHealth;
   /** The windows while Redis is down, with failure mode `open`. */
   private readonly insurance: MemoryRateLimiter | undefined;
-  /** Single consumes, batched by turn of the event loop (not on a Cluster: one script cannot span its slots). */
-  private readonly batches: ConsumeBatches | undefined;
 
   constructor(private readonly options: RedisRateLimiterOptions) {
     super();
@@ -111,10 +83,7 @@ export class RedisRateLimiter extends RlfRateLimiter {
     // A Cluster cannot run one script over keys of different slots: it keeps one call a window.
     if (!this.client.isCluster && typeof this.client.defineCommand === 'function' && !this.client.daymindConsumeAll) {
       this.client.defineCommand('daymindConsumeAll', { lua: CONSUME_ALL });
-      this.client.defineCommand('daymindConsumeEach', { lua: CONSUME_EACH });
     }
-    const client = this.client;
-    if (client.daymindConsumeEach) this.batches = new ConsumeBatches((consumes) => consumeEachCounter(client, consumes));
     if (typeof this.client.defineCommand === 'function' && !this.client.daymindGiveBack) {
       this.client.defineCommand('daymindGiveBack', { numberOfKeys: 1, lua: GIVE_BACK });
     }
@@ -132,24 +101,13 @@ export class RedisRateLimiter extends RlfRateLimiter {
 
   override async consume(window: RateLimitWindow, id: string, cost: number): Promise<RateLimitResult> {
     try {
-      return await this.health.run(() => this.consumeInRedis(window, id, cost));
+      return await this.health.run(() => {
+        corkWritesForThisTurn(this.client);
+        return super.consume(window, id, cost);
+      });
     } catch (err) {
       return this.fallback(err).consume(window, id, cost);
     }
-  }
-
-  /** In this turn's batch; a window with a block (and a Cluster) through rate-limiter-flexible's own consume. */
-  private async consumeInRedis(window: RateLimitWindow, id: string, cost: number): Promise<RateLimitResult> {
-    if (!this.batches || window.blockSeconds) {
-      corkWritesForThisTurn(this.client);
-      return super.consume(window, id, cost);
-    }
-    const { consumed, ttlMs } = await this.batches.add({
-      key: this.limiterFor(window).getKey(id),
-      cost,
-      windowSeconds: window.windowSeconds,
-    });
-    return windowResult(window, consumed, ttlMs, consumed <= window.limit);
   }
 
   /** One atomic step: the units go back to the window that took them, never to one begun since. */
@@ -206,12 +164,4 @@ export class RedisRateLimiter extends RlfRateLimiter {
   protected build(window: RateLimitWindow, keyPrefix: string): RateLimiterRedis {
     return new RateLimiterRedis({ storeClient: this.options.client, ...rlfOptions(window, keyPrefix), rejectIfRedisNotReady: true });
   }
-}
-
-/** One script call spending on every counter of a batch. */
-async function consumeEachCounter(client: Commands, consumes: CounterConsume[]): Promise<CounterState[]> {
-  const keys = consumes.map((c) => c.key);
-  const args = consumes.flatMap((c) => [c.cost, c.windowSeconds]);
-  const reply = await client.daymindConsumeEach!(keys.length, ...keys, ...args);
-  return consumes.map((_, i) => ({ consumed: Number(reply[2 * i]), ttlMs: Number(reply[2 * i + 1]) }));
 }

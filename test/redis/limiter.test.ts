@@ -100,45 +100,6 @@ describe('RedisRateLimiter.consumeAll', () => {
   });
 });
 
-describe('RedisRateLimiter.consume', () => {
-  test('consumes asked for in one turn of the event loop go out as one script call, each counted as consume counts', async () => {
-    const client = await connect();
-    const limiter = new RedisRateLimiter({ client, prefix: `l${++prefix}` });
-    const before = await scriptCalls(client);
-    // Twelve requests at once: each one's IP window (one IP twice over), then the key's window of each.
-    const ids = Array.from({ length: 12 }, (_, i) => `hash-${i}`);
-    const ips = await Promise.all(ids.map((_, i) => limiter.consume(ip, i < 2 ? '10.0.0.1' : `10.0.0.${i + 1}`, 1)));
-    expect(await scriptCalls(client)).toBe(before + 1);
-    expect(ips.slice(0, 3).map((r) => [r.allowed, r.remaining])).toEqual([
-      [true, 2],
-      [true, 1],
-      [true, 2],
-    ]);
-    const keys = await Promise.all(ids.map((id) => limiter.consume(key, id, 2)));
-    expect(await scriptCalls(client)).toBe(before + 2);
-    expect(keys.every((r) => r.allowed && r.remaining === 0 && r.resetMs > 59_000)).toBe(true);
-    // The same counters as rate-limiter-flexible's: a consume past the limit is refused, and peek sees it.
-    expect((await limiter.consume(key, 'hash-0', 1)).allowed).toBe(false);
-    expect((await limiter.peek(ip, '10.0.0.1')).remaining).toBe(1);
-    expect(await client.get(`l${prefix}:rl:key:2:60:hash-0`)).toBe('3');
-  });
-
-  test('a batch Redis fails fails each of its consumes: fail open counts them in memory, fail closed rejects each', async () => {
-    const client = await connect();
-    const open = new RedisRateLimiter({ client, prefix: `l${++prefix}` });
-    const closed = new RedisRateLimiter({ client, prefix: `l${++prefix}`, failureMode: 'closed' });
-    client.disconnect();
-    const opened = await Promise.all([open.consume(ip, 'a', 1), open.consume(ip, 'a', 1), open.consume(key, 'k', 1)]);
-    expect(opened.map((r) => [r.policy, r.allowed, r.remaining])).toEqual([
-      ['ip', true, 2],
-      ['ip', true, 1],
-      ['key', true, 1],
-    ]);
-    const refused = await Promise.allSettled([closed.consume(ip, 'a', 1), closed.consume(key, 'k', 1)]);
-    expect(refused.map((r) => r.status)).toEqual(['rejected', 'rejected']);
-  });
-});
-
 describe('daymindAuth with Redis limiters', () => {
   test("a key's windows are spent in one script call after the IP's; the IP limit refuses first", async () => {
     const client = await connect();
